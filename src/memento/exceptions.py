@@ -1,0 +1,142 @@
+"""Every exception memento raises, in one place.
+
+::
+
+    Exception
+    ├── MementoError                      base of everything below
+    │   ├── AggregateException            some experiments of a run failed (``.exceptions``)
+    │   ├── CacheMiss                     ``force_cache=True`` and a config is not stored
+    │   ├── CyclicDependency              ``run_all`` matrices depend on each other in a cycle
+    │   ├── ExperimentError               one failed experiment, when its own exception is lost
+    │   │   ├── ExperimentTimeout         it ran longer than ``timeout`` and was stopped
+    │   │   └── WorkerDied                its worker process died (segfault, ``os._exit``, kill)
+    │   ├── StoreError                    the store file is missing, corrupt or of unknown version
+    │   └── MissingExtra (ImportError)    an optional engine is not installed
+    ├── TypeError / ValueError            a bad matrix, parameter or argument (raised up front)
+    └── UnencodableValue (TypeError)      a config value that cannot be turned into a stable key
+
+Every exception in ``AggregateException.exceptions`` carries ``.config`` (the failed
+:class:`~memento.matrix.Config`) and ``.traceback`` (the worker-side traceback as text).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MementoError(Exception):
+    """Base class of memento's own errors."""
+
+
+class AggregateException(MementoError):
+    """Raised at the end of a run when one or more experiments failed.
+
+    Every other experiment has finished and been stored by then. ``exceptions`` holds one
+    exception per failure, each with ``.config`` and ``.traceback`` attributes.
+    """
+
+    def __init__(self, exceptions: list[BaseException]) -> None:
+        self.exceptions = list(exceptions)
+        lines = []
+        for exc in self.exceptions:
+            config = getattr(exc, "config", None)
+            where = f"{config}: " if config is not None else ""
+            lines.append(f"{where}{type(exc).__name__}: {exc}")
+        noun = "experiment" if len(lines) == 1 else "experiments"
+        message = f"{len(lines)} {noun} failed:\n\t" + "\n\t".join(lines)
+        super().__init__(message)
+
+
+class CacheMiss(MementoError):
+    """Raised by ``Memento.run(..., force_cache=True)`` when a config has no stored result."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        super().__init__(
+            f"Config {config} was not found in the cache (force_cache=True runs nothing); "
+            "run without force_cache to compute it."
+        )
+
+
+class CyclicDependency(MementoError):
+    """Raised by ``Memento.run_all`` when matrices depend on each other in a cycle."""
+
+    def __init__(self, cycle: list[Any] | None = None) -> None:
+        self.cycle = cycle
+        detail = f": {' -> '.join(map(repr, cycle))}" if cycle else ""
+        super().__init__(f"Cyclic dependency detected between matrices{detail}")
+
+
+class ExperimentError(MementoError):
+    """One experiment failed and its original exception could not be brought back.
+
+    ``exc_type`` names the original exception's type, ``traceback`` is the worker's text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exc_type: str | None = None,
+        traceback: str = "",
+        config: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.exc_type = exc_type or type(self).__name__
+        self.traceback = traceback
+        self.config = config
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_experiment_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_experiment_error(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
+
+
+class ExperimentTimeout(ExperimentError):
+    """The experiment ran past ``Memento(timeout=...)`` seconds; its worker was stopped."""
+
+
+class WorkerDied(ExperimentError):
+    """The worker process running the experiment died: a signal, ``os._exit`` or an OOM kill."""
+
+
+class StoreError(MementoError):
+    """The store cannot be used: missing, corrupt, or written by an unknown version."""
+
+
+class MissingExtra(MementoError, ImportError):
+    """An optional dependency is missing; the message names the ``pip install`` to run."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{module}' package, which is not installed. "
+            f"Install it with: pip install 'memento[{extra}]'"
+        )
+        self.name = module
+
+
+class UnencodableValue(TypeError):
+    """A value cannot be encoded into a stable key.
+
+    Give its class a ``__memento_key__(self)`` method returning a stable, encodable value
+    (str, numbers, tuples, dicts...) that identifies it.
+    """
+
+
+__all__ = [
+    "AggregateException",
+    "CacheMiss",
+    "CyclicDependency",
+    "ExperimentError",
+    "ExperimentTimeout",
+    "MementoError",
+    "MissingExtra",
+    "StoreError",
+    "UnencodableValue",
+    "WorkerDied",
+]
