@@ -1,0 +1,127 @@
+"""memento: run grids of expensive experiments in parallel, durably, crash-isolated.
+
+Example::
+
+    from memento import Memento
+
+    def experiment(context, config):
+        return config.a * config.b
+
+    results = Memento(experiment).run({"parameters": {"a": [1, 2], "b": [3, 4]}})
+
+Compatible with memento-ml 1.2's public API. Names are loaded on first use so that
+``import memento`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "2.0.0.dev0"
+
+_EXPORTS = {
+    # the core
+    "Memento": "memento.runner",
+    "Plan": "memento.runner",
+    "Config": "memento.matrix",
+    "Configurations": "memento.matrix",
+    "generate_configurations": "memento.matrix",
+    "Context": "memento.context",
+    "Result": "memento.results",
+    "ResultList": "memento.results",
+    "MemoryUsage": "memento.results",
+    "MetricTable": "memento.results",
+    "open_results": "memento.reading",
+    "AggregateException": "memento.exceptions",
+    "CacheMiss": "memento.exceptions",
+    "CyclicDependency": "memento.exceptions",
+    "ExperimentError": "memento.exceptions",
+    "ExperimentTimeout": "memento.exceptions",
+    "MementoError": "memento.exceptions",
+    "MissingExtra": "memento.exceptions",
+    "StoreError": "memento.exceptions",
+    "UnencodableValue": "memento.exceptions",
+    "WorkerDied": "memento.exceptions",
+    # notifications
+    "NotificationProvider": "memento.notifications",
+    "DefaultNotificationProvider": "memento.notifications",
+    "ConsoleNotificationProvider": "memento.notifications",
+    "FileSystemNotificationProvider": "memento.notifications",
+    "EmailNotificationProvider": "memento.notifications",
+    "SmtpConfiguration": "memento.notifications",
+    "WebhookNotificationProvider": "memento.notifications",
+    "AppriseNotificationProvider": "memento.notifications",
+    # memento-ml 1.2's lower-level API
+    "FileSystemCheckpointing": "memento.checkpointing",
+    "CacheProvider": "memento.caching",
+    "MemoryCacheProvider": "memento.caching",
+    "FileSystemCacheProvider": "memento.caching",
+    "Cache": "memento.caching",
+    "default_key_provider": "memento.caching",
+    "TaskManager": "memento.parallel",
+    "delayed": "memento.parallel",
+    "TASK_PRIORITY_LOW": "memento.parallel",
+    "TASK_PRIORITY_MEDIUM": "memento.parallel",
+    "TASK_PRIORITY_HIGH": "memento.parallel",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memento' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from memento.caching import (
+        Cache,
+        CacheProvider,
+        FileSystemCacheProvider,
+        MemoryCacheProvider,
+        default_key_provider,
+    )
+    from memento.checkpointing import FileSystemCheckpointing
+    from memento.context import Context
+    from memento.exceptions import (
+        AggregateException,
+        CacheMiss,
+        CyclicDependency,
+        ExperimentError,
+        ExperimentTimeout,
+        MementoError,
+        MissingExtra,
+        StoreError,
+        UnencodableValue,
+        WorkerDied,
+    )
+    from memento.matrix import Config, Configurations, generate_configurations
+    from memento.notifications import (
+        AppriseNotificationProvider,
+        ConsoleNotificationProvider,
+        DefaultNotificationProvider,
+        EmailNotificationProvider,
+        FileSystemNotificationProvider,
+        NotificationProvider,
+        SmtpConfiguration,
+        WebhookNotificationProvider,
+    )
+    from memento.parallel import (
+        TASK_PRIORITY_HIGH,
+        TASK_PRIORITY_LOW,
+        TASK_PRIORITY_MEDIUM,
+        TaskManager,
+        delayed,
+    )
+    from memento.reading import open_results
+    from memento.results import MemoryUsage, MetricTable, Result, ResultList
+    from memento.runner import Memento, Plan

@@ -1,0 +1,210 @@
+"""What an experiment sees while it runs: its key, checkpoints, metrics and progress."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+# Throttle for progress messages sent from a worker to the driver (seconds).
+PROGRESS_INTERVAL = 0.5
+
+
+class CheckpointProvider(Protocol):
+    """Where checkpoints go: anything with ``get`` (raising ``KeyError``), ``set``, ``remove``
+    and ``contains``, keyed by the experiment's key."""
+
+    def get(self, key: str) -> Any: ...
+
+    def set(self, key: str, item: Any) -> None: ...
+
+    def remove(self, key: str) -> None: ...
+
+    def contains(self, key: str) -> bool: ...
+
+
+class FileCheckpoints:
+    """Checkpoints as one file per key in a directory, each written atomically.
+
+    The worker writes its own checkpoints (temp file, fsync, rename), so a checkpoint survives
+    the death of the worker and of the driver, and a reader never sees half a file.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.ckpt"
+
+    def get(self, key: str) -> Any:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(f"No checkpoint for key {key!r}") from None
+        import cloudpickle
+
+        return cloudpickle.loads(data)
+
+    def set(self, key: str, item: Any) -> None:
+        import cloudpickle
+
+        atomic_write(self._path(key), cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def remove(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def contains(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def __repr__(self) -> str:
+        return f"FileCheckpoints({str(self.directory)!r})"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    Temp file in the same directory, fsync, then rename: a crash at any point leaves either the
+    previous content or the complete new content.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class Context:
+    """Handed to each experiment as its first argument.
+
+    Example::
+
+        def experiment(context, config):
+            state = context.restore() if context.checkpoint_exist() else {"epoch": 0}
+            for epoch in range(state["epoch"], 10):
+                loss = train_one_epoch()
+                context.record({"loss": loss})            # x defaults to a timestamp
+                context.record({"accuracy": (epoch, acc)})  # or give x yourself
+                context.progress(1, total=10)
+                context.checkpoint({"epoch": epoch + 1})
+            return loss
+
+    ``key`` is the experiment's stable key. Checkpoints survive crashes and are removed once the
+    experiment's result is stored.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        checkpoint_provider: CheckpointProvider | None = None,
+        *,
+        progress_sink: Callable[[str, float, float | None], None] | None = None,
+    ) -> None:
+        self.key = key
+        self._checkpoints = checkpoint_provider
+        self._metrics: dict[str, list[tuple[Any, Any]]] = {}
+        self._progress_done = 0.0
+        self._progress_total: float | None = None
+        self._progress_sink = progress_sink
+        self._progress_sent = 0.0
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _provider(self) -> CheckpointProvider:
+        if self._checkpoints is None:
+            raise RuntimeError(
+                "This Context has no checkpoint provider; pass one to Context(key, provider)"
+            )
+        return self._checkpoints
+
+    def checkpoint(self, state: Any) -> None:
+        """Save ``state`` durably; :meth:`restore` returns it after an interruption."""
+        self._provider().set(self.key, state)
+
+    def restore(self) -> Any:
+        """The state last given to :meth:`checkpoint`; ``KeyError`` when there is none."""
+        return self._provider().get(self.key)
+
+    def checkpoint_exist(self) -> bool:
+        """Whether a checkpoint exists for this experiment."""
+        return self._provider().contains(self.key)
+
+    # -- metrics ---------------------------------------------------------------------------
+    def record(self, values: dict[str, Any]) -> None:
+        """Record metrics: ``{"name": y}`` (x is the current timestamp) or ``{"name": (x, y)}``."""
+        if not isinstance(values, dict):
+            raise TypeError(
+                f"context.record takes a dict of name -> y or (x, y), got {type(values).__name__}"
+            )
+        now = time.time()
+        for name, value in values.items():
+            if isinstance(value, tuple):
+                if len(value) != 2:
+                    raise ValueError(
+                        f"Metric {name!r}: a tuple must be (x, y), got {len(value)} items"
+                    )
+                x, y = value
+            else:
+                x, y = now, value
+            self._metrics.setdefault(str(name), []).append((_plain(x), _plain(y)))
+
+    def collect_metrics(self) -> dict[str, list[tuple[Any, Any]]]:
+        """The recorded metrics as name -> list of (x, y)."""
+        return {name: list(points) for name, points in self._metrics.items()}
+
+    # -- progress --------------------------------------------------------------------------
+    def progress(self, delta: float, total: float | None = None) -> None:
+        """Advance this experiment's progress by ``delta``; ``total`` sets or refines the goal.
+
+        Updates reach the driver's live display throttled, so calling this often is cheap.
+        """
+        self._progress_done += float(delta)
+        if total is not None:
+            self._progress_total = float(total)
+        sink = self._progress_sink
+        if sink is not None:
+            now = time.monotonic()
+            finished = self._progress_total is not None and (
+                self._progress_done >= self._progress_total
+            )
+            if now - self._progress_sent >= PROGRESS_INTERVAL or finished:
+                self._progress_sent = now
+                try:
+                    sink(self.key, self._progress_done, self._progress_total)
+                except Exception:
+                    pass
+
+    @property
+    def progress_state(self) -> tuple[float, float | None]:
+        """``(done, total)`` as reported through :meth:`progress`."""
+        return self._progress_done, self._progress_total
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and other number-likes become plain Python numbers."""
+    if isinstance(value, (int, float)) and type(value) in (int, float, bool):
+        return value
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except Exception:
+            return value
+    return value
+
+
+__all__ = ["CheckpointProvider", "Context", "FileCheckpoints", "atomic_write"]

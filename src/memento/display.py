@@ -1,0 +1,51 @@
+"""Readable text for config values: classes and functions by name, never memory addresses."""
+
+from __future__ import annotations
+
+import functools
+import re
+import types
+from typing import Any
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_MAX = 60
+
+
+def display_value(value: Any) -> str:
+    """A short, readable rendering of a config value.
+
+    Classes and functions appear by name (``SVC``, ``train``), partials as
+    ``partial(f, 1)``, numpy arrays by dtype and shape, other objects by their repr when it
+    carries no memory address, else by their class name.
+    """
+    if isinstance(value, type):
+        return value.__qualname__
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+        return value.__qualname__
+    if isinstance(value, types.MethodType):
+        return f"{display_value(value.__self__)}.{value.__func__.__name__}"
+    if isinstance(value, functools.partial):
+        args = [display_value(value.func), *(display_value(a) for a in value.args)]
+        args += [f"{k}={display_value(v)}" for k, v in value.keywords.items()]
+        return f"partial({', '.join(args)})"
+    if isinstance(value, (str, int, float, bool, type(None), complex, bytes)):
+        text = repr(value)
+        return text if len(text) <= _MAX else text[: _MAX - 3] + "..."
+    if type(value).__module__ == "numpy" and hasattr(value, "shape") and value.shape != ():
+        return f"array({value.dtype}, shape={value.shape})"
+    if isinstance(value, (list, tuple)) and len(value) <= 8:
+        inner = ", ".join(display_value(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    try:
+        text = repr(value)
+    except Exception:
+        text = ""
+    if not text or _ADDRESS.search(text) or text.startswith("<"):
+        return type(value).__qualname__
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX else text[: _MAX - 3] + "..."
+
+
+def display_config(params: dict[str, Any]) -> dict[str, str]:
+    """Each parameter rendered by :func:`display_value`."""
+    return {k: display_value(v) for k, v in params.items()}

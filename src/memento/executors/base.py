@@ -1,0 +1,151 @@
+"""The executor seam: the runner only submits callables and waits on futures.
+
+Every executor, the built-in local ones and the cluster engines, implements
+:class:`Executor`. The runner calls :meth:`Executor.submit` with a module-level function and
+picklable arguments, waits on the returned :class:`concurrent.futures.Future` objects with
+``concurrent.futures.wait``, and reads each one through :meth:`Executor.result`, which turns an
+engine's own errors into :class:`~memento.exceptions.ExperimentTimeout` and
+:class:`~memento.exceptions.WorkerDied`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from memento.exceptions import ExperimentTimeout
+
+
+class Executor(ABC):
+    """Base class of every executor.
+
+    Subclasses implement :meth:`submit` and usually :meth:`shutdown`; the class attributes
+    tell the runner what the engine can do.
+    """
+
+    #: How many jobs run at once; the runner keeps about twice that many submitted.
+    max_workers: int = 1
+    #: Jobs run in the driver's own process (values need no pickling).
+    in_process: bool = False
+    #: Each worker runs one experiment at a time in a process of its own, so per-experiment
+    #: peak memory can be measured.
+    own_process: bool = False
+    #: Several short experiments may be sent as one job to save round trips.
+    batching: bool = False
+    #: A short name for messages.
+    name: str = "executor"
+
+    @abstractmethod
+    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+        """Start ``fn(*args)``; stop it and fail its future if it runs past ``timeout`` s."""
+
+    def result(self, future: cf.Future[Any]) -> Any:
+        """The job's return value; engine errors become memento's exceptions."""
+        return future.result()
+
+    def max_in_flight(self) -> int:
+        """How many jobs the runner keeps submitted at once."""
+        return max(1, 2 * self.max_workers)
+
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:  # noqa: B027
+        """Release the engine's resources; ``cancel=True`` stops running jobs now."""
+
+    def describe(self) -> str:
+        return f"{self.name} executor with {self.max_workers} worker(s)"
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """'killed by signal SIGSEGV (11)' or 'exited with code 3'."""
+    if exitcode is None:
+        return "died"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        return f"was killed by signal {name} ({-exitcode}){hint}"
+    return f"exited with code {exitcode}"
+
+
+class _Watched:
+    __slots__ = ("inner", "outer", "started", "timeout")
+
+    def __init__(self, inner: cf.Future[Any], outer: cf.Future[Any], timeout: float) -> None:
+        self.inner = inner
+        self.outer = outer
+        self.timeout = timeout
+        self.started: float | None = None
+
+
+class SoftTimeouts:
+    """Driver-side timeouts for engines that cannot stop a running job.
+
+    A watchdog thread fails the outer future with :class:`ExperimentTimeout` once the inner one
+    has been running longer than its timeout; the job itself is abandoned, not stopped.
+    """
+
+    def __init__(self) -> None:
+        self._watched: list[_Watched] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wrap(self, inner: cf.Future[Any], timeout: float) -> cf.Future[Any]:
+        outer: cf.Future[Any] = cf.Future()
+        outer.set_running_or_notify_cancel()
+        watched = _Watched(inner, outer, timeout)
+
+        def copy(done: cf.Future[Any]) -> None:
+            if outer.done():
+                return
+            try:
+                if done.cancelled():
+                    outer.cancel()
+                elif done.exception() is not None:
+                    outer.set_exception(done.exception())
+                else:
+                    outer.set_result(done.result())
+            except cf.InvalidStateError:
+                pass
+
+        inner.add_done_callback(copy)
+        with self._lock:
+            self._watched.append(watched)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, daemon=True)
+                self._thread.start()
+        return outer
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._lock:
+                keep = []
+                for w in self._watched:
+                    if w.outer.done():
+                        continue
+                    if w.started is None and (w.inner.running() or w.inner.done()):
+                        w.started = now
+                    if w.started is not None and now - w.started > w.timeout:
+                        w.inner.cancel()
+                        try:
+                            w.outer.set_exception(
+                                ExperimentTimeout(
+                                    f"The experiment ran longer than its timeout of {w.timeout} s "
+                                    "(it could not be stopped on this executor and was abandoned)"
+                                )
+                            )
+                        except cf.InvalidStateError:
+                            pass
+                        continue
+                    keep.append(w)
+                self._watched = keep
+                if not keep:
+                    self._thread = None
+                    return

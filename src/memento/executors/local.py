@@ -1,0 +1,180 @@
+"""Executors on this machine: worker processes (pebble), threads, inline, or any
+``concurrent.futures.Executor`` you already have."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from memento.exceptions import ExperimentTimeout, WorkerDied
+from memento.executors.base import Executor, SoftTimeouts, describe_exit
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity and cgroup-limited sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_workers(num_workers: int | None) -> int:
+    if num_workers is None:
+        return available_cpus()
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
+    return num_workers
+
+
+class ProcessExecutor(Executor):
+    """Crash-isolated worker processes (a pebble ``ProcessPool``).
+
+    A segfault, ``os._exit`` or OOM kill fails only the experiment it hit; a timeout kills
+    and replaces the worker. On Linux workers are forked, so scripts without an
+    ``if __name__ == "__main__":`` guard work; elsewhere functions travel with cloudpickle.
+
+    Example::
+
+        Memento(experiment, executor=ProcessExecutor(max_workers=4, max_tasks=100))
+    """
+
+    own_process = True
+    batching = True
+    name = "process"
+
+    def __init__(self, max_workers: int | None = None, *, max_tasks: int = 0,
+                 start_method: str | None = None) -> None:  # fmt: skip
+        self.max_workers = _check_workers(max_workers)
+        self.max_tasks = max_tasks
+        if start_method is None:
+            start_method = "fork" if sys.platform.startswith("linux") else None
+        self.start_method = start_method
+        self._pool: Any = None
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            from pebble import ProcessPool
+
+            from memento.worker import init_process_worker
+
+            context = multiprocessing.get_context(self.start_method)
+            self._pool = ProcessPool(
+                max_workers=self.max_workers,
+                max_tasks=self.max_tasks,
+                initializer=init_process_worker,
+                context=context,
+            )
+        return self._pool
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+        future: cf.Future[Any] = self._get_pool().schedule(fn, args=args, timeout=timeout)
+        return future
+
+    def result(self, future: cf.Future[Any]) -> Any:
+        from pebble import ProcessExpired
+
+        try:
+            return future.result()
+        except ProcessExpired as exc:
+            raise WorkerDied(f"The worker process {describe_exit(exc.exitcode)}") from None
+        except cf.TimeoutError as exc:
+            seconds = exc.args[1] if len(exc.args) > 1 else "its"
+            raise ExperimentTimeout(
+                f"The experiment ran longer than its timeout of {seconds} s; its worker "
+                "process was killed and replaced"
+            ) from None
+
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if cancel:
+            pool.stop()
+        else:
+            pool.close()
+        if wait or cancel:
+            pool.join()
+
+
+class FuturesExecutor(Executor):
+    """Adapts any ``concurrent.futures.Executor`` (yours, or a cluster's) to the seam.
+
+    Timeouts are enforced on the driver's side: the experiment is reported as timed out, but
+    a running job cannot be stopped, so it is abandoned. The wrapped executor is not shut down.
+    """
+
+    name = "concurrent.futures"
+
+    def __init__(self, executor: cf.Executor, max_workers: int | None = None, *,
+                 owned: bool = False) -> None:  # fmt: skip
+        self.executor = executor
+        self.max_workers = max_workers or getattr(executor, "_max_workers", None) or available_cpus()
+        self._owned = owned
+        self._timeouts = SoftTimeouts()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+        inner = self.executor.submit(fn, *args)
+        return inner if timeout is None else self._timeouts.wrap(inner, timeout)
+
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
+        if self._owned:
+            self.executor.shutdown(wait=wait and not cancel, cancel_futures=cancel)
+
+
+class ThreadExecutor(FuturesExecutor):
+    """Threads of the driver's process: no pickling, no crash isolation.
+
+    A timed-out experiment is reported as failed, but its thread cannot be stopped and runs on
+    in the background.
+    """
+
+    in_process = True
+    name = "thread"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        workers = _check_workers(max_workers)
+        super().__init__(cf.ThreadPoolExecutor(workers, thread_name_prefix="memento"),
+                         workers, owned=True)  # fmt: skip
+
+
+class InlineExecutor(Executor):
+    """Runs each experiment in the calling thread, one at a time: breakpoints and debuggers
+    work. A timeout is enforced with ``SIGALRM`` when running in the main thread."""
+
+    in_process = True
+    name = "inline"
+    max_workers = 1
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def max_in_flight(self) -> int:
+        return 1
+
+
+def make_executor(spec: Any, num_workers: int | None) -> tuple[Executor, bool]:
+    """Turn ``Memento(executor=...)`` into an :class:`Executor`; also say whether we own it."""
+    if isinstance(spec, Executor):
+        return spec, False
+    if isinstance(spec, cf.Executor):
+        return FuturesExecutor(spec, num_workers), False
+    if spec == "process":
+        return ProcessExecutor(num_workers), True
+    if spec == "thread":
+        return ThreadExecutor(num_workers), True
+    if spec == "inline":
+        return InlineExecutor(), True
+    raise ValueError(
+        f"executor must be 'process', 'thread', 'inline', a memento Executor or a "
+        f"concurrent.futures.Executor, got {spec!r}"
+    )

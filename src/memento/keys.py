@@ -1,0 +1,520 @@
+"""Stable keys: a canonical, type-tagged encoding of values, then a hash.
+
+A key must be equal across processes, interpreter restarts, ``PYTHONHASHSEED`` values and
+machines for equal inputs, so the encoding never uses ``id()``, ``hash()``, memory addresses or
+pickle bytes. Every value is written as a one-byte type tag followed by its content:
+
+=========================  ==============================================================
+value                      encoding
+=========================  ==============================================================
+None, bool                 tag only (``N``, ``T``, ``F``)
+int, float, complex        tag + decimal / ``float.hex`` text (``nan`` and ``-0.0`` exact)
+str, bytes                 tag + length + UTF-8 / raw bytes
+tuple, list                tag + length + items
+dict                       tag + length + (key, value) pairs sorted by their encoding
+set, frozenset             tag + length + items sorted by their encoding
+class                      tag + module + qualified name
+function                   tag + module + qualified name; lambdas and local functions add
+                           their code and closure, so two different lambdas differ
+functools.partial          tag + function + args + sorted keywords
+bound method               tag + the object + the method's name
+numpy array / scalar       tag + dtype + shape + bytes
+``__memento_key__``        tag + class + the hook's return value, encoded
+scikit-learn estimator     tag + class + its state (parameters and fitted attributes)
+other objects              tag + class + their pickle-protocol state (``__reduce_ex__``)
+=========================  ==============================================================
+
+So ``1``, ``1.0`` and ``True`` are three different keys. A value that cannot be encoded raises
+:class:`~memento.exceptions.UnencodableValue`, naming where it sits and pointing to the
+``__memento_key__`` hook.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import enum
+import functools
+import hashlib
+import inspect
+import struct
+import types
+from collections.abc import Callable
+from typing import Any
+
+from memento.exceptions import UnencodableValue
+
+#: Version of the encoding below; bump it when the encoding of any value changes.
+KEY_SCHEME_VERSION = 1
+#: Version of the code fingerprint scheme (see :func:`code_fingerprint`).
+FINGERPRINT_VERSION = 1
+
+_pack_len = struct.Struct("<Q").pack
+
+
+class _Encoder:
+    __slots__ = ("_active", "out")
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self._active: set[int] = set()
+
+    def sized(self, tag: bytes, data: bytes) -> None:
+        self.out += tag
+        self.out += _pack_len(len(data))
+        self.out += data
+
+    def text(self, tag: bytes, text: str) -> None:
+        self.sized(tag, text.encode("utf-8", "surrogatepass"))
+
+    def encode(self, value: Any, path: str) -> None:
+        t = type(value)
+        handler = _EXACT.get(t)
+        if handler is not None:
+            handler(self, value, path)
+            return
+        self._encode_other(value, path)
+
+    def nested(self, value: Any, path: str) -> bytes:
+        sub = _Encoder()
+        sub._active = self._active
+        sub.encode(value, path)
+        return bytes(sub.out)
+
+    def _enter(self, value: Any, path: str) -> int:
+        marker = id(value)
+        if marker in self._active:
+            raise UnencodableValue(f"{path} contains itself (a reference cycle)")
+        self._active.add(marker)
+        return marker
+
+    def _encode_other(self, value: Any, path: str) -> None:
+        hook = getattr(type(value), "__memento_key__", None)
+        if hook is not None and not isinstance(value, type):
+            marker = self._enter(value, path)
+            try:
+                self.out += b"H"
+                _class_name(self, type(value), path)
+                self.encode(hook(value), f"{path}.__memento_key__()")
+            finally:
+                self._active.discard(marker)
+            return
+        if isinstance(value, type):
+            self.out += b"c"
+            _class_name(self, value, path)
+            return
+        if isinstance(value, bool):  # subclasses of the exact types below
+            _bool(self, bool(value), path)
+            return
+        if isinstance(value, enum.Enum):
+            self.out += b"e"
+            _class_name(self, type(value), path)
+            self.text(b"s", value.name)
+            return
+        for base, handler in _BASES:
+            if isinstance(value, base):
+                self.out += b"X"
+                _class_name(self, type(value), path)
+                handler(self, value, path)
+                return
+        module = type(value).__module__ or ""
+        if module == "numpy" or module.startswith("numpy."):
+            _numpy(self, value, path)
+            return
+        if isinstance(value, types.MethodType):
+            self.out += b"m"
+            self.encode(value.__self__, f"{path}.__self__")
+            self.text(b"s", value.__func__.__name__)
+            return
+        if isinstance(value, (types.BuiltinFunctionType, types.MethodWrapperType)):
+            owner = getattr(value, "__self__", None)
+            if owner is None or isinstance(owner, types.ModuleType):
+                self.out += b"g"
+                self.text(b"s", getattr(value, "__module__", None) or "")
+                self.text(b"s", value.__qualname__)
+            else:
+                self.out += b"m"
+                self.encode(owner, f"{path}.__self__")
+                self.text(b"s", value.__name__)
+            return
+        if module.startswith("sklearn") or _is_estimator(value):
+            self._encode_state(value, path, drop=("_sklearn_version",))
+            return
+        self._encode_state(value, path)
+
+    def _encode_state(self, value: Any, path: str, drop: tuple[str, ...] = ()) -> None:
+        marker = self._enter(value, path)
+        try:
+            try:
+                reduced = value.__reduce_ex__(4)
+            except Exception as exc:
+                raise _unencodable(value, path, f"it cannot be reduced ({exc})") from None
+            if isinstance(reduced, str) or not isinstance(reduced, tuple):
+                # A global singleton, named by the reduce protocol.
+                self.out += b"g"
+                self.text(b"s", type(value).__module__)
+                self.text(b"s", str(reduced))
+                return
+            func, args = reduced[0], reduced[1]
+            state = reduced[2] if len(reduced) > 2 else None
+            listitems = list(reduced[3]) if len(reduced) > 3 and reduced[3] is not None else None
+            dictitems = dict(reduced[4]) if len(reduced) > 4 and reduced[4] is not None else None
+            if drop and isinstance(state, dict):
+                state = {k: v for k, v in state.items() if k not in drop}
+            if func is copyreg.__newobj__ or func is copyreg._reconstructor:  # type: ignore[attr-defined]
+                self.out += b"o"
+                _class_name(self, type(value), path)
+                self.encode(tuple(args[1:]) if func is copyreg.__newobj__ else (), path)
+            else:
+                self.out += b"r"
+                self.encode(func, f"{path}.__reduce__")
+                self.encode(tuple(args), path)
+            self.encode(state, path)
+            self.encode(listitems, path)
+            self.encode(dictitems, path)
+        finally:
+            self._active.discard(marker)
+
+
+def _unencodable(value: Any, path: str, why: str) -> UnencodableValue:
+    cls = type(value)
+    return UnencodableValue(
+        f"{path} is a {cls.__module__}.{cls.__qualname__} that memento cannot turn into a "
+        f"stable key: {why}. Give {cls.__qualname__} a __memento_key__(self) method that "
+        "returns a stable, encodable value (str, numbers, tuples, dicts) identifying it."
+    )
+
+
+def _is_estimator(value: Any) -> bool:
+    return any(c.__name__ == "BaseEstimator" for c in type(value).__mro__) and hasattr(
+        value, "get_params"
+    )
+
+
+def _class_name(enc: _Encoder, cls: type, path: str) -> None:
+    enc.text(b"s", cls.__module__)
+    enc.text(b"s", cls.__qualname__)
+
+
+def _none(enc: _Encoder, value: Any, path: str) -> None:
+    enc.out += b"N"
+
+
+def _bool(enc: _Encoder, value: bool, path: str) -> None:
+    enc.out += b"T" if value else b"F"
+
+
+def _int(enc: _Encoder, value: int, path: str) -> None:
+    enc.text(b"i", str(int(value)))
+
+
+def _float(enc: _Encoder, value: float, path: str) -> None:
+    value = float(value)
+    enc.text(b"f", "nan" if value != value else value.hex())
+
+
+def _complex(enc: _Encoder, value: complex, path: str) -> None:
+    enc.out += b"j"
+    _float(enc, value.real, path)
+    _float(enc, value.imag, path)
+
+
+def _str(enc: _Encoder, value: str, path: str) -> None:
+    enc.text(b"s", value)
+
+
+def _bytes(enc: _Encoder, value: bytes, path: str) -> None:
+    enc.sized(b"b", bytes(value))
+
+
+def _sequence(tag: bytes) -> Callable[[_Encoder, Any, str], None]:
+    def encode(enc: _Encoder, value: Any, path: str) -> None:
+        marker = enc._enter(value, path)
+        try:
+            enc.out += tag
+            enc.out += _pack_len(len(value))
+            for i, item in enumerate(value):
+                enc.encode(item, f"{path}[{i}]")
+        finally:
+            enc._active.discard(marker)
+
+    return encode
+
+
+def _dict(enc: _Encoder, value: dict[Any, Any], path: str) -> None:
+    marker = enc._enter(value, path)
+    try:
+        items = sorted(
+            (enc.nested(k, f"{path} key {k!r}"), enc.nested(v, f"{path}[{k!r}]"))
+            for k, v in value.items()
+        )
+        enc.out += b"d"
+        enc.out += _pack_len(len(items))
+        for k, v in items:
+            enc.out += k
+            enc.out += v
+    finally:
+        enc._active.discard(marker)
+
+
+def _set(enc: _Encoder, value: Any, path: str) -> None:
+    items = sorted(enc.nested(v, f"{path} item") for v in value)
+    enc.out += b"S" if isinstance(value, frozenset) else b"z"
+    enc.out += _pack_len(len(items))
+    for item in items:
+        enc.out += item
+
+
+def _function(enc: _Encoder, value: types.FunctionType, path: str) -> None:
+    enc.out += b"u"
+    enc.text(b"s", value.__module__ or "")
+    enc.text(b"s", value.__qualname__)
+    if _is_anonymous(value):
+        if id(value) in enc._active:  # a local function that refers to itself
+            enc.out += b"<"
+            return
+        marker = enc._enter(value, path)
+        try:
+            _code(enc, value.__code__)
+            closure = tuple(c.cell_contents for c in value.__closure__ or ())
+            enc.encode(closure, f"{path} closure")
+            enc.encode(value.__defaults__, f"{path} defaults")
+            enc.encode(value.__kwdefaults__, f"{path} keyword defaults")
+        finally:
+            enc._active.discard(marker)
+
+
+def _is_anonymous(func: types.FunctionType) -> bool:
+    """Lambdas and functions defined inside other functions are not findable by name."""
+    return "<lambda>" in func.__qualname__ or "<locals>" in func.__qualname__
+
+
+def _code(enc: _Encoder, code: types.CodeType) -> None:
+    enc.out += b"k"
+    enc.sized(b"b", code.co_code)
+    enc.encode(code.co_names, "code names")
+    enc.encode(code.co_varnames, "code varnames")
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _code(enc, const)
+        else:
+            enc.encode(const, "code constant")
+
+
+def _partial(enc: _Encoder, value: functools.partial[Any], path: str) -> None:
+    enc.out += b"p"
+    enc.encode(value.func, f"{path}.func")
+    enc.encode(tuple(value.args), f"{path}.args")
+    enc.encode(dict(value.keywords), f"{path}.keywords")
+
+
+def _numpy(enc: _Encoder, value: Any, path: str) -> None:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            enc.out += b"A"
+            enc.text(b"s", str(value.shape))
+            enc.encode(value.tolist(), path)
+            return
+        enc.out += b"a"
+        enc.text(b"s", value.dtype.str)
+        enc.text(b"s", str(value.shape))
+        enc.sized(b"b", np.ascontiguousarray(value).tobytes())
+        return
+    if isinstance(value, np.generic):
+        enc.out += b"n"
+        enc.text(b"s", value.dtype.str)
+        if value.dtype.hasobject:
+            enc.encode(value.item(), path)
+        else:
+            enc.sized(b"b", value.tobytes())
+        return
+    if isinstance(value, np.dtype):
+        enc.out += b"y"
+        enc.text(b"s", value.str)
+        return
+    enc._encode_state(value, path)
+
+
+def _as_text(enc: _Encoder, value: Any, path: str) -> None:
+    enc.text(b"s", str(value))
+
+
+def _path(enc: _Encoder, value: Any, path: str) -> None:
+    enc.text(b"s", value.as_posix() if hasattr(value, "as_posix") else str(value))
+
+
+_EXACT: dict[type, Callable[[_Encoder, Any, str], None]] = {
+    type(None): _none,
+    bool: _bool,
+    int: _int,
+    float: _float,
+    complex: _complex,
+    str: _str,
+    bytes: _bytes,
+    bytearray: _bytes,
+    tuple: _sequence(b"t"),
+    list: _sequence(b"l"),
+    dict: _dict,
+    set: _set,
+    frozenset: _set,
+    types.FunctionType: _function,
+    functools.partial: _partial,
+    range: lambda enc, v, p: enc.text(b"R", f"{v.start}:{v.stop}:{v.step}"),
+}
+
+# Subclasses of builtins and a few standard types, encoded as class + content.
+_BASES: list[tuple[type, Callable[[_Encoder, Any, str], None]]] = [
+    (int, _int),
+    (float, _float),
+    (str, _str),
+    (bytes, _bytes),
+    (tuple, _sequence(b"t")),
+    (list, _sequence(b"l")),
+    (dict, _dict),
+]
+
+
+def _register_stdlib() -> None:
+    import datetime
+    import decimal
+    import fractions
+    import pathlib
+    import uuid
+
+    for cls in (datetime.datetime, datetime.date, datetime.time, datetime.timedelta):
+        _BASES.insert(0, (cls, lambda enc, v, p: enc.text(b"s", repr(v))))
+    for cls in (decimal.Decimal, fractions.Fraction, uuid.UUID):
+        _BASES.insert(0, (cls, _as_text))
+    _BASES.insert(0, (pathlib.PurePath, _path))
+
+
+_register_stdlib()
+
+
+def encode(value: Any, path: str = "value") -> bytes:
+    """The canonical, type-tagged encoding of ``value``.
+
+    Raises :class:`~memento.exceptions.UnencodableValue` when a part of it cannot be encoded.
+    """
+    enc = _Encoder()
+    enc.encode(value, path)
+    return bytes(enc.out)
+
+
+def digest(data: bytes) -> str:
+    """The hash used for keys: SHA-256, hex, truncated to 128 bits."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def experiment_name(func: Any) -> str:
+    """A readable identity of an experiment callable: ``module:qualname``."""
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if isinstance(target, types.MethodType):
+        owner = target.__self__
+        owner_cls = owner if isinstance(owner, type) else type(owner)
+        return f"{owner_cls.__module__}:{owner_cls.__qualname__}.{target.__func__.__name__}"
+    if not hasattr(target, "__qualname__"):
+        target = type(target)
+    module = getattr(target, "__module__", None) or "?"
+    return f"{module}:{target.__qualname__}"
+
+
+def experiment_identity(func: Any, version: str | None = None) -> bytes:
+    """The encoded identity of an experiment: its name, its version, and for lambdas, local
+    functions, partials, bound methods and callable objects, what distinguishes them."""
+    if not callable(func):
+        raise TypeError(f"The experiment must be callable as func(context, config), got {func!r}")
+    enc = _Encoder()
+    enc.text(b"s", f"memento-key-v{KEY_SCHEME_VERSION}")
+    enc.encode(version, "version")
+    if isinstance(func, type):
+        enc.out += b"c"
+        _class_name(enc, func, "experiment")
+    elif isinstance(func, types.FunctionType) or isinstance(func, functools.partial):
+        enc.encode(func, "experiment")
+    elif isinstance(func, types.MethodType):
+        enc.encode(func, "experiment")
+    else:
+        # A callable object: its class and state.
+        enc.out += b"C"
+        enc.encode(func, "experiment")
+    return bytes(enc.out)
+
+
+class KeyMaker:
+    """Computes keys for many configs of one experiment, encoding the shared parts once."""
+
+    def __init__(self, func: Any, version: str | None = None) -> None:
+        self._prefix = experiment_identity(func, version)
+        self._settings_cache: tuple[int, dict[str, Any], bytes] | None = None
+
+    def _settings(self, settings: dict[str, Any]) -> bytes:
+        cached = self._settings_cache
+        if cached is not None and cached[1] is settings:
+            return cached[2]
+        data = hashlib.sha256(encode(settings, "settings")).digest()
+        self._settings_cache = (id(settings), settings, data)
+        return data
+
+    def key(self, params: dict[str, Any], settings: dict[str, Any]) -> str:
+        """The key of one config: hash of identity + settings + parameters."""
+        enc = _Encoder()
+        enc.out += self._prefix
+        enc.out += self._settings(settings)
+        try:
+            enc.encode(params, "config")
+        except UnencodableValue as exc:
+            raise _name_parameter(exc, params) from None
+        return hashlib.sha256(enc.out).hexdigest()[:32]
+
+
+def _name_parameter(exc: UnencodableValue, params: dict[str, Any]) -> UnencodableValue:
+    message = str(exc)
+    for name in params:
+        token = f"config[{name!r}]"
+        if message.startswith(token):
+            message = f"Parameter {name!r}: " + message.replace(token, "its value", 1)
+            break
+    return UnencodableValue(message)
+
+
+def code_fingerprint(func: Any) -> str:
+    """A hash of the experiment's source code (its bytecode when the source is unavailable).
+
+    Covers the function itself (for a partial or bound method, the function underneath; for a
+    class, the class body). Stored beside each result so that results computed by older code
+    can be reported as stale.
+    """
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    if not isinstance(target, (type, types.FunctionType)):
+        target = type(target)
+    try:
+        source = inspect.getsource(target)
+        data = source.encode("utf-8")
+    except (OSError, TypeError):
+        code = getattr(target, "__code__", None)
+        if code is None:
+            return ""
+        enc = _Encoder()
+        _code(enc, code)
+        data = bytes(enc.out)
+    return f"v{FINGERPRINT_VERSION}:" + hashlib.sha256(data).hexdigest()[:32]
+
+
+__all__ = [
+    "FINGERPRINT_VERSION",
+    "KEY_SCHEME_VERSION",
+    "KeyMaker",
+    "code_fingerprint",
+    "digest",
+    "encode",
+    "experiment_identity",
+    "experiment_name",
+]

@@ -1,0 +1,264 @@
+"""Results of a run: :class:`Result` objects, their metrics tables, and the list ``run`` returns."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+from memento.display import display_value
+from memento.matrix import Config
+
+
+@dataclass(frozen=True)
+class MemoryUsage:
+    """Peak memory of the process that ran the experiment, in bytes.
+
+    ``hardware_peak`` is the peak resident set size, ``virtual_peak`` the peak virtual size.
+    """
+
+    virtual_peak: int
+    hardware_peak: int
+
+    @property
+    def peak_rss(self) -> int:
+        """Alias of ``hardware_peak``."""
+        return self.hardware_peak
+
+
+class Column(tuple[Any, ...]):
+    """One column of a :class:`MetricTable`: a tuple with a few pandas-like conveniences."""
+
+    def tolist(self) -> list[Any]:
+        return list(self)
+
+    to_list = tolist
+
+    @property
+    def values(self) -> list[Any]:
+        return list(self)
+
+    @property
+    def iloc(self) -> Column:
+        return self
+
+    def last(self) -> Any:
+        return self[-1] if self else None
+
+
+class MetricTable:
+    """A recorded metric: rows of ``(x, y)``, with columns ``x`` and ``y``.
+
+    Example::
+
+        table = result.metrics["loss"]
+        table["y"]            # Column of y values: list(table["y"]), table["y"][-1]
+        table.x, table.y      # the same columns as attributes
+        table.to_dataframe()  # a pandas DataFrame with columns x and y (needs pandas)
+
+    Other attribute look-ups are forwarded to the pandas DataFrame when pandas is installed, so
+    memento-ml 1.2 code that treated metrics as DataFrames keeps working.
+    """
+
+    columns = ("x", "y")
+
+    def __init__(self, rows: Iterable[Sequence[Any]] = ()) -> None:
+        self._rows = [(r[0], r[1]) for r in rows]
+
+    @property
+    def rows(self) -> list[tuple[Any, Any]]:
+        return list(self._rows)
+
+    @property
+    def x(self) -> Column:
+        return Column(r[0] for r in self._rows)
+
+    @property
+    def y(self) -> Column:
+        return Column(r[1] for r in self._rows)
+
+    @overload
+    def __getitem__(self, item: str) -> Column: ...
+
+    @overload
+    def __getitem__(self, item: int) -> tuple[Any, Any]: ...
+
+    def __getitem__(self, item: str | int) -> Column | tuple[Any, Any]:
+        if item == "x":
+            return self.x
+        if item == "y":
+            return self.y
+        if isinstance(item, int):
+            return self._rows[item]
+        raise KeyError(f"A metric table has columns 'x' and 'y', not {item!r}")
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return iter(self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MetricTable):
+            return self._rows == other._rows
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def empty(self) -> bool:
+        return not self._rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self._rows), 2)
+
+    def to_dataframe(self) -> Any:
+        """The table as a pandas DataFrame with columns ``x`` and ``y``."""
+        pd = require_pandas("MetricTable.to_dataframe()")
+        return pd.DataFrame(self._rows, columns=["x", "y"])
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            frame = self.to_dataframe()
+        except ImportError:
+            raise AttributeError(
+                f"MetricTable has no attribute {name!r} (install pandas for DataFrame methods)"
+            ) from None
+        return getattr(frame, name)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"({x!r}, {y!r})" for x, y in self._rows[:5])
+        more = ", ..." if len(self._rows) > 5 else ""
+        return f"MetricTable([{shown}{more}])"
+
+
+def require_pandas(purpose: str) -> Any:
+    try:
+        import pandas
+    except ImportError:
+        from memento.exceptions import MissingExtra
+
+        raise MissingExtra("pandas", "pandas", purpose) from None
+    return pandas
+
+
+class Result:
+    """The outcome of one experiment.
+
+    ``inner`` is what the experiment returned; ``metrics`` maps each recorded metric's name to
+    a :class:`MetricTable`; ``runtime`` and ``cpu_time`` are timedeltas; ``memory`` a
+    :class:`MemoryUsage`; ``was_cached`` is true exactly when this call read it from the store.
+    A failed experiment's result has ``ok == False``, ``inner is None`` and ``error`` set.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        inner: Any,
+        metrics: dict[str, MetricTable] | None = None,
+        start_time: datetime.datetime | None = None,
+        runtime: datetime.timedelta | None = None,
+        cpu_time: datetime.timedelta | None = None,
+        memory: MemoryUsage | None = None,
+        was_cached: bool = False,
+        *,
+        key: str = "",
+        error: BaseException | None = None,
+        attempts: int = 1,
+        host: str = "",
+    ) -> None:
+        self.config = config
+        self.inner = inner
+        self.metrics = metrics if metrics is not None else {}
+        self.start_time = start_time
+        self.runtime = runtime
+        self.cpu_time = cpu_time
+        self.memory = memory
+        self.was_cached = was_cached
+        self.key = key
+        self.error = error
+        self.attempts = attempts
+        self.host = host
+
+    @property
+    def ok(self) -> bool:
+        """True when the experiment succeeded."""
+        return self.error is None
+
+    @property
+    def status(self) -> str:
+        """``"done"`` or ``"failed"``."""
+        return "done" if self.error is None else "failed"
+
+    def __repr__(self) -> str:
+        state = "cached" if self.was_cached else self.status
+        what = (
+            f"inner={display_value(self.inner)}"
+            if self.ok
+            else f"error={type(self.error).__name__}"
+        )
+        return f"<Result {state} {self.config} {what}>"
+
+
+class ResultList(list[Result]):
+    """The list of :class:`Result` that ``Memento.run`` returns, in matrix order.
+
+    ``successes`` and ``failures`` split it; ``to_dataframe()`` gives one row per config.
+    """
+
+    @property
+    def successes(self) -> list[Result]:
+        return [r for r in self if r.ok]
+
+    @property
+    def failures(self) -> list[Result]:
+        return [r for r in self if not r.ok]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per result: parameters (by name), inner, status, timing, metrics."""
+        return [result_record(r) for r in self]
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame with one row per config (needs ``pip install memento[pandas]``)."""
+        pd = require_pandas("ResultList.to_dataframe()")
+        return pd.DataFrame(self.to_records())
+
+
+def result_record(result: Result) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        name: _cell(value) for name, value in result.config.asdict().items()
+    }
+    inner = result.inner
+    if isinstance(inner, dict) and inner and all(_is_scalar(v) for v in inner.values()):
+        for k, v in inner.items():
+            record[str(k) if str(k) not in record else f"inner.{k}"] = v
+    else:
+        record["inner"] = inner
+    record["status"] = result.status
+    record["was_cached"] = result.was_cached
+    record["runtime"] = result.runtime.total_seconds() if result.runtime is not None else None
+    record["cpu_time"] = result.cpu_time.total_seconds() if result.cpu_time is not None else None
+    record["peak_memory"] = result.memory.hardware_peak if result.memory is not None else None
+    if result.error is not None:
+        record["error"] = f"{type(result.error).__name__}: {result.error}"
+    for name, table in result.metrics.items():
+        record[f"metric.{name}"] = table.y.last()
+    record["key"] = result.key
+    return record
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None))) or (
+        type(value).__module__ == "numpy" and getattr(value, "shape", None) == ()
+    )
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else display_value(value)
+
+
+__all__ = ["Column", "MemoryUsage", "MetricTable", "Result", "ResultList", "result_record"]

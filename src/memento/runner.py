@@ -1,0 +1,637 @@
+"""The runner: matrix -> configs -> keys -> plan -> executor -> outcomes -> store -> results.
+
+:class:`Memento` is the front door. ``run`` plans with one bulk look-up in the store, sends
+what is missing to the executor, writes every outcome in the driver as it arrives, and hands
+back the results in matrix order.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from memento.display import display_value
+from memento.exceptions import (
+    AggregateException,
+    CacheMiss,
+    ExperimentError,
+)
+from memento.executors.base import Executor
+from memento.keys import KeyMaker, code_fingerprint, digest, experiment_identity, experiment_name
+from memento.matrix import Config, Configurations, generate_configurations
+from memento.results import MemoryUsage, MetricTable, Result, ResultList
+from memento.store import Store, StoredOutcome, default_store_path
+from memento.worker import FunctionRef, Job, Outcome, Task, run_job
+
+logger = logging.getLogger("memento")
+
+State = Literal["cached", "failed", "new", "stale"]
+_PLAN_COLUMNS = ("status", "fingerprint")
+_LOAD_COLUMNS = (
+    "status", "value", "value_file", "start_time", "runtime", "cpu_time", "peak_rss",
+    "peak_vms", "metrics", "attempts", "host",
+)  # fmt: skip
+_BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
+_MAX_BATCH = 64
+
+
+@dataclass
+class Plan:
+    """What a run will do: each config's key and state, in matrix order."""
+
+    configs: Configurations
+    keys: list[str]
+    states: list[State]
+    store_path: str
+    experiment: str
+
+    def count(self, state: State) -> int:
+        return sum(1 for s in self.states if s == state)
+
+    def summary(self) -> str:
+        parts = [f"{self.count(s)} {label}" for s, label in
+                 (("cached", "cached"), ("failed", "failed before"), ("new", "new"))]  # fmt: skip
+        return f"{len(self.keys)} configs: " + ", ".join(parts)
+
+
+class Memento:
+    """Runs an experiment over a configuration matrix, in parallel, durably.
+
+    Example::
+
+        def experiment(context, config):
+            return train(config.model, config.dataset, **config.settings)
+
+        matrix = {
+            "parameters": {"model": [SVC, Perceptron], "dataset": ["mnist", "cifar10"]},
+            "settings": {"regularization": 0.1},
+            "exclude": [{"model": SVC, "dataset": "cifar10"}],
+        }
+        results = Memento(experiment).run(matrix)
+
+    :param func: any callable ``(context, config)``: function, lambda, class, bound method,
+        ``functools.partial``, defined in a module, in ``__main__`` or in a notebook.
+    :param notification_provider: a :class:`~memento.notifications.NotificationProvider` (or a
+        list of them); it stays in this process and receives every event.
+    :param num_workers: parallel workers; defaults to the CPUs this process may use.
+    :param executor: ``"process"`` (crash-isolated worker processes, the default),
+        ``"thread"``, ``"inline"`` (in this process, one at a time, for debuggers), a
+        :class:`~memento.executors.Executor` or any ``concurrent.futures.Executor``.
+    :param timeout: seconds per experiment; when it runs out the experiment is stopped (its
+        worker killed and replaced) and recorded as failed with a timeout error.
+    :param retries: extra attempts before an experiment is recorded as failed.
+    :param version: becomes part of every key: bump it to invalidate results on purpose.
+    :param progress: show live progress on stderr while running (``False`` turns it off).
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        notification_provider: Any = None,
+        num_workers: int | None = None,
+        *,
+        executor: Any = "process",
+        timeout: float | None = None,
+        retries: int = 0,
+        version: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(
+                f"Memento needs a callable experiment(context, config), got {func!r}"
+            )
+        if num_workers is not None and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
+        ):
+            raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        if version is not None and not isinstance(version, str):
+            raise TypeError(f"version must be a str or None, got {version!r}")
+        if isinstance(executor, str) and executor not in ("process", "thread", "inline"):
+            raise ValueError(
+                f"executor must be 'process', 'thread', 'inline', a memento Executor or a "
+                f"concurrent.futures.Executor, got {executor!r}"
+            )
+        self.func = func
+        self.notification_provider = notification_provider
+        self.num_workers = num_workers
+        self.executor = executor
+        self.timeout = float(timeout) if timeout is not None else None
+        self.retries = retries
+        self.version = version
+        self.progress = progress
+        self._matrices: list[dict[str, Any]] = []
+
+    # -- planning --------------------------------------------------------------------------
+    def plan(self, matrix: Mapping[str, Any], cache_path: str | os.PathLike[str] | None = None) -> Plan:
+        """Expand ``matrix`` and classify each config against the store, running nothing."""
+        configs = generate_configurations(matrix)
+        keymaker = KeyMaker(self.func, self.version)
+        keys = [keymaker.key(c._params, c.settings) for c in configs]
+        path = default_store_path(cache_path)
+        found: dict[str, tuple[Any, ...]] = {}
+        if path.is_file():
+            with Store(path, readonly=True) as store:
+                found = store.lookup(keys, _PLAN_COLUMNS)
+        fingerprint = code_fingerprint(self.func)
+        states: list[State] = []
+        for key in keys:
+            row = found.get(key)
+            if row is None:
+                states.append("new")
+            elif row[0] == "failed":
+                states.append("failed")
+            elif row[1] and fingerprint and row[1] != fingerprint:
+                states.append("stale")
+            else:
+                states.append("cached")
+        return Plan(configs, keys, states, str(path), experiment_name(self.func))
+
+    # -- running ---------------------------------------------------------------------------
+    def run(
+        self,
+        matrix: Mapping[str, Any],
+        dry_run: bool = False,
+        force_run: bool = False,
+        force_cache: bool = False,
+        cache_path: str | os.PathLike[str] | None = None,
+        notify_on_complete: bool = True,
+        *,
+        raise_on_failure: bool = True,
+    ) -> ResultList | None:
+        """Run every config of ``matrix`` that has no stored result; return all results.
+
+        :param dry_run: print the plan (each config with its state) and return ``None``,
+            running nothing and creating no store.
+        :param force_run: recompute everything, ignoring stored results.
+        :param force_cache: run nothing; raise :class:`~memento.exceptions.CacheMiss` naming
+            the first config without a stored result.
+        :param cache_path: the store's SQLite file; defaults to ``$MEMENTO_CACHE_PATH``, else
+            ``memento.sqlite`` in the working directory.
+        :param notify_on_complete: send the end-of-run notification.
+        :param raise_on_failure: when experiments failed, raise
+            :class:`~memento.exceptions.AggregateException` at the end (the default). With
+            ``False``, return every result instead; failed ones have ``ok == False`` and
+            ``error`` set (see ``ResultList.failures``).
+        :returns: a :class:`~memento.results.ResultList` in matrix order, or ``None`` for a
+            dry run.
+        """
+        if force_run and force_cache:
+            raise ValueError("force_run=True and force_cache=True contradict each other")
+        plan = self.plan(matrix, cache_path)
+        if dry_run:
+            _print_plan(plan)
+            return None
+        if force_cache:
+            for config, state in zip(plan.configs, plan.states):
+                if state in ("new", "failed"):
+                    raise CacheMiss(config)
+        return _Run(self, plan, force_run, notify_on_complete, raise_on_failure).execute()
+
+    # -- dependent matrices ----------------------------------------------------------------
+    def add_matrix(self, matrix: dict[str, Any]) -> None:
+        """Add a matrix for :meth:`run_all`; it needs an ``"id"`` and ``"dependencies"``."""
+        from memento.dependencies import check_matrix
+
+        check_matrix(matrix, self._matrices)
+        self._matrices.append(matrix)
+
+    def run_all(self, **run_kwargs: Any) -> dict[Any, ResultList | None] | None:
+        """Run the added matrices in dependency order; see :mod:`memento.dependencies`."""
+        from memento.dependencies import run_all
+
+        return run_all(self, self._matrices, run_kwargs)
+
+
+def _print_plan(plan: Plan) -> None:
+    out = sys.stdout
+    out.write(f"Plan for {plan.experiment}: {plan.summary()} (store: {plan.store_path})\n")
+    labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": "stale"}
+    for config, state in zip(plan.configs, plan.states):
+        out.write(f"  [{labels[state]:>13}] {config}\n")
+    out.write("Exiting due to dry run\n")
+    out.flush()
+
+
+class _Pending:
+    """An experiment waiting to run, or running."""
+
+    __slots__ = ("attempt", "config", "index", "key")
+
+    def __init__(self, index: int, key: str, config: Config, attempt: int = 1) -> None:
+        self.index = index
+        self.key = key
+        self.config = config
+        self.attempt = attempt
+
+
+class _Run:
+    """One call of ``Memento.run``: owns the store, the executor and the bookkeeping."""
+
+    def __init__(self, memento: Memento, plan: Plan, force_run: bool, notify: bool,
+                 raise_on_failure: bool) -> None:  # fmt: skip
+        from memento.executors.local import make_executor
+        from memento.notifications import NotificationDispatcher
+
+        self.m = memento
+        self.plan = plan
+        self.force_run = force_run
+        self.notify_on_complete = notify
+        self.raise_on_failure = raise_on_failure
+        self.store = Store(plan.store_path)
+        self.executor, self.owns_executor = make_executor(memento.executor, memento.num_workers)
+        self.notifier = NotificationDispatcher(memento.notification_provider)
+        self.results: list[Result | None] = [None] * len(plan.keys)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.fingerprint = code_fingerprint(memento.func)
+        self.experiment = plan.experiment
+        identity = experiment_identity(memento.func, memento.version)
+        self.function = FunctionRef(memento.func, digest(identity))
+        self.done = self.failed = self.cached = 0
+        self.failures: list[Any] = []
+        self.failed_events: list[Any] = []
+        self.batch_size = 1
+        self.runtimes: deque[float] = deque(maxlen=50)
+        self.display: Any = None
+
+    # -- the whole run ---------------------------------------------------------------------
+    def execute(self) -> ResultList:
+        from memento.events import RunStarted
+
+        started = time.monotonic()
+        plan = self.plan
+        to_run: list[_Pending] = []
+        cached_idx: list[int] = []
+        for i, (config, key, state) in enumerate(zip(plan.configs, plan.keys, plan.states)):
+            if state in ("cached", "stale") and not self.force_run:
+                cached_idx.append(i)
+            else:
+                to_run.append(_Pending(i, key, config))
+        stale = sum(1 for i in cached_idx if plan.states[i] == "stale")
+        if stale:
+            logger.warning(
+                "%d stored result(s) of %s were computed by an older version of its code and "
+                "are reused; run with force_run=True (or bump version=...) to recompute them",
+                stale, self.experiment,
+            )  # fmt: skip
+        store = self.store
+        store.start_run(self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx))
+        state = "failed"
+        try:
+            for i in self._load_cached(cached_idx):
+                to_run.append(_Pending(i, plan.keys[i], plan.configs[i]))
+            self.notifier.emit(
+                RunStarted(
+                    total=len(plan.keys), to_run=len(to_run), cached=len(cached_idx),
+                    failed_before=plan.count("failed"), store_path=str(store.path),
+                    experiment=self.experiment,
+                )
+            )  # fmt: skip
+            if to_run:
+                self._start_display(len(to_run))
+                try:
+                    self._execute(to_run)
+                finally:
+                    self._stop_display()
+            state = "finished"
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        finally:
+            try:
+                store.finish_run(self.run_id, self.done, self.failed, state)
+            finally:
+                if state != "interrupted" and self.notify_on_complete:
+                    self._emit_finished(started)
+                self.notifier.close()
+                store.close()
+        results = ResultList(r for r in self.results if r is not None)
+        if self.failures and self.raise_on_failure:
+            error = AggregateException(self.failures)
+            error.results = results  # type: ignore[attr-defined]
+            raise error
+        return results
+
+    def _emit_finished(self, started: float) -> None:
+        from memento.events import RunFinished
+
+        self.notifier.emit(
+            RunFinished(
+                done=self.done, cached=self.cached, failed=self.failed,
+                elapsed=datetime.timedelta(seconds=time.monotonic() - started),
+                store_path=str(self.store.path), failures=tuple(self.failed_events),
+            )
+        )  # fmt: skip
+
+    # -- cached results --------------------------------------------------------------------
+    def _load_cached(self, indices: list[int]) -> list[int]:
+        """Read stored results into place; return the indices that must run after all
+        (their row vanished since planning, or their value cannot be unpickled)."""
+        if not indices:
+            return []
+        keys = [self.plan.keys[i] for i in indices]
+        rows = self.store.lookup(keys, _LOAD_COLUMNS)
+        missing = []
+        for i, key in zip(indices, keys):
+            row = rows.get(key)
+            if row is None or row[0] != "done":  # removed since planning
+                missing.append(i)
+                continue
+            status, value, value_file, start, runtime, cpu, rss, vms, metrics, attempts, host = row
+            try:
+                inner = self.store.load_value(value, value_file)
+            except Exception as exc:
+                logger.warning("Stored result %s cannot be loaded (%s); running it again", key, exc)
+                missing.append(i)
+                continue
+            self.results[i] = Result(
+                self.plan.configs[i], inner, _metric_tables(metrics),
+                _datetime(start), _timedelta(runtime), _timedelta(cpu), _memory(rss, vms),
+                was_cached=True, key=key, attempts=attempts or 1, host=host or "",
+            )  # fmt: skip
+            self.cached += 1
+        return missing
+
+    # -- running ---------------------------------------------------------------------------
+    def _job(self, batch: list[_Pending]) -> Job:
+        ex = self.executor
+        return Job(
+            function=self.function,
+            tasks=[Task(p.key, p.config, p.attempt) for p in batch],
+            checkpoint_dir=str(self.store.checkpoint_directory),
+            thread_cpu=ex.in_process and ex.name == "thread",
+            reset_memory_peak=ex.own_process,
+            alarm_timeout=self.m.timeout if ex.name == "inline" else None,
+            pickle_values=not ex.in_process,
+            progress=self._on_progress if ex.in_process else None,
+        )
+
+    def _execute(self, to_run: list[_Pending]) -> None:
+        from memento.worker import install_output_router, uninstall_output_router
+
+        ex = self.executor
+        queue: deque[_Pending] = deque(to_run)
+        running: dict[cf.Future[Any], list[_Pending]] = {}
+        self.store.mark_running(
+            self.run_id, self.experiment, ((p.key, _params_json(p.config)) for p in to_run)
+        )
+        routed = ex.name == "thread"
+        if routed:
+            install_output_router()
+        timeout = self.m.timeout
+        try:
+            limit = ex.max_in_flight()
+            while queue or running:
+                while queue and len(running) < limit:
+                    batch = self._next_batch(queue, limit - len(running))
+                    future = ex.submit(run_job, self._job(batch), timeout=timeout)
+                    running[future] = batch
+                done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                if not done:
+                    continue
+                finished: list[tuple[_Pending, Outcome]] = []
+                for future in done:
+                    batch = running.pop(future)
+                    finished.extend(self._collect(future, batch, queue))
+                self._record(finished, queue)
+        except KeyboardInterrupt:
+            # Keep what already finished, then stop the workers at once.
+            finished = []
+            for future, batch in list(running.items()):
+                if future.done() and not future.cancelled():
+                    try:
+                        finished.extend(self._collect(future, batch, deque()))
+                    except BaseException:
+                        pass
+            try:
+                self._record([(p, o) for p, o in finished if o.ok], deque())
+            finally:
+                ex.shutdown(wait=False, cancel=True)
+            raise
+        finally:
+            if routed:
+                uninstall_output_router()
+            if self.owns_executor:
+                ex.shutdown()
+
+    def _next_batch(self, queue: deque[_Pending], free: int) -> list[_Pending]:
+        size = 1
+        if self.executor.batching and self.m.timeout is None and self.runtimes:
+            mean = sum(self.runtimes) / len(self.runtimes)
+            size = int(_BATCH_TARGET / max(mean, 1e-6))
+            # Leave every worker some jobs, so the tail of the grid stays parallel.
+            fair = len(queue) // max(1, 2 * self.executor.max_workers)
+            size = max(1, min(size, _MAX_BATCH, fair))
+        return [queue.popleft() for _ in range(min(size, len(queue)))]
+
+    def _collect(self, future: cf.Future[Any], batch: list[_Pending],
+                 queue: deque[_Pending]) -> list[tuple[_Pending, Outcome]]:  # fmt: skip
+        try:
+            outcomes: list[Outcome] = self.executor.result(future)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if len(batch) > 1:
+                # We cannot tell which experiment of the batch broke its worker: run each alone.
+                queue.extendleft(reversed(batch))
+                self.runtimes.clear()
+                return []
+            return [(batch[0], _infrastructure_outcome(batch[0], exc))]
+        for outcome in outcomes:
+            self.runtimes.append(outcome.runtime)
+        return list(zip(batch, outcomes))
+
+    def _record(self, finished: list[tuple[_Pending, Outcome]], queue: deque[_Pending]) -> None:
+        import cloudpickle
+
+        from memento.events import ExperimentFailed, ExperimentFinished
+
+        rows: list[StoredOutcome] = []
+        final: list[tuple[_Pending, Outcome]] = []
+        for pending, outcome in finished:
+            if outcome.ok and outcome.value is None and self.executor.in_process:
+                try:
+                    outcome.value = cloudpickle.dumps(outcome.local_value)
+                except Exception as exc:
+                    outcome = _infrastructure_outcome(pending, TypeError(
+                        f"The experiment returned a {type(outcome.local_value).__qualname__} "
+                        f"that cannot be pickled, so it cannot be stored: {exc}"))  # fmt: skip
+            if not outcome.ok and pending.attempt <= self.m.retries:
+                logger.info("Retrying %s after %s (attempt %d of %d)", pending.config,
+                            outcome.error_type, pending.attempt + 1, self.m.retries + 1)  # fmt: skip
+                queue.append(_Pending(pending.index, pending.key, pending.config, pending.attempt + 1))
+                continue
+            rows.append(self._stored(pending, outcome))
+            final.append((pending, outcome))
+        if not rows:
+            return
+        # The durable point: one transaction for everything that finished together.
+        self.store.write_outcomes(rows)
+        checkpoints = self.store.checkpoint_directory
+        for pending, outcome in final:
+            if outcome.ok:
+                try:
+                    (checkpoints / f"{pending.key}.ckpt").unlink()
+                except FileNotFoundError:
+                    pass
+            result = self._result(pending, outcome)
+            self.results[pending.index] = result
+            runtime = datetime.timedelta(seconds=outcome.runtime)
+            if outcome.ok:
+                self.done += 1
+                self.notifier.emit(ExperimentFinished(pending.config, pending.key, runtime,
+                                                      pending.attempt))  # fmt: skip
+            else:
+                self.failed += 1
+                self.failures.append(result.error)
+                event = ExperimentFailed(
+                    pending.config, pending.key, outcome.error_type or "Exception",
+                    outcome.error_message or "", outcome.traceback or "", pending.attempt,
+                )  # fmt: skip
+                self.failed_events.append(event)
+                self.notifier.emit(event)
+            if self.display is not None:
+                self.display.finished(pending.key, outcome.ok, outcome.runtime)
+
+    def _stored(self, pending: _Pending, o: Outcome) -> StoredOutcome:
+        import cloudpickle
+
+        try:
+            config_blob = cloudpickle.dumps(pending.config.asdict())
+        except Exception:
+            config_blob = None
+        return StoredOutcome(
+            key=pending.key, experiment=self.experiment, status="done" if o.ok else "failed",
+            params=_params_display(pending.config), config=config_blob, value=o.value,
+            error_type=o.error_type, error_message=o.error_message, traceback=o.traceback,
+            error=o.error, attempts=pending.attempt, host=o.host, pid=o.pid,
+            start_time=o.start_time or None, end_time=o.end_time or None,
+            runtime=o.runtime if o.start_time else None, cpu_time=o.cpu_time or None,
+            peak_rss=o.peak_rss, peak_vms=o.peak_vms, metrics=o.metrics, progress=o.progress,
+            fingerprint=self.fingerprint, version=self.m.version, run_id=self.run_id,
+        )  # fmt: skip
+
+    def _result(self, pending: _Pending, o: Outcome) -> Result:
+        error = None
+        inner = None
+        if o.ok:
+            if self.executor.in_process:
+                inner = o.local_value
+            else:
+                import cloudpickle
+
+                inner = cloudpickle.loads(o.value) if o.value is not None else None
+        else:
+            error = _rebuild_error(pending, o)
+        return Result(
+            pending.config, inner, _metric_tables(o.metrics), _datetime(o.start_time or None),
+            _timedelta(o.runtime if o.start_time else None), _timedelta(o.cpu_time),
+            _memory(o.peak_rss, o.peak_vms), was_cached=False, key=pending.key, error=error,
+            attempts=pending.attempt, host=o.host,
+        )  # fmt: skip
+
+    # -- progress display (filled in by memento.progress when available) --------------------
+    def _start_display(self, total: int) -> None:
+        self.display = None
+
+    def _stop_display(self) -> None:
+        self.display = None
+
+    def _on_progress(self, key: str, done: float, total: float | None) -> None:
+        if self.display is not None:
+            self.display.progress(key, done, total)
+
+
+def _infrastructure_outcome(pending: _Pending, exc: BaseException) -> Outcome:
+    import traceback as tb
+
+    text = "".join(tb.format_exception_only(type(exc), exc))
+    return Outcome(
+        key=pending.key, ok=False, error_type=type(exc).__qualname__, error_message=str(exc),
+        traceback=getattr(exc, "traceback", "") or text, error=_pickled(exc),
+        attempt=pending.attempt,
+    )  # fmt: skip
+
+
+def _pickled(exc: BaseException) -> bytes | None:
+    try:
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(exc))
+    except Exception:
+        return None
+
+
+def _rebuild_error(pending: _Pending, o: Outcome) -> BaseException:
+    error: BaseException | None = None
+    if o.error is not None:
+        try:
+            import cloudpickle
+
+            error = cloudpickle.loads(o.error)
+        except Exception:
+            error = None
+    if error is None:
+        error = ExperimentError(o.error_message or "", exc_type=o.error_type,
+                                traceback=o.traceback or "")  # fmt: skip
+    for name, value in (("config", pending.config), ("traceback", o.traceback or ""),
+                        ("key", pending.key), ("attempts", pending.attempt)):  # fmt: skip
+        try:
+            setattr(error, name, value)
+        except (AttributeError, TypeError):
+            wrapped = ExperimentError(f"{o.error_type}: {o.error_message}",
+                                      exc_type=o.error_type, traceback=o.traceback or "",
+                                      config=pending.config)  # fmt: skip
+            return wrapped
+    return error
+
+
+def _params_display(config: Config) -> dict[str, Any]:
+    return {
+        k: v if isinstance(v, (str, int, float, bool, type(None))) else display_value(v)
+        for k, v in config.asdict().items()
+    }
+
+
+def _params_json(config: Config) -> str:
+    return json.dumps(_params_display(config))
+
+
+def _metric_tables(metrics: Any) -> dict[str, MetricTable]:
+    if not metrics:
+        return {}
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics)
+    return {name: MetricTable(points) for name, points in metrics.items()}
+
+
+def _datetime(ts: float | None) -> datetime.datetime | None:
+    return datetime.datetime.fromtimestamp(ts) if ts else None
+
+
+def _timedelta(seconds: float | None) -> datetime.timedelta | None:
+    return datetime.timedelta(seconds=seconds) if seconds is not None else None
+
+
+def _memory(rss: int | None, vms: int | None) -> MemoryUsage | None:
+    if rss is None and vms is None:
+        return None
+    return MemoryUsage(virtual_peak=vms or 0, hardware_peak=rss or 0)
+
+
+__all__ = ["Memento", "Plan"]

@@ -1,0 +1,421 @@
+"""The result store: one SQLite file (WAL), plus a directory beside it for large values and
+checkpoints.
+
+Layout for ``cache_path="runs/grid.sqlite"``::
+
+    runs/grid.sqlite            the database (schema in docs/store.md)
+    runs/grid.sqlite-wal/-shm   SQLite's write-ahead log while a run writes
+    runs/grid.sqlite.d/values/       return values too large to keep inline (atomic files)
+    runs/grid.sqlite.d/checkpoints/  checkpoints, written by the workers themselves
+
+Every outcome is committed by the driver in its own transaction as it arrives (several that
+arrive together share one), so a crash of anything loses at most the experiments in flight.
+The store can be read with plain SQL, and opened read-only, while a run writes to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memento.exceptions import StoreError
+
+STORE_FORMAT = "memento-store"
+SCHEMA_VERSION = 1
+DEFAULT_FILENAME = "memento.sqlite"
+#: Values whose pickle is larger than this go to a file in the side directory.
+INLINE_LIMIT = 512 * 1024
+_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    key           TEXT PRIMARY KEY,
+    experiment    TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    params        TEXT NOT NULL,
+    config        BLOB,
+    value         BLOB,
+    value_file    TEXT,
+    error_type    TEXT,
+    error_message TEXT,
+    traceback     TEXT,
+    error         BLOB,
+    attempts      INTEGER NOT NULL DEFAULT 1,
+    host          TEXT,
+    pid           INTEGER,
+    start_time    REAL,
+    end_time      REAL,
+    runtime       REAL,
+    cpu_time      REAL,
+    peak_rss      INTEGER,
+    peak_vms      INTEGER,
+    metrics       TEXT,
+    progress      REAL,
+    fingerprint   TEXT,
+    version       TEXT,
+    run_id        TEXT,
+    updated       REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_by_experiment ON results (experiment, status);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id     TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    host       TEXT,
+    pid        INTEGER,
+    started    REAL NOT NULL,
+    finished   REAL,
+    total      INTEGER,
+    to_run     INTEGER,
+    cached     INTEGER,
+    done       INTEGER DEFAULT 0,
+    failed     INTEGER DEFAULT 0,
+    state      TEXT NOT NULL DEFAULT 'running'
+);
+CREATE TABLE IF NOT EXISTS running (
+    key        TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    params     TEXT NOT NULL,
+    submitted  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    key        TEXT PRIMARY KEY,
+    value      BLOB NOT NULL,
+    updated    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    key        TEXT PRIMARY KEY,
+    executor   TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    submitted  REAL NOT NULL
+);
+"""
+
+_RESULT_COLUMNS = (
+    "key", "experiment", "status", "params", "config", "value", "value_file", "error_type",
+    "error_message", "traceback", "error", "attempts", "host", "pid", "start_time", "end_time",
+    "runtime", "cpu_time", "peak_rss", "peak_vms", "metrics", "progress", "fingerprint",
+    "version", "run_id", "updated",
+)  # fmt: skip
+
+
+def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path:
+    """``cache_path``, else ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the cwd.
+
+    A path naming an existing directory means ``memento.sqlite`` inside it.
+    """
+    raw = cache_path if cache_path is not None else os.environ.get("MEMENTO_CACHE_PATH")
+    path = Path(raw) if raw else Path(DEFAULT_FILENAME)
+    path = path.expanduser()
+    if path.is_dir():
+        path = path / DEFAULT_FILENAME
+    return path.absolute()
+
+
+def side_directory(path: Path) -> Path:
+    """The directory beside the store file that holds its large values and checkpoints."""
+    return path.with_name(path.name + ".d")
+
+
+@dataclass
+class StoredOutcome:
+    """One row to write: everything the store keeps about one finished experiment."""
+
+    key: str
+    experiment: str
+    status: str
+    params: dict[str, str]
+    config: bytes | None = None
+    value: bytes | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    error: bytes | None = None
+    attempts: int = 1
+    host: str = ""
+    pid: int | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    runtime: float | None = None
+    cpu_time: float | None = None
+    peak_rss: int | None = None
+    peak_vms: int | None = None
+    metrics: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    progress: float | None = None
+    fingerprint: str = ""
+    version: str | None = None
+    run_id: str = ""
+
+
+class Store:
+    """A memento store at ``path``. Opened lazily; ``readonly=True`` never writes or creates.
+
+    Example::
+
+        with Store("memento.sqlite", readonly=True) as store:
+            for row in store.rows(status="failed"):
+                print(row["params"], row["error_type"])
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path = Path(path).absolute()
+        self.readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def directory(self) -> Path:
+        return side_directory(self.path)
+
+    @property
+    def checkpoint_directory(self) -> Path:
+        return self.directory / "checkpoints"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    # -- connection ------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        if self.readonly:
+            if not self.path.is_file():
+                raise StoreError(f"No memento store at {self.path}")
+            uri = f"file:{self.path}?mode=ro"
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout = 30000")
+                self._check_format(conn)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path} is not a readable memento store ({exc})") from None
+            return conn
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a committed transaction survives any process crash
+            # (kill -9 included); only an OS crash or power cut can lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if has_meta:
+                self._check_format(conn)
+            else:
+                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    raise StoreError(
+                        f"{self.path} is an SQLite database but not a memento store; "
+                        "choose another cache_path"
+                    )
+                with _transaction(conn):
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
+                        [
+                            ("format", STORE_FORMAT),
+                            ("schema_version", str(SCHEMA_VERSION)),
+                            ("created", str(time.time())),
+                        ],
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable memento store ({exc})") from None
+        return conn
+
+    def _check_format(self, conn: sqlite3.Connection) -> None:
+        try:
+            meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        except sqlite3.OperationalError:
+            raise StoreError(f"{self.path} is not a memento store (no meta table)") from None
+        if meta.get("format") != STORE_FORMAT:
+            raise StoreError(f"{self.path} is not a memento store (format {meta.get('format')!r})")
+        version = meta.get("schema_version", "")
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.path} has store schema version {version!r}; this memento reads version "
+                f"{SCHEMA_VERSION}. Upgrade memento, or use another cache_path."
+            )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads -----------------------------------------------------------------------------
+    def lookup(self, keys: Sequence[str], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """Rows of ``results`` for the given keys that exist, as key -> tuple of ``columns``."""
+        cols = ", ".join(("key", *columns))
+        found: dict[str, tuple[Any, ...]] = {}
+        conn = self.conn
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT {cols} FROM results WHERE key IN ({marks})", chunk):
+                found[row[0]] = row[1:]
+        return found
+
+    def rows(
+        self,
+        *,
+        status: str | None = None,
+        experiment: str | None = None,
+        key_prefix: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """All result rows as dicts (``params`` and ``metrics`` decoded from JSON)."""
+        clauses, args = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        if experiment is not None:
+            clauses.append("experiment = ?")
+            args.append(experiment)
+        if key_prefix is not None:
+            clauses.append("key LIKE ? ESCAPE '\\'")
+            args.append(key_prefix.replace("\\", "\\\\").replace("%", "\\%") + "%")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = self.conn.execute(
+            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM results{where} ORDER BY rowid", args
+        )
+        for row in cursor:
+            record = dict(zip(_RESULT_COLUMNS, row))
+            record["params"] = json.loads(record["params"])
+            record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
+            yield record
+
+    def load_value(self, value: bytes | None, value_file: str | None) -> Any:
+        """Unpickle a stored return value (inline blob or side file)."""
+        import cloudpickle
+
+        if value_file:
+            value = (self.directory / value_file).read_bytes()
+        return None if value is None else cloudpickle.loads(value)
+
+    # -- writes ----------------------------------------------------------------------------
+    def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
+        """Store outcomes in one transaction; large values go to atomic side files first."""
+        now = time.time()
+        rows = []
+        keys = []
+        for o in outcomes:
+            value_file = None
+            value = o.value
+            if value is not None and len(value) > INLINE_LIMIT:
+                from memento.context import atomic_write
+
+                value_file = f"values/{o.key}.pkl"
+                atomic_write(self.directory / value_file, value)
+                value = None
+            keys.append((o.key,))
+            rows.append(
+                (
+                    o.key, o.experiment, o.status, json.dumps(o.params), o.config, value,
+                    value_file, o.error_type, o.error_message, o.traceback, o.error, o.attempts,
+                    o.host, o.pid, o.start_time, o.end_time, o.runtime, o.cpu_time, o.peak_rss,
+                    o.peak_vms, _metrics_json(o.metrics), o.progress, o.fingerprint, o.version,
+                    o.run_id, now,
+                )
+            )  # fmt: skip
+        if not rows:
+            return
+        conn = self.conn
+        marks = ",".join("?" * len(_RESULT_COLUMNS))
+        with _transaction(conn):
+            conn.executemany(
+                f"INSERT OR REPLACE INTO results ({', '.join(_RESULT_COLUMNS)}) VALUES ({marks})",
+                rows,
+            )
+            conn.executemany("DELETE FROM running WHERE key = ?", keys)
+
+    def mark_running(self, run_id: str, experiment: str, items: Iterable[tuple[str, str]]) -> None:
+        """Note experiments as in flight (``items`` are (key, params JSON))."""
+        now = time.time()
+        rows = [(key, run_id, experiment, params, now) for key, params in items]
+        with _transaction(self.conn):
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO running (key, run_id, experiment, params, submitted) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def start_run(self, run_id: str, experiment: str, total: int, to_run: int, cached: int) -> None:
+        with _transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO runs (run_id, experiment, host, pid, started, total, to_run, cached)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, experiment, socket.gethostname(), os.getpid(), time.time(), total,
+                 to_run, cached),
+            )  # fmt: skip
+
+    def finish_run(self, run_id: str, done: int, failed: int, state: str) -> None:
+        with _transaction(self.conn):
+            self.conn.execute(
+                "UPDATE runs SET finished = ?, done = ?, failed = ?, state = ? WHERE run_id = ?",
+                (time.time(), done, failed, state, run_id),
+            )
+            self.conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Forget the results of ``keys`` (and their side files); returns how many were removed."""
+        found = self.lookup(keys, ["value_file"])
+        with _transaction(self.conn):
+            self.conn.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in found])
+        for key, (value_file,) in found.items():
+            if value_file:
+                try:
+                    (self.directory / value_file).unlink()
+                except FileNotFoundError:
+                    pass
+        return len(found)
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error (autocommit connection)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def _metrics_json(metrics: dict[str, list[tuple[Any, Any]]]) -> str | None:
+    if not metrics:
+        return None
+    return json.dumps({k: [list(p) for p in v] for k, v in metrics.items()}, default=repr)
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+__all__ = ["DEFAULT_FILENAME", "Store", "StoredOutcome", "default_store_path", "side_directory"]

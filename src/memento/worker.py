@@ -1,0 +1,403 @@
+"""The code that runs inside a worker: one job = one or more experiments, each turned into an
+:class:`Outcome` (value or error + traceback, timing, memory, metrics). Nothing here raises for
+an experiment's failure: the failure *is* the outcome.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import os
+import pickle
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from memento.context import Context, FileCheckpoints
+from memento.exceptions import ExperimentTimeout
+from memento.matrix import Config
+
+_functions: dict[str, Any] = {}  # digest -> loaded experiment, once per worker process
+
+
+class FunctionRef:
+    """An experiment callable on its way to a worker: pickled once, loaded once per process."""
+
+    __slots__ = ("digest", "obj", "payload")
+
+    def __init__(self, obj: Any, digest: str, *, payload: bytes | None = None) -> None:
+        self.obj = obj
+        self.digest = digest
+        self.payload = payload
+
+    def ensure_payload(self) -> None:
+        if self.payload is None:
+            import cloudpickle
+
+            self.payload = cloudpickle.dumps(self.obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def __getstate__(self) -> tuple[str, bytes | None]:
+        self.ensure_payload()
+        return (self.digest, self.payload)
+
+    def __setstate__(self, state: tuple[str, bytes | None]) -> None:
+        self.obj = None
+        self.digest, self.payload = state
+
+    def resolve(self) -> Any:
+        if self.obj is not None:
+            return self.obj
+        func = _functions.get(self.digest)
+        if func is None:
+            import cloudpickle
+
+            assert self.payload is not None
+            func = cloudpickle.loads(self.payload)
+            _functions[self.digest] = func
+        return func
+
+
+@dataclass
+class Task:
+    """One experiment to run."""
+
+    key: str
+    config: Config
+    attempt: int = 1
+
+
+@dataclass
+class Job:
+    """What an executor runs: experiments of one function, sharing the worker-side settings."""
+
+    function: FunctionRef
+    tasks: list[Task]
+    checkpoint_dir: str
+    #: Prefix the experiment's output with its config and send it to stderr.
+    redirect_output: bool = True
+    #: Measure CPU time of the thread (threads) rather than of the process.
+    thread_cpu: bool = False
+    #: Reset the process's peak-memory counter before each experiment (own process only).
+    reset_memory_peak: bool = True
+    #: Enforce ``timeout`` with SIGALRM inside the experiment (inline executor only).
+    alarm_timeout: float | None = None
+    #: Send each outcome's value pickled (cross-process) or as the object itself (in-process).
+    pickle_values: bool = True
+    progress: Callable[[str, float, float | None], None] | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["progress"] = None  # a local callback never travels
+        return state
+
+
+@dataclass
+class Outcome:
+    """What happened to one experiment."""
+
+    key: str
+    ok: bool
+    value: bytes | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    error: bytes | None = None
+    start_time: float = 0.0
+    end_time: float = 0.0
+    cpu_time: float = 0.0
+    peak_rss: int | None = None
+    peak_vms: int | None = None
+    metrics: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    progress: float | None = None
+    host: str = ""
+    pid: int = 0
+    attempt: int = 1
+    #: The value itself, when the outcome never left the driver's process (not pickled).
+    local_value: Any = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["local_value"] = None
+        return state
+
+    @property
+    def runtime(self) -> float:
+        return self.end_time - self.start_time
+
+
+def run_job(job: Job) -> list[Outcome]:
+    """Run every experiment of ``job`` and return their outcomes, in order."""
+    func = job.function.resolve()
+    return [run_task(func, task, job) for task in job.tasks]
+
+
+def run_task(func: Any, task: Task, job: Job) -> Outcome:
+    """Run one experiment; every exception it raises becomes a failed :class:`Outcome`."""
+    context = Context(
+        task.key, FileCheckpoints(job.checkpoint_dir), progress_sink=job.progress
+    )
+    host, pid = socket.gethostname(), os.getpid()
+    if job.reset_memory_peak:
+        _reset_peak_memory()
+    clock = time.thread_time if job.thread_cpu else time.process_time
+    label = _label(task.config)
+    if job.redirect_output:
+        _router.begin(label)
+    alarm = _Alarm(job.alarm_timeout)
+    start, cpu0 = time.time(), clock()
+    outcome = Outcome(key=task.key, ok=True, host=host, pid=pid, attempt=task.attempt)
+    try:
+        with alarm:
+            value = func(context, task.config)
+    except BaseException as exc:  # noqa: BLE001 - the failure is the outcome
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not job.pickle_values:
+            raise  # in the driver's own process, Ctrl-C and exit mean what they say
+        _fill_error(outcome, exc)
+    else:
+        if job.pickle_values:
+            try:
+                import cloudpickle
+
+                outcome.value = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                _fill_error(
+                    outcome,
+                    TypeError(
+                        f"The experiment returned a {type(value).__qualname__} that cannot be "
+                        f"pickled, so it cannot be stored: {exc}"
+                    ),
+                )
+        else:
+            outcome.local_value = value
+    finally:
+        outcome.end_time = time.time()
+        outcome.cpu_time = clock() - cpu0
+        if job.redirect_output:
+            _router.end()
+    outcome.start_time = start
+    outcome.metrics = context.collect_metrics()
+    done, total = context.progress_state
+    outcome.progress = (done / total) if total else None
+    outcome.peak_rss, outcome.peak_vms = _peak_memory()
+    return outcome
+
+
+def _fill_error(outcome: Outcome, exc: BaseException) -> None:
+    outcome.ok = False
+    outcome.error_type = type(exc).__qualname__
+    outcome.error_message = str(exc)
+    outcome.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        import cloudpickle
+
+        data = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)  # an exception that pickles but cannot be rebuilt is useless
+        outcome.error = data
+    except Exception:
+        outcome.error = None
+
+
+def _label(config: Config) -> str:
+    text = str(config)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- output ----------------------------------------------------------------------------------
+class _LineRouter:
+    """Replaces ``sys.stdout``/``sys.stderr``: lines written while an experiment runs in this
+    thread go to stderr prefixed with ``[config]``, each whole line in one ``write`` so that
+    lines of concurrent workers never interleave; other output passes through unchanged.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self.installed = False
+        self._originals: tuple[Any, Any] | None = None
+
+    def install(self) -> None:
+        if self.installed:
+            return
+        self._originals = (sys.stdout, sys.stderr)
+        sys.stdout = _RoutedStream(self, 0)  # type: ignore[assignment]
+        sys.stderr = _RoutedStream(self, 1)  # type: ignore[assignment]
+        self.installed = True
+
+    def uninstall(self) -> None:
+        if self.installed and self._originals is not None:
+            sys.stdout, sys.stderr = self._originals
+            self.installed = False
+
+    def begin(self, label: str) -> None:
+        self._local.prefix = f"[{label}] "
+        self._local.buffer = ""
+
+    def end(self) -> None:
+        rest = getattr(self._local, "buffer", "")
+        if rest:
+            self._emit(rest + "\n")
+        self._local.prefix = None
+        self._local.buffer = ""
+
+    def write(self, index: int, text: str) -> int:
+        prefix = getattr(self._local, "prefix", None)
+        if prefix is None:
+            original = self._originals[index] if self._originals else sys.__stderr__
+            return int(original.write(text)) if original is not None else len(text)
+        buffer = self._local.buffer + text
+        if "\n" in buffer:
+            head, _, tail = buffer.rpartition("\n")
+            self._emit("".join(f"{prefix}{line}\n" for line in head.split("\n")))
+            buffer = tail
+        self._local.buffer = buffer
+        return len(text)
+
+    def _emit(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        try:
+            while data:
+                written = os.write(2, data)
+                data = data[written:]
+        except OSError:
+            pass
+
+    def flush(self, index: int) -> None:
+        if getattr(self._local, "prefix", None) is None and self._originals:
+            try:
+                self._originals[index].flush()
+            except Exception:
+                pass
+
+
+class _RoutedStream:
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, router: _LineRouter, index: int) -> None:
+        self._router = router
+        self._index = index
+
+    def write(self, text: str) -> int:
+        return self._router.write(self._index, text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._router.flush(self._index)
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 2
+
+    @property
+    def buffer(self) -> Any:
+        return sys.__stderr__.buffer if sys.__stderr__ is not None else None
+
+
+_router = _LineRouter()
+
+
+def install_output_router() -> None:
+    """Route experiment output in this process (see :class:`_LineRouter`)."""
+    _router.install()
+
+
+def uninstall_output_router() -> None:
+    _router.uninstall()
+
+
+# -- process workers -------------------------------------------------------------------------
+def init_process_worker() -> None:
+    """Initializer of each worker process.
+
+    The worker dies with the driver (no orphan keeps computing after ``kill -9`` of the
+    driver), ignores Ctrl-C (the driver handles it and stops the workers), and sends its
+    stdout to stderr so that stdout stays the user's program's own.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except Exception:
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sys.stdout.flush()
+        os.dup2(2, 1)
+    except OSError:
+        pass
+    install_output_router()
+
+
+# -- memory ----------------------------------------------------------------------------------
+def _reset_peak_memory() -> None:
+    # Writing 5 to clear_refs resets the peak RSS (VmHWM) of this process (Linux >= 4.0).
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_memory() -> tuple[int | None, int | None]:
+    try:
+        with open("/proc/self/status") as f:
+            status = f.read()
+    except OSError:
+        try:
+            import resource
+
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return (rss if sys.platform == "darwin" else rss * 1024), None
+        except Exception:
+            return None, None
+    rss = vms = None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            rss = int(line.split()[1]) * 1024
+        elif line.startswith("VmPeak:"):
+            vms = int(line.split()[1]) * 1024
+    return rss, vms
+
+
+# -- inline timeouts -------------------------------------------------------------------------
+class _Alarm:
+    """SIGALRM-based timeout for experiments run in the main thread (inline executor)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._previous: Any = None
+
+    def __enter__(self) -> None:
+        if not self.seconds or threading.current_thread() is not threading.main_thread():
+            self.seconds = None
+            return
+        seconds = self.seconds
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise ExperimentTimeout(f"The experiment ran longer than its timeout of {seconds} s")
+
+        self._previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)
+
+
+def as_datetime(ts: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ts)
+
+
+__all__ = ["FunctionRef", "Job", "Outcome", "Task", "init_process_worker", "run_job"]
