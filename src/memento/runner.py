@@ -401,6 +401,9 @@ class _Run:
                     batch = self._next_batch(queue, limit - len(running))
                     future = ex.submit(run_job, self._job(batch), timeout=timeout)
                     running[future] = batch
+                    if self.display is not None:
+                        for p in batch:
+                            self.display.submitted(p.key, str(p.config))
                 done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 if not done:
                     continue
@@ -545,12 +548,21 @@ class _Run:
             attempts=pending.attempt, host=o.host,
         )  # fmt: skip
 
-    # -- progress display (filled in by memento.progress when available) --------------------
+    # -- live progress -----------------------------------------------------------------------
     def _start_display(self, total: int) -> None:
-        self.display = None
+        if not self.m.progress:
+            return
+        from memento.progress import ProgressDisplay
+
+        self.display = ProgressDisplay(
+            total=total, cached=self.cached, experiment=self.experiment
+        )
+        self.display.start()
 
     def _stop_display(self) -> None:
-        self.display = None
+        display, self.display = self.display, None
+        if display is not None:
+            display.stop()
 
     def _on_progress(self, key: str, done: float, total: float | None) -> None:
         if self.display is not None:
