@@ -1,0 +1,755 @@
+"""Notification providers: tell a person (or a log) how a run is going.
+
+The runner turns what happens into events (:mod:`memento.events`) and hands each one to a
+:class:`NotificationDispatcher`, in the driver process only; providers never travel to workers.
+
+::
+
+    NotificationProvider            the seam: override notify(event)
+    └── DefaultNotificationProvider do nothing (base of the legacy 1.2 subclasses)
+        ├── ConsoleNotificationProvider      "Task completed" ... on stdout, as 1.2
+        ├── FileSystemNotificationProvider   the same lines appended to a file
+        └── (messages, digest + rate limit)
+            ├── EmailNotificationProvider    SMTP, STARTTLS
+            ├── WebhookNotificationProvider  POST {"text": ...} (Slack-compatible)
+            └── AppriseNotificationProvider  100+ services through ``apprise``
+
+Secrets (SMTP passwords, webhook and Apprise URLs) never appear in reprs or log records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+import socket
+import ssl
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+from typing import IO, Any, NamedTuple
+
+from memento.events import Event, ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
+from memento.exceptions import MissingExtra
+
+logger = logging.getLogger("memento.notifications")
+
+#: Limits that keep a message readable however badly a run goes.
+MAX_FAILURES_LISTED = 20
+MAX_MESSAGE_CHARS = 300
+MAX_CONFIG_CHARS = 500
+TRACEBACK_LINES = 12
+TRACEBACKS_SHOWN = 5
+
+
+class NotificationProvider:
+    """Receives the events of a run; subclass it and override :meth:`notify`.
+
+    The default :meth:`notify` calls the no-argument methods of memento-ml 1.2, so providers
+    written for 1.2 keep working: ``task_completed()`` for each experiment that ran and
+    succeeded, ``task_failure()`` for each that failed, ``all_tasks_completed()`` at the end.
+
+    Example::
+
+        from memento.events import ExperimentFailed
+
+        class Pager(NotificationProvider):
+            def notify(self, event):
+                if isinstance(event, ExperimentFailed):
+                    page_someone(f"{event.config}: {event.exc_type}: {event.message}")
+
+        Memento(experiment, notification_provider=Pager())
+    """
+
+    def notify(self, event: Event) -> None:
+        """Handle one event. The default maps events to the legacy 1.2 methods."""
+        if isinstance(event, ExperimentFinished):
+            self.task_completed()
+        elif isinstance(event, ExperimentFailed):
+            self.task_failure()
+        elif isinstance(event, RunFinished):
+            self.all_tasks_completed()
+
+    def tick(self) -> None:
+        """Called now and then between events: send what rate limiting held back, if due."""
+
+    def close(self) -> None:
+        """Called once when the run is over, even if it was interrupted: send what is pending."""
+
+    def task_completed(self) -> None:
+        """Legacy (1.2): an experiment ran and succeeded. Does nothing by default."""
+
+    def task_failure(self) -> None:
+        """Legacy (1.2): an experiment failed. Does nothing by default."""
+
+    def all_tasks_completed(self) -> None:
+        """Legacy (1.2): the run is over. Does nothing by default."""
+
+
+class DefaultNotificationProvider(NotificationProvider):
+    """A provider that does nothing; 1.2 code subclasses it to override only some methods.
+
+    Example::
+
+        class Beep(DefaultNotificationProvider):
+            def all_tasks_completed(self):
+                print("\\a")
+    """
+
+
+class ConsoleNotificationProvider(DefaultNotificationProvider):
+    """Prints ``Task completed``, ``Task failed`` and ``All tasks completed`` to stdout, as 1.2.
+
+    A failure also prints one line to stderr naming the config and the error.
+
+    Example::
+
+        Memento(experiment, notification_provider=ConsoleNotificationProvider())
+    """
+
+    def notify(self, event: Event) -> None:
+        super().notify(event)
+        if isinstance(event, ExperimentFailed):
+            error = _clip(f"{event.exc_type}: {event.message}", MAX_MESSAGE_CHARS)
+            config = _clip(_text(event.config), MAX_CONFIG_CHARS)
+            print(f"  {config}: {error}", file=sys.stderr)
+
+    def task_completed(self) -> None:
+        print("Task completed")
+
+    def task_failure(self) -> None:
+        print("Task failed")
+
+    def all_tasks_completed(self) -> None:
+        print("All tasks completed")
+
+
+class FileSystemNotificationProvider(DefaultNotificationProvider):
+    """Appends ``Task completed``, ``Task failed`` and ``All tasks completed`` lines to a file.
+
+    ``filepath`` is a path, opened in append mode for each line (so the file can be rotated or
+    read while the run goes on), or an open text file, which is written to and flushed.
+
+    Example::
+
+        provider = FileSystemNotificationProvider("notifications.log")
+    """
+
+    def __init__(self, filepath: str | os.PathLike[str] | IO[str] | None = None) -> None:
+        if filepath is None:
+            filepath = "logs.txt"
+        self._file: IO[str] | None = None
+        self._path: str | os.PathLike[str] | None = None
+        if isinstance(filepath, (str, os.PathLike)):
+            self._path = filepath
+        elif callable(getattr(filepath, "write", None)):
+            self._file = filepath
+        else:
+            raise TypeError(
+                f"FileSystemNotificationProvider needs a path or an open text file, "
+                f"got {filepath!r}."
+            )
+
+    def __repr__(self) -> str:
+        target = self._file if self._file is not None else os.fspath(self._path or "")
+        return f"{type(self).__name__}({target!r})"
+
+    def _write(self, line: str) -> None:
+        if self._file is not None:
+            self._file.write(line + "\n")
+            self._file.flush()
+        else:
+            assert self._path is not None
+            with open(self._path, "a", encoding="utf-8") as file:
+                file.write(line + "\n")
+
+    def task_completed(self) -> None:
+        self._write("Task completed")
+
+    def task_failure(self) -> None:
+        self._write("Task failed")
+
+    def all_tasks_completed(self) -> None:
+        self._write("All tasks completed")
+
+
+# --- Message providers: digest and rate limiting, shared by e-mail, webhook and Apprise ----------
+
+
+@dataclass
+class _Batch:
+    """Events waiting for the next message; keeps counts of all, details of the first few."""
+
+    failed: list[ExperimentFailed] = field(default_factory=list)
+    finished: list[ExperimentFinished] = field(default_factory=list)
+    n_failed: int = 0
+    n_finished: int = 0
+
+    def add(self, event: ExperimentFailed | ExperimentFinished) -> None:
+        if isinstance(event, ExperimentFailed):
+            self.n_failed += 1
+            if len(self.failed) < MAX_FAILURES_LISTED:
+                self.failed.append(event)
+        else:
+            self.n_finished += 1
+            if len(self.finished) < MAX_FAILURES_LISTED:
+                self.finished.append(event)
+
+    def __bool__(self) -> bool:
+        return bool(self.n_failed or self.n_finished)
+
+
+class _Message(NamedTuple):
+    title: str
+    body: str
+    bad_news: bool  # some experiment failed: Apprise shows it as a failure
+
+
+class _MessageProvider(DefaultNotificationProvider):
+    """Turns events into (title, body) messages, batched and rate limited; see ``_send``.
+
+    With ``digest`` on, only failures (as they happen) and the end-of-run summary are sent;
+    otherwise successes too. At most one message leaves every ``min_interval`` seconds: events
+    arriving in between are batched into the next one, sent by the next event or ``tick()``
+    once the interval is over. The summary and ``close()`` send at once.
+    """
+
+    _max_body = 100_000
+
+    def __init__(self, *, digest: bool, min_interval: float) -> None:
+        if min_interval < 0:
+            raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval!r}.")
+        self.digest = digest
+        self.min_interval = float(min_interval)
+        self._batch = _Batch()
+        self._run_failures = _Batch()
+        self._next_send = 0.0
+        self._started: RunStarted | None = None
+        self._warned = False
+
+    def _send(self, message: _Message) -> None:
+        """Deliver one message; raise on failure (the caller logs it, redacted)."""
+        raise NotImplementedError
+
+    def _secrets(self) -> list[str]:
+        """Strings that must never reach a log record."""
+        return []
+
+    def notify(self, event: Event) -> None:
+        if isinstance(event, RunStarted):  # run_all starts several runs, then finishes once
+            self._started = event
+        elif isinstance(event, ExperimentFailed):
+            self._batch.add(event)
+            self._run_failures.add(event)
+        elif isinstance(event, ExperimentFinished):
+            if not self.digest:
+                self._batch.add(event)
+        elif isinstance(event, RunFinished):
+            self._batch = _Batch()  # the summary lists every failure held back
+            self._deliver(self._summary(event))
+            self._run_failures = _Batch()
+            self._started = None
+            return
+        self.tick()
+
+    def tick(self) -> None:
+        if self._batch and time.monotonic() >= self._next_send:
+            self._flush()
+
+    def close(self) -> None:
+        if self._batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, _Batch()
+        self._deliver(self._batch_message(batch))
+
+    def _deliver(self, message: _Message) -> None:
+        self._next_send = time.monotonic() + self.min_interval
+        message = message._replace(body=_clip(message.body, self._max_body))
+        try:
+            self._send(message)
+        except Exception as exc:
+            self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        reason = _clip(_redact(f"{type(exc).__name__}: {exc}", self._secrets()), 300)
+        if self._warned:
+            logger.debug("%r could not send a notification (%s).", self, reason)
+            return
+        self._warned = True
+        logger.warning(
+            "%r could not send a notification (%s). The run goes on; later failures of this "
+            "provider are logged at DEBUG level only.",
+            self,
+            reason,
+        )
+
+    # Message text. Plain text only, never HTML.
+
+    def _batch_message(self, batch: _Batch) -> _Message:
+        if batch.n_failed == 1 and batch.n_finished == 0:
+            title = "[Memento] Task failed"
+        elif batch.n_failed == 0 and batch.n_finished == 1:
+            title = "[Memento] Task completed"
+        elif batch.n_failed == 0:
+            title = f"[Memento] {batch.n_finished} tasks completed"
+        else:
+            title = f"[Memento] {_plural(batch.n_failed, 'task')} failed"
+            if batch.n_finished:
+                title += f", {batch.n_finished} completed"
+        parts = []
+        if batch.failed:
+            parts.append(_failure_list(batch.failed, batch.n_failed))
+        if batch.finished:
+            lines = [f"{_plural(batch.n_finished, 'experiment')} completed:"]
+            for done in batch.finished:
+                config = _clip(_text(done.config), MAX_CONFIG_CHARS)
+                lines.append(f"- {config} ({_duration(done.runtime)})")
+            if batch.n_finished > len(batch.finished):
+                lines.append(f"... and {batch.n_finished - len(batch.finished)} more")
+            parts.append("\n".join(lines))
+        parts.append(self._footer())
+        return _Message(title, "\n\n".join(parts), bad_news=batch.n_failed > 0)
+
+    def _summary(self, event: RunFinished) -> _Message:
+        title = "[Memento] All tasks completed"
+        if event.failed:
+            title += f", {event.failed} failed"
+        counts = f"done: {event.done}, cached: {event.cached}, failed: {event.failed}"
+        parts = [f"Run finished in {_duration(event.elapsed)}.\n{counts}"]
+        failures = list(event.failures) or self._run_failures.failed
+        if failures:
+            parts.append(_failure_list(failures[:MAX_FAILURES_LISTED], event.failed))
+        parts.append(self._footer(event.store_path))
+        return _Message(title, "\n\n".join(parts), bad_news=event.failed > 0)
+
+    def _footer(self, store_path: str = "") -> str:
+        started = self._started
+        lines = []
+        if started is not None and started.experiment:
+            lines.append(f"Experiment: {started.experiment}")
+        store_path = store_path or (started.store_path if started else "")
+        if store_path:
+            lines.append(f"Store: {store_path}")
+        lines.append(f"Host: {socket.gethostname()}")
+        return "\n".join(lines)
+
+
+def _failure_list(failures: list[ExperimentFailed], total: int) -> str:
+    shown = len(failures)
+    header = f"{_plural(total, 'experiment')} failed"
+    header += f" (the first {shown} are listed):" if total > shown else ":"
+    blocks = [header]
+    for i, failure in enumerate(failures):
+        config = _clip(_text(failure.config), MAX_CONFIG_CHARS)
+        error = _clip(f"{failure.exc_type}: {failure.message}", MAX_MESSAGE_CHARS)
+        lines = [f"{i + 1}. {config}", f"   {error}"]
+        if failure.attempts > 1:
+            lines.append(f"   after {failure.attempts} attempts")
+        if i < TRACEBACKS_SHOWN:
+            lines.extend("   " + line for line in _tail(failure.traceback))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _tail(traceback: str) -> list[str]:
+    lines = traceback.rstrip().splitlines()
+    if len(lines) > TRACEBACK_LINES:  # the innermost frames say where it broke
+        lines = ["...", *lines[-TRACEBACK_LINES:]]
+    return [_clip(line, MAX_MESSAGE_CHARS) for line in lines]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + " ... [truncated]"
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # a config whose __str__ raises must not hide the failure
+        return object.__repr__(value)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _duration(elapsed: timedelta) -> str:
+    seconds = elapsed.total_seconds()
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _redact_url(url: str, *, keep_host: bool = True) -> str:
+    """``scheme://host/…``: what a log may show of a URL whose path or query is a token."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    shown = f"{parts.scheme}://{host if keep_host else ''}"
+    return shown + "/…" if keep_host else shown + "…"
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The URL and its pieces that could carry a token, for :func:`_redact`."""
+    parts = urllib.parse.urlsplit(url)
+    rest = url.split("://", 1)[-1]
+    pieces = [url, rest, parts.path, parts.query, parts.password or ""]
+    pieces += [p for p in parts.path.split("/") if len(p) >= 6]
+    pieces += [v for _, v in urllib.parse.parse_qsl(parts.query) if len(v) >= 6]
+    return [p for p in pieces if p and p != "/"]
+
+
+# --- E-mail ------------------------------------------------------------------------------------
+
+
+class SmtpConfiguration(NamedTuple):
+    """Where and how :class:`EmailNotificationProvider` connects (same fields as 1.2).
+
+    Port 465 uses implicit TLS; any other port plain SMTP upgraded with STARTTLS when the server
+    offers it. With ``require_tls`` (the default) a server without STARTTLS is an error: nothing
+    is sent rather than a password in clear. The repr hides the password.
+
+    Example::
+
+        SmtpConfiguration("smtp.gmail.com", 587, username="me@gmail.com", password=app_password)
+    """
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    require_tls: bool = True
+
+    def __repr__(self) -> str:
+        password = None if self.password is None else "***"
+        return (
+            f"SmtpConfiguration(host={self.host!r}, port={self.port!r}, "
+            f"username={self.username!r}, password={password!r}, "
+            f"require_tls={self.require_tls!r})"
+        )
+
+
+class EmailNotificationProvider(_MessageProvider):
+    """Sends e-mails: failures as they happen (rate limited) and a summary at the end.
+
+    ``smtp`` is a :class:`SmtpConfiguration` (one connection per message sent) or a connected
+    ``smtplib.SMTP`` that is used as it is. With ``digest=False`` every experiment that ran gets
+    a mail too, still at most one mail every ``min_interval`` seconds. ``tls_context`` replaces
+    the default certificate checks (for a private CA).
+
+    Example::
+
+        provider = EmailNotificationProvider(
+            SmtpConfiguration("smtp.example.org", 587, username="bot", password=secret),
+            "bot@example.org",
+            ["me@example.org"],
+        )
+    """
+
+    def __init__(
+        self,
+        smtp: SmtpConfiguration | smtplib.SMTP,
+        from_addr: str,
+        to_addrs: str | Iterable[str],
+        *,
+        digest: bool = True,
+        min_interval: float = 60.0,
+        timeout: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(digest=digest, min_interval=min_interval)
+        if not isinstance(smtp, (SmtpConfiguration, smtplib.SMTP)):
+            raise TypeError(
+                f"smtp must be a SmtpConfiguration or an smtplib.SMTP, got {type(smtp).__name__}."
+            )
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        if not recipients:
+            raise ValueError("EmailNotificationProvider needs at least one address in to_addrs.")
+        self.smtp = smtp
+        self.from_addr = from_addr
+        self.to_addrs = recipients
+        self._timeout = timeout
+        self._tls_context = tls_context
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.smtp!r}, {self.from_addr!r}, {self.to_addrs!r}, "
+            f"digest={self.digest!r})"
+        )
+
+    def _secrets(self) -> list[str]:
+        password = self.smtp.password if isinstance(self.smtp, SmtpConfiguration) else None
+        return [password or ""]
+
+    def create_message(self, subject: str, content: str) -> EmailMessage:
+        """A plain-text e-mail from ``from_addr`` to ``to_addrs`` (as in 1.2)."""
+        message = EmailMessage()
+        message["From"] = formataddr(("Memento", self.from_addr))
+        message["To"] = ", ".join(self.to_addrs)
+        message["Subject"] = subject
+        message["Date"] = formatdate(localtime=True)
+        message["Message-ID"] = make_msgid(domain=self.from_addr.rpartition("@")[2] or None)
+        message.set_content(content)
+        return message
+
+    def _send(self, message: _Message) -> None:
+        mail = self.create_message(message.title, message.body)
+        if isinstance(self.smtp, smtplib.SMTP):
+            self.smtp.send_message(mail)
+            return
+        config = self.smtp
+        context = self._tls_context or ssl.create_default_context()
+        client: smtplib.SMTP
+        if config.port == 465:
+            client = smtplib.SMTP_SSL(
+                config.host, config.port, timeout=self._timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(config.host, config.port, timeout=self._timeout)
+        with client:
+            client.ehlo()
+            if config.port != 465:
+                if client.has_extn("starttls"):
+                    client.starttls(context=context)
+                    client.ehlo()
+                elif config.require_tls:
+                    raise smtplib.SMTPNotSupportedError(
+                        f"the server {config.host}:{config.port} does not offer STARTTLS and "
+                        "require_tls is on; use a TLS-capable server or "
+                        "SmtpConfiguration(..., require_tls=False)"
+                    )
+            if config.username and config.password:
+                client.login(config.username, config.password)
+            client.send_message(mail)
+
+
+# --- Webhook -----------------------------------------------------------------------------------
+
+
+class WebhookNotificationProvider(_MessageProvider):
+    """POSTs ``{"text": "..."}`` as JSON: a Slack incoming webhook, Mattermost, Rocket.Chat...
+
+    Uses the standard library only. The URL usually is the secret, so reprs and logs show only
+    ``scheme://host/…``. Digest and rate limiting as :class:`EmailNotificationProvider`.
+
+    Example::
+
+        provider = WebhookNotificationProvider(os.environ["SLACK_WEBHOOK_URL"])
+    """
+
+    _max_body = 3_500  # Slack shows up to about 4,000 characters of text
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        digest: bool = True,
+        min_interval: float = 60.0,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__(digest=digest, min_interval=min_interval)
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(
+                f"WebhookNotificationProvider needs an http:// or https:// URL, "
+                f"got {_redact_url(url)!r}."
+            )
+        self._url = url
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_redact_url(self._url)!r}, digest={self.digest!r})"
+
+    def _secrets(self) -> list[str]:
+        return _url_secrets(self._url)
+
+    def _send(self, message: _Message) -> None:
+        data = json.dumps({"text": f"{message.title}\n\n{message.body}"}).encode("utf-8")
+        request = urllib.request.Request(
+            self._url,
+            data=data,
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            method="POST",
+        )
+        # Raises HTTPError for a 4xx/5xx answer, URLError when the host cannot be reached.
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            response.read()
+
+
+# --- Apprise -----------------------------------------------------------------------------------
+
+
+class AppriseNotificationProvider(_MessageProvider):
+    """Sends through `Apprise <https://github.com/caronc/apprise>`_: Slack, Teams, Telegram,
+    Discord, ntfy, Pushover, e-mail and 100 more, each named by a URL.
+
+    Needs ``pip install 'memento[notify]'``. Digest and rate limiting as
+    :class:`EmailNotificationProvider`. Apprise URLs hold tokens, so reprs and logs show only
+    their scheme.
+
+    Example::
+
+        provider = AppriseNotificationProvider(["tgram://bot_token/chat_id", "ntfy://my-topic"])
+    """
+
+    def __init__(
+        self,
+        urls: str | Iterable[str],
+        *,
+        digest: bool = True,
+        min_interval: float = 60.0,
+    ) -> None:
+        super().__init__(digest=digest, min_interval=min_interval)
+        try:
+            import apprise
+        except ImportError as exc:
+            raise MissingExtra("apprise", "notify", "AppriseNotificationProvider") from exc
+        self._urls = [urls] if isinstance(urls, str) else list(urls)
+        if not self._urls:
+            raise ValueError("AppriseNotificationProvider needs at least one URL.")
+        self._types = apprise.NotifyType
+        self._text_format = apprise.NotifyFormat.TEXT
+        self._apprise = apprise.Apprise()
+        for url in self._urls:
+            if not self._apprise.add(url):
+                raise ValueError(
+                    f"Apprise does not understand the URL {_redact_url(url, keep_host=False)!r}; "
+                    "see https://github.com/caronc/apprise/wiki for the URL of each service."
+                )
+
+    def __repr__(self) -> str:
+        shown = [_redact_url(url, keep_host=False) for url in self._urls]
+        return f"{type(self).__name__}({shown!r}, digest={self.digest!r})"
+
+    def _secrets(self) -> list[str]:
+        return [secret for url in self._urls for secret in _url_secrets(url)]
+
+    def _send(self, message: _Message) -> None:
+        kind = self._types.FAILURE if message.bad_news else self._types.SUCCESS
+        ok = self._apprise.notify(
+            body=message.body,
+            title=message.title,
+            notify_type=kind,
+            body_format=self._text_format,
+        )
+        if not ok:
+            raise RuntimeError("Apprise could not deliver to every URL (see the 'apprise' log)")
+
+
+# --- Dispatcher --------------------------------------------------------------------------------
+
+
+class NotificationDispatcher:
+    """Hands every event to every provider; a failing provider never hurts the run.
+
+    The runner builds one in the driver process, calls :meth:`emit` for each event,
+    :meth:`tick` every second or so while it waits, and :meth:`close` when the run is over
+    (also after an error or Ctrl-C), all from one thread. An exception from a provider is logged
+    once, as a warning on the ``memento.notifications`` logger; later ones at DEBUG level.
+
+    Example::
+
+        with NotificationDispatcher([ConsoleNotificationProvider(), email]) as notifications:
+            notifications.emit(RunStarted(total=3, to_run=3, cached=0, failed_before=0,
+                                          store_path="memento.sqlite"))
+            ...
+    """
+
+    def __init__(
+        self, providers: NotificationProvider | Iterable[NotificationProvider] | None = None
+    ) -> None:
+        if providers is None:
+            items: list[Any] = []
+        elif isinstance(providers, NotificationProvider) or not isinstance(providers, Iterable):
+            items = [providers]
+        else:
+            items = list(providers)
+        self.providers: tuple[NotificationProvider, ...] = tuple(_as_provider(p) for p in items)
+        self._warned: set[int] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"NotificationDispatcher({list(self.providers)!r})"
+
+    def __enter__(self) -> NotificationDispatcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def emit(self, event: Event) -> None:
+        """Give ``event`` to every provider's ``notify``."""
+        for index, provider in enumerate(self.providers):
+            self._call(index, provider, "notify", event)
+
+    def tick(self) -> None:
+        """Let rate-limited providers send what has become due. Cheap when nothing is."""
+        for index, provider in enumerate(self.providers):
+            self._call(index, provider, "tick")
+
+    def close(self) -> None:
+        """Send everything still pending. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        for index, provider in enumerate(self.providers):
+            self._call(index, provider, "close")
+
+    def _call(self, index: int, provider: NotificationProvider, method: str, *args: Any) -> None:
+        call = getattr(provider, method, None)  # duck-typed providers may lack tick/close
+        if call is None:
+            return
+        try:
+            call(*args)
+        except Exception as exc:
+            reason = _clip(f"{type(exc).__name__}: {exc}", 300)
+            if index in self._warned:
+                logger.debug("Notification provider %r failed again (%s).", provider, reason)
+                return
+            self._warned.add(index)
+            logger.warning(
+                "Notification provider %r failed in %s() (%s). The run goes on; later errors "
+                "of this provider are logged at DEBUG level only.",
+                provider,
+                method,
+                reason,
+            )
+
+
+def _as_provider(candidate: Any) -> NotificationProvider:
+    if isinstance(candidate, NotificationProvider):
+        return candidate
+    if callable(getattr(candidate, "notify", None)):
+        return candidate  # type: ignore[no-any-return]  # duck-typed: has notify(event)
+    raise TypeError(
+        f"A notification provider needs a notify(event) method; subclass "
+        f"memento.NotificationProvider (1.2 providers do already), got {candidate!r}."
+    )
+
+
+__all__ = [
+    "AppriseNotificationProvider",
+    "ConsoleNotificationProvider",
+    "DefaultNotificationProvider",
+    "EmailNotificationProvider",
+    "FileSystemNotificationProvider",
+    "NotificationDispatcher",
+    "NotificationProvider",
+    "SmtpConfiguration",
+    "WebhookNotificationProvider",
+]

@@ -1,0 +1,680 @@
+"""Notification providers against real servers: aiosmtpd for e-mail, http.server for webhooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import io
+import ipaddress
+import json
+import logging
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memento.notifications as notifications
+from memento.events import Event, ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
+from memento.exceptions import MissingExtra
+from memento.notifications import (
+    AppriseNotificationProvider,
+    ConsoleNotificationProvider,
+    DefaultNotificationProvider,
+    EmailNotificationProvider,
+    FileSystemNotificationProvider,
+    NotificationDispatcher,
+    NotificationProvider,
+    SmtpConfiguration,
+    WebhookNotificationProvider,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+PASSWORD = "hunter2-very-secret"
+TOKEN = "XyZ987tokenSECRET"
+STORE = "/data/runs/memento.sqlite"
+
+
+# --- Events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    lr: float
+    depth: int
+
+    def __str__(self) -> str:
+        return f"Config(lr={self.lr}, depth={self.depth})"
+
+
+def started(to_run: int = 3) -> RunStarted:
+    return RunStarted(
+        total=to_run, to_run=to_run, cached=0, failed_before=0, store_path=STORE, experiment="fit"
+    )
+
+
+def finished(i: int = 0) -> ExperimentFinished:
+    return ExperimentFinished(config=Config(0.1, i), key=f"k{i}", runtime=timedelta(seconds=3))
+
+
+def failed(i: int = 0, message: str = "") -> ExperimentFailed:
+    return ExperimentFailed(
+        config=Config(0.5, i),
+        key=f"f{i}",
+        exc_type="ValueError",
+        message=message or f"loss diverged at step {i}",
+        traceback=(
+            "Traceback (most recent call last):\n"
+            '  File "exp.py", line 12, in train\n'
+            "    raise ValueError(msg)\n"
+            f"ValueError: loss diverged at step {i}\n"
+        ),
+    )
+
+
+def run_finished(*failures: ExperimentFailed, done: int = 2, cached: int = 1) -> RunFinished:
+    return RunFinished(
+        done=done,
+        cached=cached,
+        failed=len(failures),
+        elapsed=timedelta(minutes=5, seconds=7),
+        store_path=STORE,
+        failures=tuple(failures),
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers are local: a proxy from the environment must not get in the way."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "memento.notifications" and r.levelno >= logging.WARNING
+    ]
+
+
+# --- Servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Inbox:
+    """aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.logins: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    inbox: Inbox
+    controller: Any
+
+    @property
+    def connections(self) -> int:
+        return int(self.controller.connections)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Callable[..., SmtpServer]]:
+    from aiosmtpd.controller import Controller
+
+    class CountingController(Controller):
+        connections = 0
+
+        def factory(self) -> Any:
+            self.connections += 1  # one SMTP protocol object per connection
+            return super().factory()  # type: ignore[no-untyped-call]
+
+    controllers: list[Any] = []
+
+    def start(**smtp_kwargs: Any) -> SmtpServer:
+        inbox = Inbox()
+        port = free_port()
+        controller = CountingController(inbox, hostname="127.0.0.1", port=port, **smtp_kwargs)
+        controller.start()
+        controllers.append(controller)
+        return SmtpServer(port, inbox, controller)
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+@dataclass
+class HttpServer:
+    url: str
+    bodies: list[dict[str, Any]]
+    paths: list[str]
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[[int], HttpServer]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(status: int) -> HttpServer:
+        bodies: list[dict[str, Any]] = []
+        paths: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                bodies.append(json.loads(self.rfile.read(length)))
+                paths.append(self.path)
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        port = server.server_address[1]
+        return HttpServer(f"http://127.0.0.1:{port}/services/T0001/B0002/{TOKEN}", bodies, paths)
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# --- E-mail ------------------------------------------------------------------------------------
+
+
+def test_email_failure_names_config_error_and_traceback(
+    smtp_server: Callable[..., SmtpServer],
+) -> None:
+    server = smtp_server()
+    provider = EmailNotificationProvider(
+        SmtpConfiguration("127.0.0.1", server.port, require_tls=False),
+        "bot@example.org",
+        ["me@example.org", "you@example.org"],
+        min_interval=0,
+    )
+    with NotificationDispatcher(provider) as dispatcher:
+        dispatcher.emit(started())
+        dispatcher.emit(finished(1))
+        dispatcher.emit(failed(2))
+
+    (message,) = server.inbox.messages
+    assert message["Subject"] == "[Memento] Task failed"
+    assert message["From"] == "Memento <bot@example.org>"
+    assert message["To"] == "me@example.org, you@example.org"
+    assert message.get_content_type() == "text/plain"
+    body = message.get_content()
+    assert "Config(lr=0.5, depth=2)" in body
+    assert "ValueError: loss diverged at step 2" in body
+    assert 'File "exp.py", line 12, in train' in body
+    assert f"Store: {STORE}" in body
+    assert "Experiment: fit" in body
+
+
+def test_email_require_tls_without_starttls_sends_nothing_and_warns_once(
+    smtp_server: Callable[..., SmtpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = smtp_server()
+    provider = EmailNotificationProvider(
+        SmtpConfiguration("127.0.0.1", server.port, "bot", PASSWORD),  # require_tls=True
+        "bot@example.org",
+        "me@example.org",
+        min_interval=0,
+    )
+    caplog.set_level(logging.DEBUG)
+    dispatcher = NotificationDispatcher([provider])
+    dispatcher.emit(started())
+    for i in range(3):
+        dispatcher.emit(failed(i))
+    dispatcher.emit(run_finished(failed(0), failed(1), failed(2)))
+    dispatcher.close()
+
+    assert server.inbox.messages == []
+    (warning,) = warnings_of(caplog)
+    assert "STARTTLS" in warning.getMessage()
+    assert "require_tls=False" in warning.getMessage()
+    assert PASSWORD not in caplog.text
+
+
+def test_email_login_and_password_never_logged(
+    smtp_server: Callable[..., SmtpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        assert isinstance(data, LoginPassword)
+        good.inbox.logins.append(data.login)
+        return AuthResult(success=data.password == PASSWORD.encode(), handled=False)
+
+    good = smtp_server(auth_require_tls=False, authenticator=authenticator)
+    caplog.set_level(logging.DEBUG)
+    config = SmtpConfiguration("127.0.0.1", good.port, "bot", PASSWORD, require_tls=False)
+    provider = EmailNotificationProvider(config, "bot@example.org", ["me@example.org"])
+    provider.notify(run_finished())
+    assert good.inbox.logins == [b"bot"]
+    assert [m["Subject"] for m in good.inbox.messages] == ["[Memento] All tasks completed"]
+
+    wrong = SmtpConfiguration("127.0.0.1", good.port, "bot", "wrong-" + PASSWORD, require_tls=False)
+    rejected = EmailNotificationProvider(wrong, "bot@example.org", ["me@example.org"])
+    NotificationDispatcher(rejected).emit(run_finished())
+    (warning,) = warnings_of(caplog)
+    assert "SMTPAuthenticationError" in warning.getMessage()
+    assert len(good.inbox.messages) == 1
+
+    assert PASSWORD not in caplog.text
+    for shown in (repr(config), str(config), repr(provider), repr(rejected)):
+        assert PASSWORD not in shown
+    assert "password='***'" in repr(config)
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_email_upgrades_with_starttls_when_offered(
+    smtp_server: Callable[..., SmtpServer], tmp_path: Path
+) -> None:
+    cert, key = _self_signed_certificate(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server = smtp_server(tls_context=server_context, require_starttls=True)
+
+    provider = EmailNotificationProvider(
+        SmtpConfiguration("127.0.0.1", server.port),  # require_tls=True
+        "bot@example.org",
+        ["me@example.org"],
+        tls_context=ssl.create_default_context(cafile=str(cert)),
+    )
+    provider.notify(failed(1))
+    (message,) = server.inbox.messages  # require_starttls: plain text would have been refused
+    assert message["Subject"] == "[Memento] Task failed"
+
+
+def test_email_digest_batches_50_failures_one_connection_per_mail(
+    smtp_server: Callable[..., SmtpServer],
+) -> None:
+    server = smtp_server()
+    before = server.connections
+    provider = EmailNotificationProvider(
+        SmtpConfiguration("127.0.0.1", server.port, require_tls=False),
+        "bot@example.org",
+        ["me@example.org"],
+    )  # digest=True, min_interval=60
+    failures = [failed(i, message="x" * 5000 if i == 3 else "") for i in range(50)]
+    dispatcher = NotificationDispatcher(provider)
+    dispatcher.emit(started(60))
+    for i, failure in enumerate(failures):
+        dispatcher.emit(finished(i))
+        dispatcher.emit(failure)
+        dispatcher.tick()
+    dispatcher.emit(run_finished(*failures, done=10, cached=5))
+    dispatcher.close()
+
+    messages = server.inbox.messages
+    assert len(messages) == 2  # the first failure at once, then the summary
+    assert server.connections - before == len(messages)
+    assert messages[0]["Subject"] == "[Memento] Task failed"
+    summary = messages[-1]
+    assert summary["Subject"] == "[Memento] All tasks completed, 50 failed"
+    body = summary.get_content()
+    assert "done: 10, cached: 5, failed: 50" in body
+    assert "Run finished in 0:05:07." in body
+    assert f"Store: {STORE}" in body
+    assert "50 experiments failed (the first 20 are listed):" in body
+    assert "Config(lr=0.5, depth=19)" in body
+    assert "Config(lr=0.5, depth=20)" not in body
+    assert "x" * 400 not in body  # long messages are cut
+    assert "[truncated]" in body
+
+
+def test_email_without_digest_mails_each_experiment(
+    smtp_server: Callable[..., SmtpServer],
+) -> None:
+    server = smtp_server()
+    provider = EmailNotificationProvider(
+        SmtpConfiguration("127.0.0.1", server.port, require_tls=False),
+        "bot@example.org",
+        ["me@example.org"],
+        digest=False,
+        min_interval=0,
+    )
+    with NotificationDispatcher(provider) as dispatcher:
+        for event in (started(), finished(1), failed(2), finished(3), run_finished(failed(2))):
+            dispatcher.emit(event)
+    subjects = [m["Subject"] for m in server.inbox.messages]
+    assert subjects == [
+        "[Memento] Task completed",
+        "[Memento] Task failed",
+        "[Memento] Task completed",
+        "[Memento] All tasks completed, 1 failed",
+    ]
+    assert "Config(lr=0.1, depth=1)" in server.inbox.messages[0].get_content()
+
+
+def test_email_uses_a_given_smtp_client(smtp_server: Callable[..., SmtpServer]) -> None:
+    import smtplib
+
+    server = smtp_server()
+    with smtplib.SMTP("127.0.0.1", server.port) as client:
+        provider = EmailNotificationProvider(client, "bot@example.org", ["me@example.org"])
+        provider.notify(run_finished())
+        provider.notify(run_finished())
+    assert len(server.inbox.messages) == 2
+
+
+# --- Webhook -----------------------------------------------------------------------------------
+
+
+def test_webhook_posts_slack_json(http_server: Callable[[int], HttpServer]) -> None:
+    server = http_server(200)
+    provider = WebhookNotificationProvider(server.url, min_interval=0)
+    with NotificationDispatcher(provider) as dispatcher:
+        dispatcher.emit(started())
+        dispatcher.emit(finished(1))  # digest: no message
+        dispatcher.emit(failed(7))
+        dispatcher.emit(run_finished(failed(7)))
+
+    assert server.paths == [f"/services/T0001/B0002/{TOKEN}"] * 2
+    first, summary = (body["text"] for body in server.bodies)
+    assert first.startswith("[Memento] Task failed\n")
+    assert "Config(lr=0.5, depth=7)" in first
+    assert "ValueError: loss diverged at step 7" in first
+    assert summary.startswith("[Memento] All tasks completed, 1 failed\n")
+    assert "<" not in summary  # plain text, no HTML
+
+
+def test_webhook_server_error_is_logged_once_without_token(
+    http_server: Callable[[int], HttpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = http_server(500)
+    caplog.set_level(logging.DEBUG)
+    provider = WebhookNotificationProvider(server.url, min_interval=0)
+    dispatcher = NotificationDispatcher(provider)
+    for i in range(4):
+        dispatcher.emit(failed(i))
+    dispatcher.emit(run_finished())
+    dispatcher.close()
+
+    assert len(server.bodies) == 5  # each send was tried
+    (warning,) = warnings_of(caplog)
+    assert "HTTPError" in warning.getMessage()
+    assert "http://127.0.0.1:" in warning.getMessage()
+    assert TOKEN not in caplog.text
+    assert TOKEN not in repr(provider)
+
+
+def test_webhook_unreachable_and_bad_url(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"http://127.0.0.1:{free_port()}/hook/{TOKEN}"
+    provider = WebhookNotificationProvider(url, min_interval=0, timeout=2)
+    provider.notify(failed())
+    assert len(warnings_of(caplog)) == 1
+    assert TOKEN not in caplog.text
+
+    with pytest.raises(ValueError, match="http:// or https://") as info:
+        WebhookNotificationProvider(f"ftp://example.org/{TOKEN}")
+    assert TOKEN not in str(info.value)
+
+
+def test_rate_limit_batches_failures_until_tick_or_close(
+    http_server: Callable[[int], HttpServer],
+) -> None:
+    server = http_server(200)
+    provider = WebhookNotificationProvider(server.url, min_interval=0.5)
+    dispatcher = NotificationDispatcher(provider)
+    dispatcher.emit(failed(1))  # sent at once
+    dispatcher.emit(failed(2))
+    dispatcher.emit(failed(3))
+    dispatcher.tick()
+    assert len(server.bodies) == 1
+
+    time.sleep(0.6)
+    dispatcher.tick()  # the interval is over: both held-back failures in one message
+    assert len(server.bodies) == 2
+    text = server.bodies[1]["text"]
+    assert text.startswith("[Memento] 2 tasks failed\n")
+    assert "Config(lr=0.5, depth=2)" in text
+    assert "Config(lr=0.5, depth=3)" in text
+
+    dispatcher.emit(failed(4))  # within the new interval: held back...
+    assert len(server.bodies) == 2
+    dispatcher.close()  # ...and flushed by close()
+    assert len(server.bodies) == 3
+    assert "Config(lr=0.5, depth=4)" in server.bodies[2]["text"]
+
+
+# --- Apprise -----------------------------------------------------------------------------------
+
+
+def test_apprise_posts_title_and_body(http_server: Callable[[int], HttpServer]) -> None:
+    pytest.importorskip("apprise")
+    server = http_server(200)
+    port = server.url.split(":")[2].split("/")[0]
+    url = f"json://127.0.0.1:{port}/notify/{TOKEN}"
+    provider = AppriseNotificationProvider(url, min_interval=0)
+    with NotificationDispatcher(provider) as dispatcher:
+        dispatcher.emit(started())
+        dispatcher.emit(failed(5))
+        dispatcher.emit(run_finished(failed(5)))
+
+    assert server.paths == [f"/notify/{TOKEN}"] * 2
+    first, summary = server.bodies
+    assert first["title"] == "[Memento] Task failed"
+    assert "Config(lr=0.5, depth=5)" in first["message"]
+    assert first["type"] == "failure"
+    assert summary["title"] == "[Memento] All tasks completed, 1 failed"
+    assert "done: 2, cached: 1, failed: 1" in summary["message"]
+    assert TOKEN not in repr(provider)
+
+
+def test_apprise_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "apprise", None)  # makes `import apprise` fail
+    with pytest.raises(MissingExtra, match=r"pip install 'memento\[notify\]'"):
+        AppriseNotificationProvider("json://127.0.0.1/x")
+
+
+def test_apprise_rejects_an_unknown_url_without_showing_it() -> None:
+    pytest.importorskip("apprise")
+    with pytest.raises(ValueError, match="Apprise does not understand") as info:
+        AppriseNotificationProvider(f"nosuchservice://{TOKEN}")
+    assert TOKEN not in str(info.value)
+
+
+# --- Legacy (memento-ml 1.2) providers ---------------------------------------------------------
+
+
+class Recorder(NotificationProvider):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def task_completed(self) -> None:
+        self.calls.append("task_completed")
+
+    def task_failure(self) -> None:
+        self.calls.append("task_failure")
+
+    def all_tasks_completed(self) -> None:
+        self.calls.append("all_tasks_completed")
+
+
+class DefaultRecorder(DefaultNotificationProvider):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def task_failure(self) -> None:
+        self.calls.append("task_failure")
+
+
+EVENTS: list[Event] = [started(), finished(1), failed(2), finished(3), run_finished(failed(2))]
+
+
+def test_legacy_methods_receive_exactly_the_old_calls() -> None:
+    recorder, default_recorder = Recorder(), DefaultRecorder()
+    with NotificationDispatcher([recorder, default_recorder]) as dispatcher:
+        for event in EVENTS:
+            dispatcher.emit(event)
+    assert recorder.calls == [
+        "task_completed",
+        "task_failure",
+        "task_completed",
+        "all_tasks_completed",
+    ]
+    assert default_recorder.calls == ["task_failure"]
+
+
+def test_console_prints_the_12_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    with NotificationDispatcher(ConsoleNotificationProvider()) as dispatcher:
+        for event in EVENTS:
+            dispatcher.emit(event)
+    out, err = capsys.readouterr()
+    assert out == "Task completed\nTask failed\nTask completed\nAll tasks completed\n"
+    assert "Config(lr=0.5, depth=2): ValueError: loss diverged at step 2" in err
+
+
+def test_file_provider_with_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("earlier\n")
+    for provider in (
+        FileSystemNotificationProvider(str(path)),
+        FileSystemNotificationProvider(path),
+    ):
+        dispatcher = NotificationDispatcher(provider)
+        for event in EVENTS:
+            dispatcher.emit(event)
+    lines = "Task completed\nTask failed\nTask completed\nAll tasks completed\n"
+    assert path.read_text() == "earlier\n" + lines * 2
+
+    monkeypatch.chdir(tmp_path)
+    FileSystemNotificationProvider().notify(run_finished())
+    assert (tmp_path / "logs.txt").read_text() == "All tasks completed\n"
+
+
+def test_file_provider_with_a_file_object() -> None:
+    buffer = io.StringIO()
+    dispatcher = NotificationDispatcher(FileSystemNotificationProvider(buffer))
+    for event in EVENTS:
+        dispatcher.emit(event)
+    assert buffer.getvalue() == "Task completed\nTask failed\nTask completed\nAll tasks completed\n"
+
+
+# --- Dispatcher --------------------------------------------------------------------------------
+
+
+class Broken(NotificationProvider):
+    def notify(self, event: Event) -> None:
+        raise RuntimeError("provider bug")
+
+
+def test_a_raising_provider_is_logged_once_and_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    recorder = Recorder()
+    dispatcher = NotificationDispatcher([Broken(), recorder])
+    for event in EVENTS:
+        dispatcher.emit(event)
+    dispatcher.close()
+    (warning,) = warnings_of(caplog)
+    assert "RuntimeError: provider bug" in warning.getMessage()
+    assert "Broken" in warning.getMessage()
+    assert len(recorder.calls) == 4
+
+
+def test_dispatcher_accepts_none_one_or_many_and_rejects_the_rest() -> None:
+    assert NotificationDispatcher(None).providers == ()
+    assert NotificationDispatcher().providers == ()
+    one = Recorder()
+    assert NotificationDispatcher(one).providers == (one,)
+    two = [Recorder(), ConsoleNotificationProvider()]
+    assert NotificationDispatcher(two).providers == tuple(two)
+    assert NotificationDispatcher(iter(two)).providers == tuple(two)
+    with pytest.raises(TypeError, match="notify"):
+        NotificationDispatcher(object())  # type: ignore[arg-type]
+
+
+def test_smtp_configuration_stays_a_12_named_tuple() -> None:
+    config = SmtpConfiguration("smtp.example.org", 587, "bot", PASSWORD)
+    host, port, username, password, require_tls = config
+    assert (host, port, username, password, require_tls) == (
+        "smtp.example.org",
+        587,
+        "bot",
+        PASSWORD,
+        True,
+    )
+    assert PASSWORD not in repr(config) and PASSWORD not in str([config])
+    assert "password=None" in repr(SmtpConfiguration("h", 25))
+
+
+def test_all_is_complete() -> None:
+    public = {
+        name
+        for name, value in vars(notifications).items()
+        if isinstance(value, type)
+        and not name.startswith("_")
+        and value.__module__ == notifications.__name__
+    }
+    assert public == set(notifications.__all__)
