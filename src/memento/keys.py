@@ -361,6 +361,7 @@ _EXACT: dict[type, Callable[[_Encoder, Any, str], None]] = {
     types.FunctionType: _function,
     functools.partial: _partial,
     range: lambda enc, v, p: enc.text(b"R", f"{v.start}:{v.stop}:{v.step}"),
+    types.ModuleType: lambda enc, v, p: enc.text(b"M", v.__name__),
 }
 
 # Subclasses of builtins and a few standard types, encoded as class + content.

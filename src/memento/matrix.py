@@ -330,8 +330,44 @@ def _is_numpy_vector(value: Any) -> bool:
     return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 1
 
 
-def _value_index(values: Sequence[Any], wanted: Any) -> set[int]:
-    return {i for i, v in enumerate(values) if _matches(v, wanted)}
+class _ValueIndex:
+    """Where each value of one parameter sits, looked up by canonical encoding."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        from memento.exceptions import UnencodableValue
+        from memento.keys import encode
+
+        self._values = values
+        self._by_code: dict[bytes, set[int]] = {}
+        self._unencodable: list[int] = []
+        for i, v in enumerate(values):
+            try:
+                self._by_code.setdefault(encode(v), set()).add(i)
+            except UnencodableValue:
+                self._unencodable.append(i)
+
+    def find(self, wanted: Any) -> set[int]:
+        from memento.exceptions import UnencodableValue
+        from memento.keys import encode
+
+        try:
+            found = set(self._by_code.get(encode(wanted), ()))
+        except UnencodableValue:
+            return {i for i, v in enumerate(self._values) if _matches(v, wanted)}
+        found.update(i for i in self._unencodable if _matches(self._values[i], wanted))
+        return found
+
+
+class _Indexes(dict[int, _ValueIndex]):
+    """Per-parameter value indexes, built on first use."""
+
+    def __init__(self, values: Sequence[Sequence[Any]]) -> None:
+        super().__init__()
+        self._values = values
+
+    def __missing__(self, p: int) -> _ValueIndex:
+        index = self[p] = _ValueIndex(self._values[p])
+        return index
 
 
 def _exclusion_test(
@@ -344,9 +380,10 @@ def _exclusion_test(
     """
     position = {name: i for i, name in enumerate(names)}
     groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+    indexes = _Indexes(values)
     for entry in exclude:
         positions = tuple(sorted(position[k] for k in entry))
-        choices = [_value_index(values[p], entry[names[p]]) for p in positions]
+        choices = [indexes[p].find(entry[names[p]]) for p in positions]
         combos = groups.setdefault(positions, set())
         combos.update(itertools.product(*choices))
     if not groups:
@@ -394,11 +431,12 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
     merges: list[tuple[dict[int, int], dict[str, Any]]] = []
     extras: list[tuple[tuple[int, ...] | None, dict[str, Any]]] = []
     position = {name: i for i, name in enumerate(names)}
+    indexes = _Indexes(values)
     for entry in matrix.get("include") or []:
         entry = dict(entry)
         own = {k: v for k, v in entry.items() if k in position}
         new = {k: v for k, v in entry.items() if k not in position}
-        matches = {k: _value_index(values[position[k]], v) for k, v in own.items()}
+        matches = {k: indexes[position[k]].find(v) for k, v in own.items()}
         if new and all(len(m) == 1 for m in matches.values()):
             where = {position[k]: next(iter(m)) for k, m in matches.items()}
             n_matching = _count_matching(names, values, where, excluded)

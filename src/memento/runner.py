@@ -405,6 +405,7 @@ class _Run:
                         for p in batch:
                             self.display.submitted(p.key, str(p.config))
                 done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                self.notifier.tick()
                 if not done:
                     continue
                 finished: list[tuple[_Pending, Outcome]] = []
