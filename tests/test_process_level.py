@@ -1,0 +1,153 @@
+"""Whole-process behaviour: kill -9 of the driver, Ctrl-C, worker output, notebooks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    from memento import Memento
+    from experiments import slow_count
+    matrix = {"parameters": {"a": list(range(int(sys.argv[2])))}, "settings": {"sleep": float(sys.argv[3])}}
+    results = Memento(slow_count, num_workers=2, progress=False).run(matrix, cache_path=sys.argv[1])
+    print("cached", sum(r.was_cached for r in results), "total", len(results))
+    """
+)
+
+
+def _count_done(store: Path) -> int:
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM results WHERE status='done'").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+@pytest.mark.timeout(180)
+def test_kill_9_of_the_driver_then_resume(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    store = tmp_path / "grid.sqlite"
+    cmd = [sys.executable, "-c", DRIVER, str(store), "40", "0.1"]
+    proc = subprocess.Popen(cmd, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: _count_done(store) >= 4)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = _count_done(store)
+    assert 4 <= stored < 40
+    # Workers die with the driver: no orphan keeps computing.
+    _wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and
+                              "Z" not in open(f"/proc/{p}/stat").read().split()[2]
+                              for p in workers), timeout=30)  # fmt: skip
+    out = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cached = int(out.stdout.split()[1])
+    assert cached >= stored and out.stdout.split()[3] == "40"
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_stops_promptly_keeps_what_finished(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    store = tmp_path / "grid.sqlite"
+    cmd = [sys.executable, "-c", DRIVER, str(store), "200", "0.2"]
+    proc = subprocess.Popen(cmd, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: _count_done(store) >= 4)
+    workers = _children(proc.pid)
+    assert workers
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the driver did not stop within 20 s of Ctrl-C") from None
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+    _wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers), timeout=30)
+    stored = _count_done(store)
+    assert stored >= 4
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT state FROM runs").fetchone()[0] == "interrupted"
+
+
+@pytest.mark.timeout(120)
+def test_worker_output_is_prefixed_whole_lines_on_stderr(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        from memento import Memento
+        from experiments import chatty
+        Memento(chatty, num_workers=2, progress=False).run(
+            {{"parameters": {{"a": [1, 2, 3]}}}}, cache_path={str(tmp_path / "s.sqlite")!r})
+        print("done")
+        """
+    )
+    first = subprocess.run([sys.executable, "-c", script], env=subprocess_env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    err = first.stderr.splitlines()
+    for a in (1, 2, 3):
+        assert f"[a={a}] line one from {a}" in err
+        assert f"[a={a}] partial line" in err
+        assert f"[a={a}] to stderr {a}" in err
+    second = subprocess.run([sys.executable, "-c", script], env=subprocess_env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    # stdout belongs to the user's program: the same bytes whether results were cached or not.
+    assert first.stdout == second.stdout == "done\n"
+
+
+NOTEBOOK_CELLS = [
+    "import os, sys\nfrom memento import Memento",
+    "class Scale:\n    def __init__(self, k):\n        self.k = k\n",
+    "def experiment(context, config):\n"
+    "    context.record({'v': config.x * config.scale.k})\n"
+    "    return config.x * config.scale.k",
+    "results = Memento(experiment, executor='process', num_workers=2, progress=False).run(\n"
+    "    {'parameters': {'x': [1, 2, 3], 'scale': [Scale(10)]}}, cache_path=STORE)\n"
+    "print([r.inner for r in results], [r.was_cached for r in results])",
+    "again = Memento(experiment, num_workers=2, progress=False).run(\n"
+    "    {'parameters': {'x': [1, 2, 3], 'scale': [Scale(10)]}}, cache_path=STORE)\n"
+    "print([r.inner for r in again], [r.was_cached for r in again])",
+]
+
+
+@pytest.mark.timeout(240)
+def test_notebook_functions_run_on_the_process_executor(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    store = tmp_path / "nb.sqlite"
+    cells = [f"STORE = {str(store)!r}", *NOTEBOOK_CELLS]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3").execute()
+    outputs = [
+        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+        for cell in nb.cells
+    ]
+    assert outputs[4].strip() == "[10, 20, 30] [False, False, False]"
+    assert outputs[5].strip() == "[10, 20, 30] [True, True, True]"
