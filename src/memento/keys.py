@@ -243,6 +243,19 @@ def _sequence(tag: bytes) -> Callable[[_Encoder, Any, str], None]:
 def _dict(enc: _Encoder, value: dict[Any, Any], path: str) -> None:
     marker = enc._enter(value, path)
     try:
+        if all(type(k) is str for k in value):
+            # The common case (parameters, settings): keys sort as text, no nested encoders.
+            enc.out += b"D"
+            enc.out += _pack_len(len(value))
+            for k in sorted(value):
+                enc.text(b"s", k)
+                v = value[k]
+                scalar = _SCALARS.get(type(v))
+                if scalar is not None:
+                    scalar(enc, v, path)
+                else:
+                    enc.encode(v, f"{path}[{k!r}]")
+            return
         items = sorted(
             (enc.nested(k, f"{path} key {k!r}"), enc.nested(v, f"{path}[{k!r}]"))
             for k, v in value.items()
@@ -364,6 +377,8 @@ _EXACT: dict[type, Callable[[_Encoder, Any, str], None]] = {
     types.ModuleType: lambda enc, v, p: enc.text(b"M", v.__name__),
 }
 
+_SCALARS = {t: _EXACT[t] for t in (type(None), bool, int, float, str)}
+
 # Subclasses of builtins and a few standard types, encoded as class + content.
 _BASES: list[tuple[type, Callable[[_Encoder, Any, str], None]]] = [
     (int, _int),
@@ -446,30 +461,63 @@ def experiment_identity(func: Any, version: str | None = None) -> bytes:
 
 
 class KeyMaker:
-    """Computes keys for many configs of one experiment, encoding the shared parts once."""
+    """Computes keys for many configs of one experiment, encoding the shared parts once.
+
+    The key of a config is the hash of the encoded experiment identity, the hash of the
+    encoded settings, and the encoded parameters (the same bytes as ``encode(params)``).
+    Encodings of repeated simple parameter values are memoised: a grid reuses few values.
+    """
 
     def __init__(self, func: Any, version: str | None = None) -> None:
         self._prefix = experiment_identity(func, version)
-        self._settings_cache: tuple[int, dict[str, Any], bytes] | None = None
+        self._settings_cache: tuple[dict[str, Any], Any] | None = None
+        self._chunks: dict[tuple[str, type, Any], bytes] = {}
 
-    def _settings(self, settings: dict[str, Any]) -> bytes:
+    def _base(self, settings: dict[str, Any]) -> Any:
         cached = self._settings_cache
-        if cached is not None and cached[1] is settings:
-            return cached[2]
-        data = hashlib.sha256(encode(settings, "settings")).digest()
-        self._settings_cache = (id(settings), settings, data)
-        return data
+        if cached is not None and cached[0] is settings:
+            return cached[1]
+        base = hashlib.sha256(self._prefix)
+        base.update(hashlib.sha256(encode(settings, "settings")).digest())
+        self._settings_cache = (settings, base)
+        return base
 
     def key(self, params: dict[str, Any], settings: dict[str, Any]) -> str:
         """The key of one config: hash of identity + settings + parameters."""
+        h = self._base(settings).copy()
+        if not all(type(k) is str for k in params):
+            h.update(self._encode(params))
+            return h.hexdigest()[:32]
+        h.update(b"D" + _pack_len(len(params)))
+        chunks = self._chunks
+        for name in sorted(params):
+            value = params[name]
+            t = type(value)
+            # Floats are left out: 0.0 == -0.0 and nan != nan would confuse the memo.
+            if t is int or t is str or t is bool or value is None:
+                memo = (name, t, value)
+                chunk = chunks.get(memo)
+                if chunk is None:
+                    chunk = chunks[memo] = self._item(name, value, params)
+            else:
+                chunk = self._item(name, value, params)
+            h.update(chunk)
+        return h.hexdigest()[:32]
+
+    def _item(self, name: str, value: Any, params: dict[str, Any]) -> bytes:
         enc = _Encoder()
-        enc.out += self._prefix
-        enc.out += self._settings(settings)
+        enc.text(b"s", name)
         try:
-            enc.encode(params, "config")
+            enc.encode(value, f"config[{name!r}]")
         except UnencodableValue as exc:
             raise _name_parameter(exc, params) from None
-        return hashlib.sha256(enc.out).hexdigest()[:32]
+        return bytes(enc.out)
+
+    def _encode(self, params: dict[str, Any]) -> bytes:
+        try:
+            return encode(params, "config")
+        except UnencodableValue as exc:
+            raise _name_parameter(exc, params) from None
 
 
 def _name_parameter(exc: UnencodableValue, params: dict[str, Any]) -> UnencodableValue:
@@ -483,12 +531,41 @@ def _name_parameter(exc: UnencodableValue, params: dict[str, Any]) -> Unencodabl
 
 
 def code_fingerprint(func: Any) -> str:
-    """A hash of the experiment's source code (its bytecode when the source is unavailable).
+    """A hash of the experiment's code and of the code it calls from the user's own modules.
 
-    Covers the function itself (for a partial or bound method, the function underneath; for a
-    class, the class body). Stored beside each result so that results computed by older code
-    can be reported as stale.
+    Stored beside each result, so that results computed by older code are reported as stale
+    (``Memento.plan`` and ``memento status``). What it covers:
+
+    - the experiment itself: its source text (for a partial or bound method, the function
+      underneath; for a class or a callable object, the whole class body);
+    - every function and class it refers to by a global name (``helper(...)``,
+      ``Model(...)``, ``utils.helper(...)``), found by walking the names its bytecode uses
+      (nested functions, lambdas and comprehensions included) and looking them up in the
+      function's module; also the functions in its closure and default arguments, the base
+      classes and methods of covered classes, and through decorators (``__wrapped__``);
+    - recursively, what those refer to in turn, at most 4 references deep and 200 objects
+      in all;
+    - but only *user code*: objects whose module file is not in the standard library or in
+      an installed package (site-packages / dist-packages, the ``sysconfig`` install paths),
+      and not memento itself. Code in ``__main__``, a notebook, or a project installed in
+      editable mode counts as user code.
+
+    It does not cover module-level constants and data, code reached only through attributes
+    of objects (``self.helper()`` inside a class is covered through the class body), files
+    read at run time, or installed packages (bump ``Memento(version=...)`` for those).
+
+    Whitespace, comments and docstrings are part of the source text, so editing them marks
+    results stale; line numbers are not, so moving a function does not. When the source is
+    unavailable (``python -c``, some notebooks) the bytecode is hashed instead. The result is
+    deterministic: equal code gives an equal fingerprint in every process.
     """
+    import os
+    import site
+    import sys
+    import sysconfig
+
+    max_depth, max_objects = 4, 200
+
     target = func
     while isinstance(target, functools.partial):
         target = target.func
@@ -497,15 +574,149 @@ def code_fingerprint(func: Any) -> str:
     if not isinstance(target, (type, types.FunctionType)):
         target = type(target)
     try:
-        source = inspect.getsource(target)
-        data = source.encode("utf-8")
-    except (OSError, TypeError):
-        code = getattr(target, "__code__", None)
-        if code is None:
-            return ""
+        target = inspect.unwrap(target)
+    except ValueError:  # a cycle of __wrapped__
+        pass
+
+    roots: set[str] = set()
+    for scheme_path in ("stdlib", "platstdlib", "purelib", "platlib"):
+        for variables in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
+            try:
+                roots.add(sysconfig.get_paths(vars=variables)[scheme_path])
+            except (KeyError, ValueError):
+                pass
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:  # site in some embedded interpreters
+        pass
+    installed = tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
+
+    def is_user_code(obj: Any) -> bool:
+        if isinstance(obj, types.ModuleType):
+            module_name = obj.__name__
+        else:
+            module_name = getattr(obj, "__module__", None) or ""
+        if module_name in sys.builtin_module_names or module_name.split(".")[0] == "memento":
+            return False
+        path = getattr(sys.modules.get(module_name), "__file__", None)
+        if not path:
+            code = getattr(obj, "__code__", None)
+            path = code.co_filename if code is not None else None
+        if not path or path.startswith("<"):
+            return module_name == "__main__"  # python -c, the REPL, exec in a script
+        real = os.path.realpath(path)
+        parts = real.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts:
+            return False
+        return not real.startswith(installed)
+
+    def source(obj: Any) -> bytes:
+        try:
+            return inspect.getsource(obj).encode("utf-8")
+        except (OSError, TypeError):
+            pass
         enc = _Encoder()
-        _code(enc, code)
-        data = bytes(enc.out)
+        if isinstance(obj, types.FunctionType):
+            _code(enc, obj.__code__)
+        else:  # a class without source: the bytecode of its methods
+            for name, member in sorted(vars(obj).items()):
+                inner = getattr(member, "__func__", member)
+                if isinstance(inner, types.FunctionType):
+                    enc.text(b"s", name)
+                    _code(enc, inner.__code__)
+        return bytes(enc.out)
+
+    def code_names(code: types.CodeType) -> list[str]:
+        names = list(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                names.extend(code_names(const))
+        return names
+
+    def candidate(value: Any) -> Any:
+        """The function or class a referenced value stands for, else None."""
+        while isinstance(value, functools.partial):
+            value = value.func
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        try:
+            value = inspect.unwrap(value)
+        except Exception:
+            pass
+        return value if isinstance(value, (type, types.FunctionType)) else None
+
+    def references(obj: Any) -> list[Any]:
+        """What ``obj`` refers to, in a deterministic order (unfiltered)."""
+        found: list[Any] = []
+        functions: list[types.FunctionType] = []
+        if isinstance(obj, type):
+            found.extend(obj.__bases__)
+            for _, member in sorted(vars(obj).items()):
+                if isinstance(member, property):
+                    members = [member.fget, member.fset, member.fdel]
+                else:
+                    members = [getattr(member, "__func__", member)]
+                functions.extend(m for m in members if isinstance(m, types.FunctionType))
+        else:
+            functions.append(obj)
+        for function in functions:
+            names = code_names(function.__code__)
+            scope = function.__globals__
+            modules = [v for v in (scope.get(n) for n in names) if isinstance(v, types.ModuleType)]
+            for name in names:
+                if name in scope:
+                    found.append(scope[name])
+            # `pkg.module.helper(...)`: look the other names up in the user modules named.
+            seen_modules: set[str] = set()
+            while modules:
+                module = modules.pop(0)
+                if module.__name__ in seen_modules or not is_user_code(module):
+                    continue
+                seen_modules.add(module.__name__)
+                for name in names:
+                    value = getattr(module, name, None)
+                    if isinstance(value, types.ModuleType):
+                        modules.append(value)
+                    elif value is not None:
+                        found.append(value)
+            for cell in function.__closure__ or ():
+                try:
+                    found.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    pass
+            found.extend(function.__defaults__ or ())
+            found.extend((function.__kwdefaults__ or {}).values())
+        return found
+
+    def label(obj: Any) -> str:
+        return f"{getattr(obj, '__module__', None)}:{getattr(obj, '__qualname__', '?')}"
+
+    entries: list[tuple[str, str]] = []
+    visited = {id(target)}
+    frontier = [target]
+    for _ in range(max_depth):
+        following: list[Any] = []
+        for obj in frontier:
+            if obj is not target and not is_user_code(obj):
+                continue
+            for value in references(obj):
+                ref = candidate(value)
+                if ref is None or id(ref) in visited or len(visited) >= max_objects:
+                    continue
+                visited.add(id(ref))
+                if is_user_code(ref):
+                    entries.append((label(ref), hashlib.sha256(source(ref)).hexdigest()))
+                    following.append(ref)
+        frontier = following
+
+    root = source(target)
+    if not root and not entries:
+        return ""
+    data = b"\0".join(
+        [label(target).encode(), root]
+        + [f"{name}={digest}".encode() for name, digest in sorted(entries)]
+    )
     return f"v{FINGERPRINT_VERSION}:" + hashlib.sha256(data).hexdigest()[:32]
 
 

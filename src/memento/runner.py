@@ -28,7 +28,7 @@ from memento.exceptions import (
 )
 from memento.executors.base import Executor
 from memento.keys import KeyMaker, code_fingerprint, digest, experiment_identity, experiment_name
-from memento.matrix import Config, Configurations, generate_configurations
+from memento.matrix import Config, generate_configurations
 from memento.results import MemoryUsage, MetricTable, Result, ResultList
 from memento.store import Store, StoredOutcome, default_store_path
 from memento.worker import FunctionRef, Job, Outcome, Task, run_job
@@ -37,9 +37,10 @@ logger = logging.getLogger("memento")
 
 State = Literal["cached", "failed", "new", "stale"]
 _PLAN_COLUMNS = ("status", "fingerprint")
+# What a run reads of each stored result; the plan's two columns come first.
 _LOAD_COLUMNS = (
-    "status", "value", "value_file", "start_time", "runtime", "cpu_time", "peak_rss",
-    "peak_vms", "metrics", "attempts", "host",
+    "status", "fingerprint", "value", "value_file", "start_time", "runtime", "cpu_time",
+    "peak_rss", "peak_vms", "metrics", "attempts", "host",
 )  # fmt: skip
 _BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
 _MAX_BATCH = 64
@@ -49,11 +50,13 @@ _MAX_BATCH = 64
 class Plan:
     """What a run will do: each config's key and state, in matrix order."""
 
-    configs: Configurations
+    configs: list[Config]
     keys: list[str]
     states: list[State]
     store_path: str
     experiment: str
+    #: Stored rows read while planning (``_LOAD_COLUMNS``), reused by the run.
+    rows: dict[str, tuple[Any, ...]] | None = None
 
     def count(self, state: State) -> int:
         return sum(1 for s in self.states if s == state)
@@ -138,16 +141,24 @@ class Memento:
         self._matrices: list[dict[str, Any]] = []
 
     # -- planning --------------------------------------------------------------------------
-    def plan(self, matrix: Mapping[str, Any], cache_path: str | os.PathLike[str] | None = None) -> Plan:
+    def plan(
+        self,
+        matrix: Mapping[str, Any],
+        cache_path: str | os.PathLike[str] | None = None,
+        *,
+        _keep_rows: bool = False,
+    ) -> Plan:
         """Expand ``matrix`` and classify each config against the store, running nothing."""
-        configs = generate_configurations(matrix)
+        # Materialised once here; every later step walks this list.
+        configs = list(generate_configurations(matrix))
         keymaker = KeyMaker(self.func, self.version)
         keys = [keymaker.key(c._params, c.settings) for c in configs]
         path = default_store_path(cache_path)
         found: dict[str, tuple[Any, ...]] = {}
         if path.is_file():
             with Store(path, readonly=True) as store:
-                found = store.lookup(keys, _PLAN_COLUMNS)
+                # One bulk read; a real run also takes the stored values along.
+                found = store.lookup(keys, _LOAD_COLUMNS if _keep_rows else _PLAN_COLUMNS)
         fingerprint = code_fingerprint(self.func)
         states: list[State] = []
         for key in keys:
@@ -160,7 +171,8 @@ class Memento:
                 states.append("stale")
             else:
                 states.append("cached")
-        return Plan(configs, keys, states, str(path), experiment_name(self.func))
+        return Plan(configs, keys, states, str(path), experiment_name(self.func),
+                    found if _keep_rows else None)  # fmt: skip
 
     # -- running ---------------------------------------------------------------------------
     def run(
@@ -193,7 +205,7 @@ class Memento:
         """
         if force_run and force_cache:
             raise ValueError("force_run=True and force_cache=True contradict each other")
-        plan = self.plan(matrix, cache_path)
+        plan = self.plan(matrix, cache_path, _keep_rows=not dry_run)
         if dry_run:
             _print_plan(plan)
             return None
@@ -345,14 +357,17 @@ class _Run:
         if not indices:
             return []
         keys = [self.plan.keys[i] for i in indices]
-        rows = self.store.lookup(keys, _LOAD_COLUMNS)
+        rows = self.plan.rows if self.plan.rows is not None else {}
+        if any(key not in rows for key in keys):
+            rows = self.store.lookup(keys, _LOAD_COLUMNS)
         missing = []
         for i, key in zip(indices, keys):
             row = rows.get(key)
             if row is None or row[0] != "done":  # removed since planning
                 missing.append(i)
                 continue
-            status, value, value_file, start, runtime, cpu, rss, vms, metrics, attempts, host = row
+            (status, _, value, value_file, start, runtime, cpu, rss, vms, metrics, attempts,
+             host) = row  # fmt: skip
             try:
                 inner = self.store.load_value(value, value_file)
             except Exception as exc:
@@ -487,8 +502,9 @@ class _Run:
         # The durable point: one transaction for everything that finished together.
         self.store.write_outcomes(rows)
         checkpoints = self.store.checkpoint_directory
+        any_checkpoints = checkpoints.is_dir()
         for pending, outcome in final:
-            if outcome.ok:
+            if outcome.ok and any_checkpoints:
                 try:
                     (checkpoints / f"{pending.key}.ckpt").unlink()
                 except FileNotFoundError:
