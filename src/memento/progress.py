@@ -1,27 +1,363 @@
-"""Live progress of a run (placeholder: replaced by the full display)."""
+"""Live progress of a run, on stderr.
+
+The runner creates one :class:`ProgressDisplay` per ``Memento.run`` that has experiments to
+run (unless ``Memento(..., progress=False)``) and calls ``start()``, then ``submitted``,
+``progress`` and ``finished`` as experiments move along (from several threads), then
+``stop()``.
+
+Two renderings, chosen in :meth:`ProgressDisplay.start`:
+
+- **live**: in a terminal or a Jupyter notebook, a ``rich.live.Live`` display redrawn twice
+  a second: counts, elapsed time, ETA, an overall bar, and one bar per running experiment
+  (the fraction it reported through ``context.progress``).
+- **plain**: when stderr is not a terminal (CI logs, files, pipes), one line of plain ASCII
+  every ``interval`` seconds and one at the end, with no control characters (wrapped here)::
+
+      memento: train 18/40 finished (15 done, 3 failed), 10 cached, 4 running,
+      elapsed 1:23, ETA 2:10
+
+Nothing is ever written to stdout. ``rich`` is imported only in ``start()``, so that
+``import memento`` stays fast.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+Mode = Literal["auto", "live", "plain"]
+
+#: Running experiments shown individually in the live display; the rest are counted.
+MAX_ROWS = 8
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass
+class _Running:
+    label: str
+    submitted: float
+    done: float = 0.0
+    total: float | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total or self.total <= 0:
+            return None
+        return max(0.0, min(1.0, self.done / self.total))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state of a run at one instant, as the display shows it."""
+
+    experiment: str
+    total: int
+    done: int
+    failed: int
+    cached: int
+    workers: int | None
+    elapsed: float
+    eta: float | None
+    #: (label, fraction or None, seconds since submitted), oldest first.
+    running: tuple[tuple[str, float | None, float], ...]
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    def line(self) -> str:
+        """The one-line summary of the plain rendering (ASCII, no control characters)."""
+        eta = _hms(self.eta) if self.eta is not None else "unknown"
+        workers = f" on {self.workers} workers" if self.workers else ""
+        return _clean(
+            f"memento: {self.experiment} {self.finished}/{self.total} finished "
+            f"({self.done} done, {self.failed} failed), {self.cached} cached, "
+            f"{len(self.running)} running{workers}, elapsed {_hms(self.elapsed)}, ETA {eta}"
+        )
+
 
 class ProgressDisplay:
-    """Receives the runner's progress calls; this minimal version shows nothing."""
+    """Shows the progress of one run on stderr; every method is safe to call from any thread.
 
-    def __init__(self, total: int, cached: int, experiment: str) -> None:
+    Example::
+
+        display = ProgressDisplay(total=40, cached=10, experiment="train", workers=4)
+        display.start()
+        display.submitted(key, "model=SVC, dataset='mnist'")
+        display.progress(key, 3, 10)        # 30 % of that experiment
+        display.finished(key, True, 12.5)  # ok, 12.5 s
+        display.stop()
+
+    :param total: experiments this run will execute (not counting cached ones).
+    :param cached: results read from the store instead of running.
+    :param experiment: the experiment's name, shown in the header.
+    :param workers: how many experiments run at once, for the ETA and the header.
+    :param stream: where to draw; defaults to ``sys.stderr`` as it is when ``start()`` runs.
+    :param mode: ``"live"`` (rich), ``"plain"`` (a periodic line) or ``"auto"``: live in a
+        terminal or Jupyter, plain otherwise.
+    :param interval: seconds between two lines of the plain rendering.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        cached: int,
+        experiment: str,
+        *,
+        workers: int | None = None,
+        stream: TextIO | None = None,
+        mode: Mode = "auto",
+        interval: float = 10.0,
+    ) -> None:
+        if mode not in ("auto", "live", "plain"):
+            raise ValueError(f"mode must be 'auto', 'live' or 'plain', got {mode!r}")
         self.total = total
         self.cached = cached
         self.experiment = experiment
+        self.workers = workers
+        self.mode: Mode = mode
+        self.interval = interval
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+        self._done = 0
+        self._failed = 0
+        self._runtime_sum = 0.0
+        self._runtime_count = 0
+        self._started: float | None = None
+        self._stopped = False
+        self._live: Any = None
+        self._ticker: threading.Thread | None = None
+        self._wake = threading.Event()
 
+    # -- the runner's calls ------------------------------------------------------------------
     def start(self) -> None:
-        pass
+        """Begin drawing. Never raises for a stream rich cannot drive: falls back to plain."""
+        with self._lock:
+            if self._started is not None:
+                return
+            self._started = time.monotonic()
+        stream = self._stream if self._stream is not None else sys.stderr
+        self._stream = stream
+        mode = self.mode if self.mode != "auto" else _choose_mode(stream)
+        if mode == "live":
+            try:
+                self._live = self._start_live(stream)
+            except Exception:
+                self._live = None
+                mode = "plain"
+        self.mode = mode
+        if mode == "plain":
+            self._write(self.snapshot().line())
+            self._ticker = threading.Thread(target=self._tick, name="memento-progress", daemon=True)
+            self._ticker.start()
 
     def submitted(self, key: str, label: str) -> None:
-        pass
+        """An experiment was handed to the executor."""
+        with self._lock:
+            self._running[key] = _Running(_clean(label), time.monotonic())
 
     def progress(self, key: str, done: float, total: float | None) -> None:
-        pass
+        """The experiment ``key`` reported ``done`` units of work out of ``total``."""
+        with self._lock:
+            entry = self._running.get(key)
+            if entry is not None:
+                entry.done = done
+                if total is not None:
+                    entry.total = total
 
     def finished(self, key: str, ok: bool, runtime: float) -> None:
-        pass
+        """An experiment's outcome was stored (``ok`` false for a failure)."""
+        with self._lock:
+            self._running.pop(key, None)
+            if ok:
+                self._done += 1
+            else:
+                self._failed += 1
+            if runtime >= 0:
+                self._runtime_sum += runtime
+                self._runtime_count += 1
 
     def stop(self) -> None:
-        pass
+        """Draw the final state and stop; calling it twice is harmless."""
+        with self._lock:
+            if self._stopped or self._started is None:
+                self._stopped = True
+                return
+            self._stopped = True
+        self._wake.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
+        live, self._live = self._live, None
+        if live is not None:
+            try:
+                live.stop()
+            except Exception:
+                pass
+        elif self.mode == "plain":
+            self._write(self.snapshot().line())
+
+    # -- state -------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The current counts, timings and running experiments."""
+        now = time.monotonic()
+        with self._lock:
+            elapsed = now - self._started if self._started is not None else 0.0
+            running = sorted(self._running.values(), key=lambda r: r.submitted)
+            rows = tuple((r.label, r.fraction, now - r.submitted) for r in running)
+            eta = self._eta(running)
+            return Snapshot(
+                experiment=_clean(self.experiment),
+                total=self.total,
+                done=self._done,
+                failed=self._failed,
+                cached=self.cached,
+                workers=self.workers,
+                elapsed=elapsed,
+                eta=eta,
+                running=rows,
+            )
+
+    def _eta(self, running: list[_Running]) -> float | None:
+        """Seconds left: the work not yet done, at the mean runtime of finished experiments,
+        shared among the workers (or among the running experiments when workers is unknown)."""
+        remaining = self.total - self._done - self._failed
+        if remaining <= 0:
+            return 0.0
+        if not self._runtime_count:
+            return None
+        mean = self._runtime_sum / self._runtime_count
+        progressed = sum(r.fraction or 0.0 for r in running)
+        work = max(0.0, remaining - progressed) * mean
+        parallel = self.workers or max(1, len(running))
+        return work / max(1, min(parallel, remaining))
+
+    # -- plain rendering ---------------------------------------------------------------------
+    def _tick(self) -> None:
+        while not self._wake.wait(self.interval):
+            self._write(self.snapshot().line())
+
+    def _write(self, line: str) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception:  # a closed or broken stream must not break the run
+            pass
+
+    # -- live rendering ----------------------------------------------------------------------
+    def _start_live(self, stream: TextIO) -> Any:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=stream, highlight=False)
+        # stdout is not redirected: it belongs to the user's program and must stay unchanged.
+        live = Live(
+            get_renderable=self._renderable,
+            console=console,
+            refresh_per_second=2,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=True,
+        )
+        live.start(refresh=True)
+        return live
+
+    def _renderable(self) -> Any:
+        return render(self.snapshot())
+
+
+def render(snap: Snapshot) -> Any:
+    """The rich renderable of a snapshot: a header with an overall bar, then running rows."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    header = Table.grid(padding=(0, 1))
+    header.add_column(no_wrap=True)
+    header.add_column(width=30)
+    header.add_column(no_wrap=True)
+    header.add_row(
+        Text(snap.experiment, style="bold", overflow="ellipsis"),
+        ProgressBar(total=max(1, snap.total), completed=snap.finished, width=30),
+        Text(f"{snap.finished}/{snap.total}"),
+    )
+    counts = Text()
+    counts.append(f"{snap.done} done", style="green")
+    counts.append("  ")
+    counts.append(f"{snap.failed} failed", style="red" if snap.failed else "")
+    counts.append(f"  {snap.cached} cached  {len(snap.running)} running")
+    if snap.workers:
+        counts.append(f" on {snap.workers} workers")
+    eta = _hms(snap.eta) if snap.eta is not None else "unknown"
+    counts.append(f"  elapsed {_hms(snap.elapsed)}  ETA {eta}", style="dim")
+    parts: list[Any] = [header, counts]
+    if snap.running:
+        rows = Table.grid(padding=(0, 1))
+        rows.add_column(max_width=60, no_wrap=True, overflow="ellipsis")
+        rows.add_column(width=20)
+        rows.add_column(no_wrap=True, justify="right")
+        for label, fraction, age in snap.running[:MAX_ROWS]:
+            bar = ProgressBar(
+                total=1.0 if fraction is not None else None, completed=fraction or 0.0, width=20
+            )
+            pct = f"{fraction:4.0%}" if fraction is not None else "    "
+            rows.add_row(Text(f"  {label}"), bar, Text(f"{pct} {_hms(age)}", style="dim"))
+        parts.append(rows)
+        more = len(snap.running) - MAX_ROWS
+        if more > 0:
+            parts.append(Text(f"  ... and {more} more running", style="dim"))
+    return Group(*parts)
+
+
+def _choose_mode(stream: Any) -> Mode:
+    """Live in a real terminal or a Jupyter notebook (with ipywidgets), plain otherwise."""
+    if _in_jupyter():
+        import importlib.util
+
+        # rich's Live needs ipywidgets in Jupyter; without it, print lines to the cell.
+        return "live" if importlib.util.find_spec("ipywidgets") is not None else "plain"
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        return "plain"
+    try:
+        return "live" if stream.isatty() else "plain"
+    except Exception:  # streams without isatty, or closed ones
+        return "plain"
+
+
+def _in_jupyter() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ipython = shell.get_ipython()
+    except Exception:
+        return False
+    return type(ipython).__name__ == "ZMQInteractiveShell" or "google.colab" in str(type(ipython))
+
+
+def _hms(seconds: float | None) -> str:
+    """``2:05`` or ``1:02:05``."""
+    if seconds is None:
+        return "?"
+    s = int(max(0.0, seconds) + 0.5)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _clean(text: str) -> str:
+    """Text without control characters (newlines and escapes would break one-line logs)."""
+    return _CONTROL.sub(" ", text)
+
+
+__all__ = ["ProgressDisplay", "Snapshot", "render"]

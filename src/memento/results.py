@@ -219,32 +219,72 @@ class ResultList(list[Result]):
         return [r for r in self if not r.ok]
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One flat dict per result: parameters (by name), inner, status, timing, metrics."""
-        return [result_record(r) for r in self]
+        """One flat dict per result, with the same columns for every result.
+
+        Columns, in order: each parameter (classes and functions by name), the return value
+        (``inner`` expanded into one column per key when every successful result returned a
+        non-empty dict of scalars, else one ``inner`` column; a key that clashes with another
+        column becomes ``inner.<key>``), ``status``, ``was_cached``, ``runtime`` and
+        ``cpu_time`` (seconds), ``peak_memory`` (peak RSS, bytes), ``error``
+        (``"Type: message"`` or ``None``), ``metric.<name>`` (the last recorded y of each
+        metric) and ``key``.
+        """
+        successes = [r.inner for r in self if r.ok]
+        expand = bool(successes) and all(
+            isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values()) for v in successes
+        )
+        records = [result_record(r, expand_inner=expand) for r in self]
+        columns: dict[str, None] = {}
+        for record in records:
+            columns.update(dict.fromkeys(record))
+        return [{c: record.get(c) for c in columns} for record in records]
 
     def to_dataframe(self) -> Any:
-        """A pandas DataFrame with one row per config (needs ``pip install memento[pandas]``)."""
+        """A pandas DataFrame with one row per config (needs ``pip install memento[pandas]``).
+
+        Example::
+
+            frame = Memento(experiment).run(matrix).to_dataframe()
+            frame.groupby("model")["accuracy"].mean()
+
+        The columns are those of :meth:`to_records`.
+        """
         pd = require_pandas("ResultList.to_dataframe()")
-        return pd.DataFrame(self.to_records())
+        records = self.to_records()
+        return pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
 
 
-def result_record(result: Result) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        name: _cell(value) for name, value in result.config.asdict().items()
-    }
+def result_record(result: Result, *, expand_inner: bool | None = None) -> dict[str, Any]:
+    """One result as a flat dict (see :meth:`ResultList.to_records` for the columns).
+
+    ``expand_inner``: spread a dict-of-scalars return value into columns (``True``), keep it
+    in one ``inner`` column (``False``), or decide from this result alone (``None``).
+    """
+    record: dict[str, Any] = {name: _cell(value) for name, value in result.config.asdict().items()}
     inner = result.inner
-    if isinstance(inner, dict) and inner and all(_is_scalar(v) for v in inner.values()):
-        for k, v in inner.items():
-            record[str(k) if str(k) not in record else f"inner.{k}"] = v
-    else:
+    if expand_inner is None:
+        expand_inner = (
+            isinstance(inner, dict) and bool(inner) and all(_is_scalar(v) for v in inner.values())
+        )
+    reserved = ("status", "was_cached", "runtime", "cpu_time", "peak_memory", "error", "key")
+    if not expand_inner:
         record["inner"] = inner
+    elif isinstance(inner, dict):
+        for k, v in inner.items():
+            name = str(k)
+            clash = name in record or name in reserved or name.startswith("metric.")
+            record[f"inner.{name}" if clash else name] = v
+    error = result.error
     record["status"] = result.status
     record["was_cached"] = result.was_cached
     record["runtime"] = result.runtime.total_seconds() if result.runtime is not None else None
     record["cpu_time"] = result.cpu_time.total_seconds() if result.cpu_time is not None else None
     record["peak_memory"] = result.memory.hardware_peak if result.memory is not None else None
-    if result.error is not None:
-        record["error"] = f"{type(result.error).__name__}: {result.error}"
+    record["error"] = (
+        f"{getattr(error, 'exc_type', None) or type(error).__name__}: {error}"
+        if error is not None
+        else None
+    )
     for name, table in result.metrics.items():
         record[f"metric.{name}"] = table.y.last()
     record["key"] = result.key

@@ -1,0 +1,618 @@
+"""The ``memento`` command: look into a store without the experiment's code.
+
+::
+
+    memento status  [STORE]                       counts by state, running, failed, stale
+    memento results [STORE] [--format table|csv|json] [--where name=value ...] [--status S]
+    memento show    [STORE] KEY_OR_PREFIX         one result: config, summary, metrics, traceback
+    memento forget  [STORE] (--failed | --stale | --key K | --all) [--yes]
+    memento report  [STORE] [-o report.html]      a self-contained HTML report
+
+``STORE`` defaults to ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the working
+directory (a directory means ``memento.sqlite`` inside it). Every command except ``forget``
+opens the store read-only, so they all work while a run is writing to it. A store that is
+missing, corrupt or of an unknown version gives a one-line error and exit status 1.
+See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import functools
+import json
+import math
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from memento.exceptions import StoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Items listed per section of ``memento status`` before "... and N more".
+LIST_LIMIT = 20
+_FORMATS = ("table", "csv", "json")
+_STATUSES = ("done", "failed", "stale")
+
+
+# -- shared plumbing ------------------------------------------------------------------------------
+def _store_path(store: str | None) -> Path:
+    from memento.store import default_store_path
+
+    path = default_store_path(store)
+    if not path.exists():
+        hint = (
+            "give the store's path (memento status runs/grid.sqlite) or set MEMENTO_CACHE_PATH"
+            if store is None
+            else "check the path"
+        )
+        raise StoreError(f"No memento store at {path}: {hint}.")
+    return path
+
+
+@contextmanager
+def _open(store: str | None) -> Iterator[Any]:
+    """The store, read-only (works while a run writes to it)."""
+    from memento.store import Store
+
+    with Store(_store_path(store), readonly=True) as opened:
+        _ = opened.conn  # connect now, so that a bad file fails here with a StoreError
+        yield opened
+
+
+def _clean_errors(func: F) -> F:
+    """Turn the errors a user can cause into a one-line message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise click.ClickException(f"The store cannot be read: {exc}") from None
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Table:
+    """A plain text table: columns separated by two spaces, numbers right-aligned, no
+    trailing spaces. Colours (for a terminal) are added after alignment; ``click.echo``
+    drops them when the output is not a terminal."""
+
+    _NUMERIC = {"done", "stale", "failed", "running", "total", "points", "runtime"}
+    _COLOURS = {"done": "green", "failed": "red", "stale": "yellow"}
+
+    def __init__(self, *headers: str, title: str | None = None) -> None:
+        self.headers = list(headers)
+        self.title = title
+        self.rows: list[list[str]] = []
+
+    def add_row(self, *cells: Any) -> None:
+        self.rows.append([" ".join(str(c).split()) if c is not None else "" for c in cells])
+
+    def lines(self) -> list[str]:
+        widths = [len(h) for h in self.headers]
+        for row in self.rows:
+            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+        right = [h in self._NUMERIC for h in self.headers]
+
+        def line(cells: Sequence[str], styled: bool) -> str:
+            out = []
+            for cell, width, r in zip(cells, widths, right, strict=True):
+                text = cell.rjust(width) if r else cell.ljust(width)
+                colour = self._COLOURS.get(cell) if styled else None
+                out.append(click.style(text, fg=colour) if colour else text)
+            return "  ".join(out).rstrip()
+
+        result = [click.style(self.title, bold=True)] if self.title else []
+        result.append(click.style(line(self.headers, False), bold=True))
+        result.append("  ".join("-" * w for w in widths))
+        result.extend(line(row, True) for row in self.rows)
+        return result
+
+    def echo(self) -> None:
+        for text in self.lines():
+            click.echo(text)
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    when = datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    delta = time.time() - ts
+    if delta < 0:
+        return when
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if delta >= size:
+            n = int(delta // size)
+            return f"{when} ({n} {unit}{'s' if n != 1 else ''} ago)"
+    return f"{when} (just now)"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.3g} ms"
+    if value < 60:
+        return f"{value:.3g} s"
+    minutes, secs = divmod(int(value + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+def _short(name: str) -> str:
+    """``pkg.module:train`` -> ``train`` (the qualified name, which is usually enough)."""
+    return name.split(":", 1)[-1]
+
+
+def _cell(value: Any, limit: int = 60) -> str:
+    from memento.display import display_value
+
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = display_value(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- the group ------------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="memento", prog_name="memento")
+def cli() -> None:
+    """Look into a memento store: what ran, what failed, what is stale, and the results.
+
+    STORE defaults to $MEMENTO_CACHE_PATH, else ./memento.sqlite.
+    """
+
+
+# -- status ---------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("store", required=False)
+@_clean_errors
+def status(store: str | None) -> None:
+    """Counts by state for each experiment; running, failed and stale results.
+
+    A result is stale when its code fingerprint differs from the latest one written for the
+    same experiment (it was computed by an older version of the code).
+    """
+    from memento.reading import config_label, summarize
+
+    with _open(store) as opened:
+        summary = summarize(opened)
+    click.echo(f"Store          {summary.path}")
+    click.echo(f"Last activity  {_ago(summary.last_activity)}")
+    active = []
+    for run in summary.active_runs:
+        gone = " (its process is gone: interrupted)" if run.driver_alive is False else ""
+        active.append(f"pid {run.pid} on {run.host}, started {_ago(run.started)}{gone}")
+    runs_line = f"Runs           {summary.runs_total}"
+    if active:
+        runs_line += f", {len(active)} in progress: " + "; ".join(active)
+    click.echo(runs_line)
+    if not summary.counts:
+        click.echo("\nNo results yet.")
+        return
+    click.echo()
+    counts = _Table("experiment", "done", "stale", "failed", "running", "total")
+    for c in summary.counts:
+        counts.add_row(c.experiment, c.done, c.stale, c.failed, c.running, c.total)
+    counts.echo()
+    many = len(summary.counts) > 1
+
+    def listing(
+        title: str,
+        rows: list[dict[str, Any]],
+        columns: Sequence[str],
+        cells: Callable[[dict[str, Any]], list[str]],
+        hint: str,
+    ) -> None:
+        if not rows:
+            return
+        headers = ["key", *(["experiment"] if many else []), *columns]
+        table = _Table(*headers, title=f"{title} ({len(rows)})")
+        for row in rows[:LIST_LIMIT]:
+            experiment = [_short(row["experiment"])] if many else []
+            table.add_row(row["key"][:12], *experiment, *cells(row))
+        click.echo()
+        table.echo()
+        if len(rows) > LIST_LIMIT:
+            click.echo(f"... and {len(rows) - LIST_LIMIT} more ({hint})")
+
+    now = time.time()
+    listing(
+        "Running",
+        summary.running,
+        ["config", "submitted"],
+        lambda r: [_cell(config_label(r["params"]), 70), _seconds(now - r["submitted"]) + " ago"],
+        "oldest first",
+    )
+    listing(
+        "Failed",
+        summary.failed,
+        ["config", "error"],
+        lambda r: [_cell(config_label(r["params"]), 50), _cell(r["error"], 70)],
+        "memento results --status failed",
+    )
+    listing(
+        "Stale",
+        summary.stale,
+        ["config"],
+        lambda r: [_cell(config_label(r["params"]), 90)],
+        "memento results --status stale",
+    )
+    if summary.stale:
+        click.echo(
+            "Stale: computed by an older version of the experiment's code. Recompute with "
+            'Memento(..., on_code_change="rerun"), or drop with: memento forget --stale'
+        )
+
+
+# -- results --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("store", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Keep results whose parameter NAME equals VALUE (repeatable).",
+)
+@click.option(
+    "--status", "status_", type=click.Choice(_STATUSES), help="Keep results in this state."
+)
+@click.option("--experiment", "-e", help="Keep one experiment (its name or module:name).")
+@_clean_errors
+def results(
+    store: str | None,
+    fmt: str,
+    where: tuple[str, ...],
+    status_: str | None,
+    experiment: str | None,
+) -> None:
+    """The results, one row per config: parameters, status, timing, metrics, return value."""
+    from memento.reading import filter_records, flat_records, parse_where, read_records
+
+    conditions = parse_where(where)
+    with _open(store) as opened:
+        records = read_records(opened, status=status_, experiment=experiment)
+    if conditions:
+        records = filter_records(records, conditions)
+    out = click.get_text_stream("stdout")
+    if fmt == "json":
+        out.write(json.dumps([_json_record(r) for r in records], indent=2, default=str) + "\n")
+        return
+    flat = flat_records(records)
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        if flat:
+            writer.writerow(list(flat[0]))
+            for row in flat:
+                writer.writerow([_csv_value(v) for v in row.values()])
+        return
+    if not flat:
+        click.echo("No results match.")
+        return
+    hidden = {"key", "experiment", "note", "stale", "attempts", "cpu_time", "peak_memory"}
+    columns = [c for c in flat[0] if c not in hidden]
+    if len({r["experiment"] for r in records}) > 1:
+        columns.insert(0, "experiment")
+    table = _Table("key", *columns)
+    for row in flat:
+        cells = [row["key"][:12]]
+        for c in columns:
+            value = row[c]
+            if c == "status" and row["stale"]:
+                value = "stale"
+            elif c == "experiment":
+                value = _short(value)
+            elif c == "runtime":
+                value = _seconds(value)
+            cells.append(_cell(value, 40))
+        table.add_row(*cells)
+    table.echo()
+    click.echo(f"{len(flat)} result(s)")
+
+
+def _json_record(record: dict[str, Any]) -> dict[str, Any]:
+    keep = (
+        "key",
+        "experiment",
+        "params",
+        "status",
+        "stale",
+        "runtime",
+        "cpu_time",
+        "peak_memory",
+        "attempts",
+        "host",
+        "start_time",
+        "end_time",
+        "error",
+        "metrics",
+        "inner",
+        "note",
+    )
+    out = {k: record[k] for k in keep}
+    out["inner"] = _json_safe(record["inner"])
+    out["metrics"] = {k: _json_safe(v) for k, v in record["metrics"].items()}
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    from memento.display import display_value
+
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and getattr(value, "shape", None) == ():
+        try:
+            return _json_safe(item())
+        except Exception:
+            pass
+    return display_value(value)
+
+
+def _csv_value(value: Any) -> Any:
+    from memento.display import display_value
+
+    if value is None:
+        return ""
+    if isinstance(value, (str, int, float)):
+        return value
+    return display_value(value)
+
+
+# -- show -----------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("store_or_key", metavar="[STORE] KEY_OR_PREFIX")
+@click.argument("key", required=False, metavar="")
+@_clean_errors
+def show(store_or_key: str, key: str | None) -> None:
+    """One result: its config, a summary, its metrics, and for a failure its traceback."""
+    from memento.reading import config_label, read_records
+
+    store = store_or_key if key is not None else None
+    prefix = (key if key is not None else store_or_key).strip()
+    if not prefix:
+        raise click.UsageError("Give a key, or the first characters of one.")
+    with _open(store) as opened:
+        matches = read_records(opened, key_prefix=prefix)
+        query = "SELECT key, experiment, params, submitted FROM running ORDER BY key"
+        running = [row for row in opened.conn.execute(query) if row[0].startswith(prefix)]
+    if not matches and running:
+        k, experiment, params, submitted = running[0]
+        if len(running) == 1:
+            click.echo(
+                f"{k} is running ({experiment}, submitted {_ago(submitted)}); config: {params}"
+            )
+            return
+    if not matches:
+        raise click.ClickException(f"No result has a key starting with {prefix!r}.")
+    if len(matches) > 1:
+        lines = [
+            f"  {r['key']}  {_short(r['experiment'])}  {config_label(r['params'])}"
+            for r in matches[:LIST_LIMIT]
+        ]
+        if len(matches) > LIST_LIMIT:
+            lines.append(f"  ... and {len(matches) - LIST_LIMIT} more")
+        raise click.ClickException(
+            f"Key prefix {prefix!r} is ambiguous: {len(matches)} results match; give more "
+            "characters. Candidates:\n" + "\n".join(lines)
+        )
+    _show_record(matches[0])
+
+
+def _show_record(r: dict[str, Any]) -> None:
+    from memento.display import display_value
+
+    def field(name: str, value: Any) -> None:
+        if value not in (None, ""):
+            click.echo(f"  {name:<12} {value}")
+
+    state = "done, stale (computed by older code)" if r["stale"] else r["status"]
+    if state == "failed":
+        state = click.style(state, fg="red")
+    click.echo(f"Key         {r['key']}")
+    click.echo(f"Experiment  {r['experiment']}")
+    click.echo(f"Status      {state}")
+    click.echo("Config")
+    for name, value in r["params"].items():
+        field(name, value if isinstance(value, str) else json.dumps(value))
+    click.echo("Summary")
+    field("started", _ago(r["start_time"]) if r["start_time"] else "")
+    field("runtime", _seconds(r["runtime"]))
+    field("cpu time", _seconds(r["cpu_time"]))
+    field("peak memory", _bytes(r["peak_memory"]))
+    field("attempts", r["attempts"])
+    field("host", r["host"])
+    field("run", r["run_id"])
+    field("version", r["version"])
+    field("fingerprint", r["fingerprint"])
+    if r["status"] == "done":
+        value = r["inner"]
+        if r["note"] is not None:
+            text = f"(not loaded: {r['note']})"
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}={display_value(v)}" for k, v in value.items())
+        else:
+            text = display_value(value)
+        click.echo(f"Result      {text}")
+    if r["series"]:
+        click.echo("Metrics")
+        table = _Table("metric", "points", "last", "min", "max")
+        for name, points in r["series"].items():
+            ys = [
+                p[1]
+                for p in points
+                if isinstance(p[1], (int, float)) and not isinstance(p[1], bool)
+            ]
+            table.add_row(
+                name,
+                len(points),
+                _cell(r["metrics"].get(name)),
+                _cell(min(ys)) if ys else "",
+                _cell(max(ys)) if ys else "",
+            )
+        for line in table.lines():
+            click.echo(f"  {line}")
+    if r["status"] == "failed":
+        click.echo(f"Error       {click.style(r['error'] or '', fg='red')}")
+        if r["traceback"]:
+            click.echo("Traceback (from the worker)")
+            click.echo(r["traceback"].rstrip())
+
+
+# -- forget ---------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("store", required=False)
+@click.option("--failed", is_flag=True, help="Forget the failed results.")
+@click.option("--stale", is_flag=True, help="Forget results computed by older code.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="KEY",
+    help="Forget this result (a unique key prefix is enough; repeatable).",
+)
+@click.option("--all", "all_", is_flag=True, help="Forget every result.")
+@click.option("--experiment", "-e", help="Only results of this experiment.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_clean_errors
+def forget(
+    store: str | None,
+    failed: bool,
+    stale: bool,
+    keys: tuple[str, ...],
+    all_: bool,
+    experiment: str | None,
+    yes: bool,
+) -> None:
+    """Delete stored results, so that the next run computes them again."""
+    from memento.reading import read_records
+    from memento.store import Store
+
+    chosen = [
+        name
+        for name, on in (
+            ("--failed", failed),
+            ("--stale", stale),
+            ("--key", bool(keys)),
+            ("--all", all_),
+        )
+        if on
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError("Choose exactly one of --failed, --stale, --key K or --all.")
+    with _open(store) as opened:
+        path = opened.path
+        if keys:
+            targets = [_resolve_key(opened, k, experiment) for k in keys]
+        else:
+            status_ = "failed" if failed else "stale" if stale else None
+            found = read_records(opened, status=status_, experiment=experiment, load_values=False)
+            targets = [r["key"] for r in found]
+    targets = list(dict.fromkeys(targets))
+    if not targets:
+        click.echo("Nothing to forget.")
+        return
+    what = chosen[0].lstrip("-")
+    if not yes:
+        click.confirm(
+            f"Forget {len(targets)} result(s) ({what}) from {path}?", abort=True, err=True
+        )
+    with Store(path) as writable:
+        removed = writable.delete(targets)
+    click.echo(f"Forgot {removed} result(s) from {path}.")
+
+
+def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:
+    from memento.reading import read_records
+
+    found = read_records(opened, key_prefix=prefix, experiment=experiment, load_values=False)
+    if not found:
+        raise click.ClickException(f"No result has a key starting with {prefix!r}.")
+    if len(found) > 1:
+        keys = ", ".join(r["key"] for r in found[:LIST_LIMIT])
+        raise click.ClickException(
+            f"Key prefix {prefix!r} is ambiguous ({len(found)} results match): {keys}"
+        )
+    key: str = found[0]["key"]
+    return key
+
+
+# -- report ---------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("store", required=False)
+@click.option(
+    "-o",
+    "--output",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="The HTML file to write.",
+)
+@click.option("--experiment", "-e", help="Only results of this experiment.")
+@_clean_errors
+def report(store: str | None, output: str, experiment: str | None) -> None:
+    """A self-contained HTML page: summary, sortable results table, one plot per metric."""
+    from memento.report import write_report
+
+    path = _store_path(store)
+    counts = write_report(path, output, experiment=experiment)
+    click.echo(f"Wrote {output} ({counts['results']} results, {counts['plots']} metric plots).")
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of the ``memento`` script and of ``python -m memento``."""
+    try:
+        cli.main(args=args, prog_name="memento")
+    except BrokenPipeError:  # `memento results | head`: the reader left, nothing to report
+        # Point stdout at /dev/null so that Python's exit-time flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,534 @@
+"""Reading a store without the experiment's code: records, filters, summaries.
+
+:func:`open_results` is the Python entry point; the ``memento`` command (:mod:`memento.cli`)
+and the HTML report (:mod:`memento.report`) are built on the same functions. Everything here
+opens the store read-only, so it works while a run is writing to it.
+
+Example::
+
+    from memento import open_results
+
+    records = open_results("runs/grid.sqlite", where={"model": "SVC"}, status="done")
+    for r in records:
+        print(r["params"], r["metrics"], r["inner"])
+    frame = records.to_dataframe()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memento.display import display_value
+from memento.exceptions import StoreError
+from memento.store import Store, default_store_path
+
+#: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`latest`).
+STATUSES = ("done", "failed", "stale")
+#: Flat columns after the parameters and the return value, in order (``metric.*`` follow).
+META_COLUMNS = ("status", "stale", "runtime", "cpu_time", "peak_memory", "attempts", "error")
+
+
+class Text(str):
+    """A value typed on a command line: it matches a stored value whose text is the same.
+
+    ``Text("0.1")`` matches the number ``0.1`` and the string ``"0.1"``; ``Text("true")``
+    matches ``True``; ``Text("SVC")`` matches the class ``SVC`` (stored by name).
+    """
+
+
+class StoredResults(list[dict[str, Any]]):
+    """The records :func:`open_results` returns, one dict per stored result, in store order.
+
+    Each record has ``key``, ``experiment``, ``params`` (as displayed: classes and functions
+    by name), ``status`` (``"done"`` or ``"failed"``), ``stale``, ``runtime``, ``cpu_time``
+    (seconds), ``peak_memory`` (bytes), ``attempts``, ``host``, ``start_time`` and
+    ``end_time`` (epoch seconds), ``error`` (``"Type: message"``), ``error_type``,
+    ``error_message``, ``traceback``, ``metrics`` (name -> last y), ``series`` (name -> list
+    of ``[x, y]``), ``inner`` (the return value, or ``None``), ``note`` (why ``inner`` is
+    ``None`` when it could not be loaded), ``fingerprint``, ``version``, ``run_id`` and
+    ``updated``.
+    """
+
+    def __init__(self, records: Iterable[dict[str, Any]] = (), path: Path | None = None) -> None:
+        super().__init__(records)
+        self.path = path
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Flat dicts, the same columns for each: parameters, return value, status, timing,
+        error, ``metric.<name>`` (last values), ``key``, ``experiment`` and ``note``."""
+        return flat_records(self)
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame of :meth:`to_records` (needs ``pip install memento[pandas]``)."""
+        from memento.results import require_pandas
+
+        pd = require_pandas("StoredResults.to_dataframe()")
+        records = self.to_records()
+        return pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
+
+
+def open_results(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    where: Mapping[str, Any] | None = None,
+    status: str | None = None,
+    experiment: str | None = None,
+    load_values: bool = True,
+) -> StoredResults:
+    """Read the results stored at ``path``, without needing the experiment's code.
+
+    Example::
+
+        failed = open_results("memento.sqlite", status="failed")
+        svc = open_results("memento.sqlite", where={"model": "SVC", "C": 1.0})
+
+    :param path: the store; defaults to ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite``.
+    :param where: keep records whose parameters equal these values. Values compare with the
+        stored (displayed) parameters: numbers by value, strings and booleans exactly, other
+        objects (classes, functions) by their displayed name; a :class:`Text` by its text.
+    :param status: ``"done"``, ``"failed"`` or ``"stale"`` (done by older code).
+    :param experiment: keep one experiment function: its full name (``module:qualname``) or
+        its qualified name alone.
+    :param load_values: unpickle return values into ``inner`` (a value whose classes cannot
+        be imported here gets ``inner=None`` and a ``note`` saying why).
+    :raises StoreError: the store is missing, corrupt or of an unknown version.
+    :raises ValueError: an unknown status, experiment or parameter name.
+    """
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+    store_path = default_store_path(path)
+    with Store(store_path, readonly=True) as store:
+        records = read_records(store, status=status, experiment=experiment, load_values=load_values)
+    if where:
+        records = filter_records(records, where)
+    return StoredResults(records, store_path)
+
+
+def read_records(
+    store: Store,
+    *,
+    status: str | None = None,
+    experiment: str | None = None,
+    key_prefix: str | None = None,
+    load_values: bool = True,
+) -> list[dict[str, Any]]:
+    """Records of ``store`` (see :class:`StoredResults`), optionally filtered."""
+    try:
+        name = resolve_experiment(store, experiment) if experiment is not None else None
+        latest_prints = latest_fingerprints(store)
+        rows = list(
+            store.rows(
+                status="done" if status == "stale" else status,
+                experiment=name,
+                key_prefix=key_prefix,
+            )
+        )
+    except StoreError:
+        raise
+    except Exception as exc:  # sqlite3.DatabaseError, bad JSON: the file is damaged
+        raise StoreError(f"{store.path} cannot be read as a memento store ({exc})") from None
+    records = []
+    for row in rows:
+        record = _record(store, row, latest_prints, load_values)
+        if status == "stale" and not record["stale"]:
+            continue
+        records.append(record)
+    return records
+
+
+def _record(
+    store: Store, row: dict[str, Any], latest_prints: dict[str, str], load_values: bool
+) -> dict[str, Any]:
+    series = row["metrics"] if isinstance(row["metrics"], dict) else {}
+    latest = latest_prints.get(row["experiment"])
+    fingerprint = row["fingerprint"] or ""
+    inner, note = None, None
+    if row["status"] == "done" and load_values:
+        try:
+            inner = store.load_value(row["value"], row["value_file"])
+        except Exception as exc:
+            note = (
+                f"the return value could not be loaded ({type(exc).__name__}: {exc}); load it "
+                "where the experiment's code can be imported"
+            )
+    error = None
+    if row["status"] == "failed":
+        error = f"{row['error_type'] or 'Exception'}: {row['error_message'] or ''}".rstrip(": ")
+    return {
+        "key": row["key"],
+        "experiment": row["experiment"],
+        "params": row["params"],
+        "status": row["status"],
+        "stale": bool(row["status"] == "done" and fingerprint and latest and fingerprint != latest),
+        "runtime": row["runtime"],
+        "cpu_time": row["cpu_time"],
+        "peak_memory": row["peak_rss"],
+        "attempts": row["attempts"],
+        "host": row["host"],
+        "start_time": row["start_time"],
+        "end_time": row["end_time"],
+        "error": error,
+        "error_type": row["error_type"],
+        "error_message": row["error_message"],
+        "traceback": row["traceback"],
+        "metrics": {name: _last_y(points) for name, points in series.items()},
+        "series": series,
+        "inner": inner,
+        "note": note,
+        "fingerprint": fingerprint,
+        "version": row["version"],
+        "run_id": row["run_id"],
+        "updated": row["updated"],
+    }
+
+
+def _last_y(points: Any) -> Any:
+    try:
+        return points[-1][1] if points else None
+    except (IndexError, KeyError, TypeError):
+        return None
+
+
+def latest_fingerprints(store: Store) -> dict[str, str]:
+    """Each experiment's most recent code fingerprint (of its last written result).
+
+    There is no code at hand when reading a store, so a result is *stale* when its
+    fingerprint differs from the latest one written for the same experiment.
+    """
+    rows = store.conn.execute(
+        "SELECT experiment, fingerprint FROM results "
+        "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY updated, rowid"
+    )
+    return {experiment: fingerprint for experiment, fingerprint in rows}
+
+
+def experiments(store: Store) -> list[str]:
+    """The experiment names in the store (results and in-flight ones), sorted."""
+    names = {r[0] for r in store.conn.execute("SELECT DISTINCT experiment FROM results")}
+    names |= {r[0] for r in store.conn.execute("SELECT DISTINCT experiment FROM running")}
+    return sorted(names)
+
+
+def resolve_experiment(store: Store, name: str) -> str:
+    """The full name of the experiment ``name`` designates (full name or qualified name)."""
+    names = experiments(store)
+    if name in names:
+        return name
+    matches = [n for n in names if n.split(":", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(names) or "none"
+        raise ValueError(f"No experiment {name!r} in {store.path}; experiments: {known}")
+    raise ValueError(f"Experiment name {name!r} is ambiguous: {', '.join(matches)}")
+
+
+# -- filters --------------------------------------------------------------------------------------
+def filter_records(records: list[dict[str, Any]], where: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The records whose parameters match every ``name: value`` of ``where``."""
+    if not records:
+        return []
+    known = {name for r in records for name in r["params"]}
+    unknown = [name for name in where if name not in known]
+    if unknown:
+        raise ValueError(
+            f"No parameter named {', '.join(map(repr, unknown))}; the parameters are: "
+            f"{', '.join(sorted(known))}"
+        )
+    return [
+        r
+        for r in records
+        if all(
+            name in r["params"] and value_matches(r["params"][name], wanted)
+            for name, wanted in where.items()
+        )
+    ]
+
+
+def value_matches(stored: Any, wanted: Any) -> bool:
+    """Whether a stored (displayed, JSON) parameter value equals ``wanted``.
+
+    Numbers compare by value (``1 == 1.0``) but never equal booleans; strings and booleans
+    compare exactly; ``None`` only matches ``None``; other objects compare by their displayed
+    text (a class by its name). A :class:`Text` matches when the texts agree.
+    """
+    if isinstance(wanted, Text):
+        return _text_matches(stored, str(wanted))
+    if wanted is None or stored is None:
+        return wanted is None and stored is None
+    if isinstance(wanted, bool) or isinstance(stored, bool):
+        return isinstance(wanted, bool) and isinstance(stored, bool) and wanted == stored
+    if isinstance(wanted, (int, float)):
+        return isinstance(stored, (int, float)) and float(stored) == float(wanted)
+    if isinstance(wanted, str):
+        return isinstance(stored, str) and stored == wanted
+    return isinstance(stored, str) and stored == display_value(wanted)
+
+
+def _text_matches(stored: Any, raw: str) -> bool:
+    if isinstance(stored, str):
+        return stored == raw
+    if stored is None:
+        return raw in ("None", "null", "none")
+    if isinstance(stored, bool):
+        return raw.lower() == str(stored).lower()
+    if isinstance(stored, (int, float)):
+        try:
+            return float(raw) == float(stored)
+        except ValueError:
+            return False
+    return json.dumps(stored) == raw
+
+
+def parse_where(items: Iterable[str]) -> dict[str, Text]:
+    """``["model=SVC", "lr=0.1"]`` -> ``{"model": Text("SVC"), "lr": Text("0.1")}``."""
+    where: dict[str, Text] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--where takes name=value, got {item!r}")
+        where[name.strip()] = Text(value)
+    return where
+
+
+# -- flat records ---------------------------------------------------------------------------------
+def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records as flat dicts with the same columns: parameters, the return value (a dict of
+    scalars returned by every successful experiment becomes one column per key), status,
+    stale, timing, attempts, error, ``metric.<name>``, ``key``, ``experiment``, ``note``."""
+    records = list(records)
+    done = [r["inner"] for r in records if r["status"] == "done" and r["note"] is None]
+    expand = bool(done) and all(_scalar_dict(v) for v in done)
+    params: dict[str, None] = {}
+    inner_cols: dict[str, None] = {}
+    metric_cols: dict[str, None] = {}
+    for r in records:
+        params.update(dict.fromkeys(r["params"]))
+        if expand and isinstance(r["inner"], dict):
+            inner_cols.update(dict.fromkeys(str(k) for k in r["inner"]))
+        metric_cols.update(dict.fromkeys(r["metrics"]))
+    reserved = {*META_COLUMNS, "key", "experiment", "note", "inner"}
+    param_name = {
+        p: f"param.{p}" if p in reserved or p.startswith("metric.") else p for p in params
+    }
+    taken = set(param_name.values()) | reserved
+    inner_name = {
+        k: f"inner.{k}" if k in taken or k.startswith("metric.") else k for k in inner_cols
+    }
+    flat = []
+    for r in records:
+        row: dict[str, Any] = {param_name[p]: r["params"].get(p) for p in params}
+        if expand:
+            inner = r["inner"] if isinstance(r["inner"], dict) else {}
+            by_text = {str(k): v for k, v in inner.items()}
+            row.update({inner_name[k]: by_text.get(k) for k in inner_cols})
+        else:
+            row["inner"] = r["inner"]
+        row.update({c: r[c] for c in META_COLUMNS})
+        row.update({f"metric.{m}": r["metrics"].get(m) for m in metric_cols})
+        row["key"] = r["key"]
+        row["experiment"] = r["experiment"]
+        row["note"] = r["note"]
+        flat.append(row)
+    return flat
+
+
+def _scalar_dict(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(
+            isinstance(v, (str, int, float, bool, type(None))) or _numpy_scalar(v)
+            for v in value.values()
+        )
+    )
+
+
+def _numpy_scalar(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and getattr(value, "shape", None) == ()
+
+
+# -- the store as a whole (for `memento status`) ------------------------------------------------ -
+@dataclass
+class ExperimentCounts:
+    """How many results of one experiment are in each state."""
+
+    experiment: str
+    done: int = 0
+    stale: int = 0
+    failed: int = 0
+    running: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.done + self.stale + self.failed
+
+
+@dataclass
+class RunInfo:
+    """One ``Memento.run`` call, from the ``runs`` table."""
+
+    run_id: str
+    experiment: str
+    host: str
+    pid: int | None
+    started: float
+    finished: float | None
+    state: str
+    total: int | None
+    done: int
+    failed: int
+
+    @property
+    def driver_alive(self) -> bool | None:
+        """Whether the process that runs it still exists (``None``: on another host)."""
+        if self.pid is None or self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+@dataclass
+class StoreSummary:
+    """What ``memento status`` shows: counts, in-flight, failed and stale results."""
+
+    path: Path
+    counts: list[ExperimentCounts]
+    running: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    stale: list[dict[str, Any]]
+    runs: list[RunInfo]
+    last_activity: float | None
+    runs_total: int = 0
+    active_runs: list[RunInfo] = field(default_factory=list)
+
+
+def summarize(store: Store, *, recent_runs: int = 5) -> StoreSummary:
+    """Count results by state for each experiment, and list what runs, failed or is stale."""
+    try:
+        return _summarize(store, recent_runs)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{store.path} cannot be read as a memento store ({exc})") from None
+
+
+def _summarize(store: Store, recent_runs: int) -> StoreSummary:
+    conn = store.conn
+    latest = latest_fingerprints(store)
+    counts: dict[str, ExperimentCounts] = {}
+
+    def entry(name: str) -> ExperimentCounts:
+        return counts.setdefault(name, ExperimentCounts(name))
+
+    failed, stale = [], []
+    query = (
+        "SELECT key, experiment, status, params, fingerprint, error_type, error_message, "
+        "updated FROM results ORDER BY rowid"
+    )
+    for key, experiment, status, params, fingerprint, etype, emsg, updated in conn.execute(query):
+        c = entry(experiment)
+        item = {"key": key, "experiment": experiment, "params": _json(params), "updated": updated}
+        if status == "failed":
+            c.failed += 1
+            failed.append({**item, "error": f"{etype or 'Exception'}: {emsg or ''}".rstrip(": ")})
+        elif fingerprint and latest.get(experiment) not in (None, fingerprint):
+            c.stale += 1
+            stale.append(item)
+        else:
+            c.done += 1
+    running = []
+    query = "SELECT key, run_id, experiment, params, submitted FROM running ORDER BY submitted"
+    for key, run_id, experiment, params, submitted in conn.execute(query):
+        entry(experiment).running += 1
+        running.append(
+            {
+                "key": key,
+                "run_id": run_id,
+                "experiment": experiment,
+                "params": _json(params),
+                "submitted": submitted,
+            }
+        )
+    runs = [
+        RunInfo(*row)
+        for row in conn.execute(
+            "SELECT run_id, experiment, host, pid, started, finished, state, total, done, "
+            "failed FROM runs ORDER BY started DESC LIMIT ?",
+            (recent_runs,),
+        )
+    ]
+    active = [
+        RunInfo(*row)
+        for row in conn.execute(
+            "SELECT run_id, experiment, host, pid, started, finished, state, total, done, "
+            "failed FROM runs WHERE state = 'running' ORDER BY started"
+        )
+    ]
+    runs_total = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    last = conn.execute(
+        "SELECT max(t) FROM (SELECT max(updated) AS t FROM results "
+        "UNION ALL SELECT max(max(started), coalesce(max(finished), 0)) FROM runs "
+        "UNION ALL SELECT max(submitted) FROM running)"
+    ).fetchone()[0]
+    return StoreSummary(
+        path=store.path,
+        counts=[counts[name] for name in sorted(counts)],
+        running=running,
+        failed=failed,
+        stale=stale,
+        runs=runs,
+        last_activity=last,
+        runs_total=runs_total,
+        active_runs=active,
+    )
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def config_label(params: Mapping[str, Any]) -> str:
+    """``a=1, model=SVC``: stored parameters as one line (a string is quoted only when it is
+    empty or holds ``,``, ``=`` or surrounding spaces, so the line stays unambiguous)."""
+    parts = []
+    for name, value in params.items():
+        if isinstance(value, str):
+            plain = value and value == value.strip() and "," not in value and "=" not in value
+            parts.append(f"{name}={value}" if plain else f"{name}={value!r}")
+        else:
+            parts.append(f"{name}={json.dumps(value)}")
+    return ", ".join(parts)
+
+
+__all__ = [
+    "ExperimentCounts",
+    "RunInfo",
+    "StoreSummary",
+    "StoredResults",
+    "Text",
+    "config_label",
+    "filter_records",
+    "flat_records",
+    "latest_fingerprints",
+    "open_results",
+    "parse_where",
+    "read_records",
+    "summarize",
+    "value_matches",
+]

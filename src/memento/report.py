@@ -1,0 +1,508 @@
+"""A self-contained HTML report of a store: summary, sortable results table, metric plots.
+
+The page needs no network: styles and a small script are inlined, plots are inline SVG drawn
+here, and a Content-Security-Policy forbids loading anything. Every value that comes from
+the store (parameters, errors, tracebacks, metric names) is HTML-escaped.
+
+Example::
+
+    from memento.report import write_report
+
+    write_report("memento.sqlite", "report.html")
+
+or ``memento report memento.sqlite -o report.html``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from memento.display import display_value
+from memento.reading import StoreSummary, config_label, flat_records, read_records, summarize
+from memento.store import Store, default_store_path
+
+#: Lines drawn per plot at most (the first configs, in store order), and points per line.
+MAX_SERIES = 60
+MAX_POINTS = 400
+_PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+_WIDTH, _HEIGHT = 640, 320
+_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 16, 44
+
+
+def write_report(
+    store: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str],
+    *,
+    experiment: str | None = None,
+) -> dict[str, int]:
+    """Write the report of ``store`` (default: ``$MEMENTO_CACHE_PATH`` or
+    ``memento.sqlite``) to ``output``; return ``{"results": n, "plots": m}``."""
+    path = default_store_path(store)
+    with Store(path, readonly=True) as opened:
+        records = read_records(opened, experiment=experiment)
+        summary = summarize(opened)
+    page = build_report(records, summary, title=f"memento report: {path.name}")
+    Path(output).write_text(page, encoding="utf-8")
+    return {"results": len(records), "plots": len(_metric_names(records))}
+
+
+def build_report(
+    records: Sequence[dict[str, Any]],
+    summary: StoreSummary | None = None,
+    *,
+    title: str = "memento report",
+    now: datetime.datetime | None = None,
+) -> str:
+    """The HTML page for ``records`` (as :func:`memento.reading.read_records` gives them)."""
+    now = now or datetime.datetime.now()
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # Nothing may be fetched: the page must work offline and leak nothing.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">",
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head>",
+        "<body>",
+        f"<header><h1>{_e(title)}</h1>",
+        f'<p class="sub">{_e(str(summary.path) if summary else "")}'
+        f" &middot; generated {_e(now.strftime('%Y-%m-%d %H:%M:%S'))}</p></header>",
+        _summary_section(records, summary),
+        _table_section(records),
+        _plots_section(records),
+        _failures_section(records),
+        f"<script>{_JS}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+# -- sections -------------------------------------------------------------------------------------
+def _summary_section(records: Sequence[dict[str, Any]], summary: StoreSummary | None) -> str:
+    done = sum(1 for r in records if r["status"] == "done" and not r["stale"])
+    stale = sum(1 for r in records if r["stale"])
+    failed = sum(1 for r in records if r["status"] == "failed")
+    running = len(summary.running) if summary else 0
+    runtime = sum(r["runtime"] or 0.0 for r in records)
+    experiments = sorted({r["experiment"] for r in records})
+    last = summary.last_activity if summary else None
+    cards = [
+        ("results", str(len(records)), ""),
+        ("done", str(done), "ok"),
+        ("failed", str(failed), "bad" if failed else ""),
+        ("stale", str(stale), "warn" if stale else ""),
+        ("running", str(running), ""),
+        ("total runtime", _duration(runtime), ""),
+        ("last activity", _timestamp(last) if last else "never", ""),
+    ]
+    html_cards = "".join(
+        f'<div class="card {cls}"><div class="n">{_e(value)}</div><div class="l">{_e(label)}'
+        "</div></div>"
+        for label, value, cls in cards
+    )
+    names = "".join(f"<li><code>{_e(n)}</code></li>" for n in experiments)
+    return (
+        '<section id="summary"><h2>Summary</h2>'
+        f'<div class="cards">{html_cards}</div>'
+        f'<p class="sub">Experiments:</p><ul class="experiments">{names}</ul></section>'
+    )
+
+
+def _table_section(records: Sequence[dict[str, Any]]) -> str:
+    flat = flat_records(records)
+    if not flat:
+        return '<section id="results"><h2>Results</h2><p>No results stored yet.</p></section>'
+    hidden = {"experiment", "note", "key", "stale"}  # a stale result's status says "stale"
+    if len({r["experiment"] for r in records}) > 1:
+        hidden.discard("experiment")
+    columns = ["key", *(c for c in flat[0] if c not in hidden and c != "key")]
+    if "experiment" not in hidden:
+        columns.remove("experiment")
+        columns.insert(1, "experiment")
+    numeric = {c for c in columns if _numeric_column(row.get(c) for row in flat)}
+    head = "".join(
+        f'<th data-type="{"num" if c in numeric else "text"}" title="sort by {_e(c)}">{_e(c)}</th>'
+        for c in columns
+    )
+    body = []
+    for row in flat:
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            if c == "key":
+                cells.append(
+                    f'<td class="key" title="{_e(value)}"><code>{_e(str(value)[:10])}</code></td>'
+                )
+                continue
+            if c == "status" and row.get("stale"):
+                value = "stale"
+            cls = f' class="st-{_e(value)}"' if c == "status" else ""
+            text = _cell_text(c, value)
+            sort = _sort_value(value)
+            title = f' title="{_e(text)}"' if len(text) > 40 else ""
+            shown = text if len(text) <= 40 else text[:39] + "\u2026"
+            cells.append(f'<td{cls} data-sort="{_e(sort)}"{title}>{_e(shown)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<section id="results"><h2>Results</h2>'
+        '<p class="sub">Click a column to sort; type to filter. '
+        f'<input id="filter" type="search" placeholder="filter rows" aria-label="filter rows">'
+        f' <span id="shown">{len(flat)}</span> of {len(flat)} rows</p>'
+        '<div class="scroll"><table id="results-table">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
+    )
+
+
+def _plots_section(records: Sequence[dict[str, Any]]) -> str:
+    names = _metric_names(records)
+    if not names:
+        return '<section id="plots"><h2>Metrics</h2><p>No metrics were recorded.</p></section>'
+    figures = [_plot(name, records) for name in names]
+    return (
+        '<section id="plots"><h2>Metrics</h2><div class="plots">'
+        + "".join(figures)
+        + "</div></section>"
+    )
+
+
+def _failures_section(records: Sequence[dict[str, Any]]) -> str:
+    failed = [r for r in records if r["status"] == "failed"]
+    if not failed:
+        return ""
+    items = "".join(
+        f"<details><summary><code>{_e(r['key'][:10])}</code> {_e(config_label(r['params']))}"
+        f' &mdash; <span class="err">{_e(r["error"] or "")}</span></summary>'
+        f"<pre>{_e(r['traceback'] or r['error'] or '')}</pre></details>"
+        for r in failed
+    )
+    return f'<section id="failures"><h2>Failures ({len(failed)})</h2>{items}</section>'
+
+
+# -- plots ----------------------------------------------------------------------------------------
+def _metric_names(records: Iterable[dict[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for r in records:
+        names.update(dict.fromkeys(r["series"]))
+    return list(names)
+
+
+def _plot(name: str, records: Sequence[dict[str, Any]]) -> str:
+    """One metric: y against x, one line per config, as an inline SVG with a legend."""
+    raw = [(config_label(r["params"]), r["series"].get(name) or []) for r in records]
+    raw = [(label, pts) for label, pts in raw if pts]
+    total = len(raw)
+    raw = raw[:MAX_SERIES]
+    xs_all = [p[0] for _, pts in raw for p in pts if _is_number(p[0])]
+    timestamps = bool(xs_all) and all(1e9 < float(x) < 1e10 for x in xs_all)
+    series: list[tuple[str, list[tuple[float, float]]]] = []
+    for label, pts in raw:
+        numeric_x = all(_is_number(p[0]) for p in pts)
+        origin = float(pts[0][0]) if timestamps and numeric_x else 0.0
+        line = []
+        for i, point in enumerate(pts):
+            x, y = point[0], point[1]
+            if not _is_number(y):
+                continue
+            xv = float(x) - origin if numeric_x else float(i)
+            line.append((xv, float(y)))
+        if len(line) > MAX_POINTS:
+            step = math.ceil(len(line) / MAX_POINTS)
+            line = line[::step] + ([line[-1]] if (len(line) - 1) % step else [])
+        if line:
+            series.append((label, line))
+    x_label = "seconds since the first record" if timestamps else "x"
+    if not series:
+        return (
+            f'<figure class="plot"><figcaption>{_e(name)}</figcaption>'
+            "<p>No numeric values to plot.</p></figure>"
+        )
+    xs = [x for _, line in series for x, _ in line]
+    ys = [y for _, line in series for _, y in line]
+    x_ticks = _ticks(min(xs), max(xs))
+    y_ticks = _ticks(min(ys), max(ys))
+    x0, x1 = x_ticks[0], x_ticks[-1]
+    y0, y1 = y_ticks[0], y_ticks[-1]
+    pw, ph = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
+
+    def sx(x: float) -> float:
+        return _LEFT + (x - x0) / (x1 - x0) * pw
+
+    def sy(y: float) -> float:
+        return _TOP + ph - (y - y0) / (y1 - y0) * ph
+
+    out = [
+        f'<svg class="chart" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" '
+        f'aria-label="{_e(name)} against {_e(x_label)}">'
+    ]
+    for t in x_ticks:
+        out.append(
+            f'<line class="grid" x1="{sx(t):.1f}" y1="{_TOP}" x2="{sx(t):.1f}" y2="{_TOP + ph}"/>'
+            f'<text class="tick" x="{sx(t):.1f}" y="{_TOP + ph + 16}" text-anchor="middle">'
+            f"{_e(_tick_text(t))}</text>"
+        )
+    for t in y_ticks:
+        out.append(
+            f'<line class="grid" x1="{_LEFT}" y1="{sy(t):.1f}" x2="{_LEFT + pw}" y2="{sy(t):.1f}"/>'
+            f'<text class="tick" x="{_LEFT - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">'
+            f"{_e(_tick_text(t))}</text>"
+        )
+    out.append(
+        f'<rect class="frame" x="{_LEFT}" y="{_TOP}" width="{pw}" height="{ph}"/>'
+        f'<text class="axis" x="{_LEFT + pw / 2:.1f}" y="{_HEIGHT - 6}" text-anchor="middle">'
+        f"{_e(x_label)}</text>"
+    )
+    legend = []
+    for i, (label, line) in enumerate(series):
+        color = _PALETTE[i % len(_PALETTE)]
+        points = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
+        out.append(f'<g class="series" data-series="{i}" stroke="{color}" fill="{color}">')
+        out.append(f"<title>{_e(label)}</title>")
+        if len(line) > 1:
+            out.append(f'<polyline fill="none" stroke-width="1.8" points="{points}"/>')
+        if len(line) <= 30:
+            out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5"/>' for x, y in line)
+        out.append("</g>")
+        legend.append(
+            f'<li data-series="{i}"><span class="sw" style="background:{color}"></span>'
+            f"{_e(label)}</li>"
+        )
+    out.append("</svg>")
+    more = (
+        f'<p class="sub">showing {len(series)} of {total} configs</p>'
+        if total > len(series)
+        else ""
+    )
+    return (
+        f'<figure class="plot"><figcaption>{_e(name)}</figcaption>{"".join(out)}'
+        f'<ul class="legend">{"".join(legend)}</ul>{more}</figure>'
+    )
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values covering [low, high] (at least two distinct ones)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return [0.0, 1.0]
+    if high == low:
+        pad = abs(low) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value < high + step * 0.5:
+        ticks.append(round(value, 12))
+        value += step
+        if len(ticks) > 50:
+            break
+    if ticks[-1] < high:
+        ticks.append(round(ticks[-1] + step, 12))
+    return ticks
+
+
+def _tick_text(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e5 or abs(value) < 1e-3:
+        return f"{value:.2g}"
+    return f"{value:.6g}"
+
+
+# -- cells ----------------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _numeric_column(values: Iterable[Any]) -> bool:
+    seen = False
+    for v in values:
+        if v is None:
+            continue
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            return False
+        seen = True
+    return seen
+
+
+def _sort_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(float(value))
+    return "" if value is None else _plain(value)
+
+
+def _cell_text(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column in ("runtime", "cpu_time") and isinstance(value, (int, float)):
+        return _duration(float(value))
+    if column == "peak_memory" and isinstance(value, int):
+        return _bytes(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return _plain(value)
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else display_value(value)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _timestamp(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+_CSS = """
+:root{--fg:#1d2330;--muted:#5d6675;--line:#d9dde4;--bg:#fff;--alt:#f6f7f9;--ok:#2f7d32;
+--bad:#c62828;--warn:#b26a00}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
+background:var(--bg);margin:0 auto;padding:20px 28px 48px;max-width:1400px}
+h1{font-size:22px;margin:0 0 2px}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid
+var(--line);padding-bottom:4px}
+.sub{color:var(--muted);margin:4px 0 8px}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.cards{display:flex;flex-wrap:wrap;gap:10px}
+.card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:110px;
+background:var(--alt)}
+.card .n{font-size:20px;font-weight:600}.card .l{color:var(--muted);font-size:12px}
+.card.ok .n{color:var(--ok)}.card.bad .n{color:var(--bad)}.card.warn .n{color:var(--warn)}
+.experiments{margin:0;padding-left:20px}
+.scroll{overflow:auto;max-height:70vh;border:1px solid var(--line);border-radius:6px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+td[data-sort]{font-variant-numeric:tabular-nums}
+th{position:sticky;top:0;background:#eef0f4;cursor:pointer;user-select:none}
+th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px}
+th[aria-sort=descending]::after{content:" \\25BC";font-size:10px}
+tbody tr:nth-child(even){background:var(--alt)}tbody tr:hover{background:#e8f0fe}
+.st-done{color:var(--ok)}.st-failed{color:var(--bad);font-weight:600}
+.st-stale{color:var(--warn)}
+#filter{font:inherit;padding:2px 8px;border:1px solid var(--line);border-radius:4px}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:18px}
+figure.plot{margin:0;border:1px solid var(--line);border-radius:8px;padding:10px}
+figcaption{font-weight:600;margin-bottom:4px}
+svg.chart{width:100%;height:auto;display:block}
+svg .grid{stroke:#e6e8ec;stroke-width:1}svg .frame{fill:none;stroke:#aab0ba}
+svg .tick,svg .axis{font-size:11px;fill:var(--muted)}
+svg .series{transition:opacity .15s}svg.dim .series{opacity:.15}svg.dim .series.hl{opacity:1}
+svg .series.hl polyline{stroke-width:3}
+.legend{list-style:none;margin:6px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:2px 14px;
+font-size:12px;max-height:96px;overflow:auto}
+.legend li{cursor:default}.sw{display:inline-block;width:10px;height:10px;border-radius:2px;
+margin-right:5px;vertical-align:-1px}
+details{border:1px solid var(--line);border-radius:6px;margin:6px 0;padding:4px 10px}
+summary{cursor:pointer}.err{color:var(--bad)}
+pre{white-space:pre-wrap;font:12px ui-monospace,Menlo,Consolas,monospace;background:var(--alt);
+padding:8px;border-radius:4px;overflow:auto}
+"""
+
+_JS = """
+(function () {
+  "use strict";
+  var table = document.getElementById("results-table");
+  if (table) {
+    var heads = table.tHead.rows[0].cells;
+    var body = table.tBodies[0];
+    var keyOf = function (row, i, num) {
+      var cell = row.cells[i];
+      var raw = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort")
+                                               : cell.textContent;
+      if (!num) { return raw.toLowerCase(); }
+      return raw === "" ? null : parseFloat(raw);
+    };
+    Array.prototype.forEach.call(heads, function (th, i) {
+      th.addEventListener("click", function () {
+        var num = th.getAttribute("data-type") === "num";
+        var asc = th.getAttribute("aria-sort") !== "ascending";
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+        th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = keyOf(a, i, num), y = keyOf(b, i, num);
+          if (x === y) { return 0; }
+          if (x === null || x === "") { return 1; }
+          if (y === null || y === "") { return -1; }
+          return (x < y ? -1 : 1) * (asc ? 1 : -1);
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+    var filter = document.getElementById("filter");
+    var shown = document.getElementById("shown");
+    filter.addEventListener("input", function () {
+      var q = filter.value.toLowerCase(), n = 0;
+      Array.prototype.forEach.call(body.rows, function (r) {
+        var hit = r.textContent.toLowerCase().indexOf(q) !== -1;
+        r.style.display = hit ? "" : "none";
+        if (hit) { n += 1; }
+      });
+      shown.textContent = String(n);
+    });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("figure.plot"), function (fig) {
+    var svg = fig.querySelector("svg");
+    Array.prototype.forEach.call(fig.querySelectorAll(".legend li"), function (li) {
+      var g = svg.querySelector('g[data-series="' + li.getAttribute("data-series") + '"]');
+      li.addEventListener("mouseenter", function () {
+        svg.classList.add("dim"); g.classList.add("hl");
+      });
+      li.addEventListener("mouseleave", function () {
+        svg.classList.remove("dim"); g.classList.remove("hl");
+      });
+    });
+  });
+  document.body.dataset.rows = table ? String(table.tBodies[0].rows.length) : "0";
+  document.body.dataset.plots = String(document.querySelectorAll("svg.chart").length);
+  document.body.dataset.ready = "1";
+})();
+"""
+
+
+__all__ = ["build_report", "write_report"]
