@@ -21,7 +21,7 @@ class Point:
 class WithHook:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.handle = open  # noqa: SIM115 - something that would not encode on its own
+        self.handle = open
 
     def __memento_key__(self) -> str:
         return self.name
@@ -59,7 +59,7 @@ def test_functions_classes_partials_and_bound_methods() -> None:
 
 
 def test_lambdas_with_different_code_or_closures_differ() -> None:
-    def make(n: int):  # noqa: ANN202
+    def make(n: int):
         return lambda c, x: n
 
     assert encode(lambda c, x: 1) != encode(lambda c, x: 2)
@@ -145,8 +145,9 @@ def test_keys_are_equal_across_processes_and_hash_seeds(subprocess_env: dict[str
     keys = set()
     for seed in ("0", "1", "12345"):
         env = dict(subprocess_env, PYTHONHASHSEED=seed)
-        out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                             text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
         keys.add(out.stdout.strip())
     assert len(keys) == 1 and len(next(iter(keys))) == 32
 

@@ -20,8 +20,13 @@ class Perceptron:
 def test_cartesian_product_first_parameter_varies_slowest() -> None:
     configs = generate_configurations({"parameters": {"a": [1, 2], "b": ["x", "y", "z"]}})
     assert [(c.a, c.b) for c in configs] == [
-        (1, "x"), (1, "y"), (1, "z"), (2, "x"), (2, "y"), (2, "z"),
-    ]  # fmt: skip
+        (1, "x"),
+        (1, "y"),
+        (1, "z"),
+        (2, "x"),
+        (2, "y"),
+        (2, "z"),
+    ]
     assert len(configs) == 6
     assert isinstance(configs, Configurations)
 
@@ -34,8 +39,10 @@ def test_exclude_removes_every_matching_config_and_settings_are_shared() -> None
     }
     configs = generate_configurations(matrix)
     assert [(c.model, c.dataset) for c in configs] == [
-        (SVC, "mnist"), (Perceptron, "mnist"), (Perceptron, "cifar10"),
-    ]  # fmt: skip
+        (SVC, "mnist"),
+        (Perceptron, "mnist"),
+        (Perceptron, "cifar10"),
+    ]
     assert configs.settings == {"regularization": 0.1}
     assert all(c.settings == {"regularization": 0.1} for c in configs)
 

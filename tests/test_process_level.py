@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,8 @@ DRIVER = textwrap.dedent(
     import sys
     from memento import Memento
     from experiments import slow_count
-    matrix = {"parameters": {"a": list(range(int(sys.argv[2])))}, "settings": {"sleep": float(sys.argv[3])}}
+    matrix = {"parameters": {"a": list(range(int(sys.argv[2])))},
+              "settings": {"sleep": float(sys.argv[3])}}
     results = Memento(slow_count, num_workers=2, progress=False).run(matrix, cache_path=sys.argv[1])
     print("cached", sum(r.was_cached for r in results), "total", len(results))
     """
@@ -30,7 +30,9 @@ def _count_done(store: Path) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as conn:
-            return int(conn.execute("SELECT count(*) FROM results WHERE status='done'").fetchone()[0])
+            return int(
+                conn.execute("SELECT count(*) FROM results WHERE status='done'").fetchone()[0]
+            )
     except sqlite3.OperationalError:
         return 0
 
@@ -42,6 +44,14 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-unty
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def _alive(pid: int) -> bool:
+    """A process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _children(pid: int) -> set[int]:
@@ -61,9 +71,7 @@ def test_kill_9_of_the_driver_then_resume(tmp_path: Path, subprocess_env: dict[s
     stored = _count_done(store)
     assert 4 <= stored < 40
     # Workers die with the driver: no orphan keeps computing.
-    _wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and
-                              "Z" not in open(f"/proc/{p}/stat").read().split()[2]
-                              for p in workers), timeout=30)  # fmt: skip
+    _wait_for(lambda: not any(_alive(p) for p in workers), timeout=30)
     out = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     cached = int(out.stdout.split()[1])
@@ -87,7 +95,7 @@ def test_ctrl_c_stops_promptly_keeps_what_finished(
         proc.kill()
         raise AssertionError("the driver did not stop within 20 s of Ctrl-C") from None
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err
-    _wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers), timeout=30)
+    _wait_for(lambda: not any(_alive(p) for p in workers), timeout=30)
     stored = _count_done(store)
     assert stored >= 4
     with sqlite3.connect(store) as conn:
@@ -107,16 +115,26 @@ def test_worker_output_is_prefixed_whole_lines_on_stderr(
         print("done")
         """
     )
-    first = subprocess.run([sys.executable, "-c", script], env=subprocess_env,
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    first = subprocess.run(
+        [sys.executable, "-c", script],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert first.returncode == 0, first.stderr
     err = first.stderr.splitlines()
     for a in (1, 2, 3):
         assert f"[a={a}] line one from {a}" in err
         assert f"[a={a}] partial line" in err
         assert f"[a={a}] to stderr {a}" in err
-    second = subprocess.run([sys.executable, "-c", script], env=subprocess_env,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    second = subprocess.run(
+        [sys.executable, "-c", script],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # stdout belongs to the user's program: the same bytes whether results were cached or not.
     assert first.stdout == second.stdout == "done\n"
 

@@ -121,9 +121,13 @@ def test_failed_configs_run_again_and_successes_do_not(tmp_path: Path, store_pat
     Memento(count_calls, progress=False).run(matrix, cache_path=store_path)
     assert sorted(log.read_text().split()) == ["1", "2"]
     with pytest.raises(AggregateException):
-        Memento(fail_on_three, progress=False).run({"parameters": {"a": [3]}}, cache_path=store_path)
+        Memento(fail_on_three, progress=False).run(
+            {"parameters": {"a": [3]}}, cache_path=store_path
+        )
     with pytest.raises(AggregateException) as info:
-        Memento(fail_on_three, progress=False).run({"parameters": {"a": [3]}}, cache_path=store_path)
+        Memento(fail_on_three, progress=False).run(
+            {"parameters": {"a": [3]}}, cache_path=store_path
+        )
     assert info.value.results[0].was_cached is False  # type: ignore[attr-defined]
 
 
@@ -147,9 +151,13 @@ def test_force_run_and_force_cache(tmp_path: Path, store_path: Path) -> None:
         Memento(count_calls, progress=False).run(matrix, cache_path=store_path, force_cache=True)
     assert not log.exists()
     Memento(count_calls, progress=False).run(matrix, cache_path=store_path)
-    results = Memento(count_calls, progress=False).run(matrix, cache_path=store_path, force_cache=True)
+    results = Memento(count_calls, progress=False).run(
+        matrix, cache_path=store_path, force_cache=True
+    )
     assert results is not None and all(r.was_cached for r in results)
-    results = Memento(count_calls, progress=False).run(matrix, cache_path=store_path, force_run=True)
+    results = Memento(count_calls, progress=False).run(
+        matrix, cache_path=store_path, force_run=True
+    )
     assert results is not None and not any(r.was_cached for r in results)
     assert len(log.read_text().split()) == 4
 
@@ -198,10 +206,12 @@ def test_default_store_location_and_environment_variable(
 def test_nothing_but_the_store_is_written_to_the_working_directory(store_path: Path) -> None:
     before = set(os.listdir("."))
     Memento(resumable, progress=False).run(
-        {"parameters": {"a": [1]}, "settings": {"dir": str(store_path.parent.parent),
-                                                "steps": 3, "die_at": -1}},
+        {
+            "parameters": {"a": [1]},
+            "settings": {"dir": str(store_path.parent.parent), "steps": 3, "die_at": -1},
+        },
         cache_path=store_path,
-    )  # fmt: skip
+    )
     assert set(os.listdir(".")) == before
 
 
@@ -239,8 +249,7 @@ def test_retries_give_extra_attempts(tmp_path: Path, store_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_checkpoint_restore_after_the_worker_dies(tmp_path: Path, store_path: Path) -> None:
-    matrix = {"parameters": {"a": [1]}, "settings": {"dir": str(tmp_path), "steps": 5,
-                                                     "die_at": 3}}  # fmt: skip
+    matrix = {"parameters": {"a": [1]}, "settings": {"dir": str(tmp_path), "steps": 5, "die_at": 3}}
     with pytest.raises(AggregateException):
         Memento(resumable, progress=False).run(matrix, cache_path=store_path)
     checkpoints = list((store_path.parent / "results.sqlite.d" / "checkpoints").glob("*.ckpt"))
@@ -314,7 +323,9 @@ def add(context: Any, config: Any, offset: int) -> int:
     ],
 )
 def test_any_callable_is_an_experiment(func: Any, expected: list[int], store_path: Path) -> None:
-    results = Memento(func, progress=False).run({"parameters": {"a": [1, 2]}}, cache_path=store_path)
+    results = Memento(func, progress=False).run(
+        {"parameters": {"a": [1, 2]}}, cache_path=store_path
+    )
     assert results is not None
     values = [r.inner.value if isinstance(r.inner, ExperimentClass) else r.inner for r in results]
     assert values == expected
@@ -386,7 +397,9 @@ def test_unpicklable_return_value_is_a_clear_failure(store_path: Path) -> None:
 def test_store_is_readable_with_plain_sql(store_path: Path) -> None:
     Memento(multiply, progress=False).run(GRID, cache_path=store_path)
     conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
-    rows = conn.execute("SELECT params, status, fingerprint FROM results ORDER BY params").fetchall()
+    rows = conn.execute(
+        "SELECT params, status, fingerprint FROM results ORDER BY params"
+    ).fetchall()
     assert len(rows) == 6 and rows[0][1] == "done" and rows[0][2].startswith("v1:")
     assert conn.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone()[0] == "wal"
 

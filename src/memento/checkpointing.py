@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 import pickle
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from memento.store import Store
+from memento.caching import SQLiteHandle, temporary_database, warn_both
 
 
 class FileSystemCheckpointing:
     """Checkpoints in an SQLite file, safe to share between processes.
+
+    Each write is one ``BEGIN IMMEDIATE`` transaction, so several processes may checkpoint into
+    the same file at once. A copy sent to another process (it pickles) opens its own connection.
 
     Example::
 
@@ -29,9 +32,10 @@ class FileSystemCheckpointing:
         checkpoints.get("my-key")     # {"epoch": 3}
 
     :param filepath: the SQLite file (a memento store; created when missing). Defaults to a new
-        temporary file.
+        temporary file, removed when the process that made it exits.
     :param key: a key provider used by :meth:`make_key`.
-    :param connection: an open ``sqlite3.Connection`` to use instead of ``filepath``.
+    :param connection: an open ``sqlite3.Connection`` to use instead of ``filepath`` (such a
+        provider cannot be sent to another process).
     """
 
     def __init__(
@@ -42,37 +46,40 @@ class FileSystemCheckpointing:
     ) -> None:
         from memento.caching import default_key_provider
 
+        if connection is not None and filepath is not None:
+            warn_both("FileSystemCheckpointing")
+            filepath = None
+        if connection is not None and not isinstance(connection, sqlite3.Connection):
+            raise TypeError(
+                f"connection must be a sqlite3.Connection, got {type(connection).__name__}"
+            )
         self.key = key or default_key_provider
         self._connection = connection
+        self._path: Path | None = None
         if connection is None:
             if filepath is None:
-                fd, filepath = tempfile.mkstemp(suffix="_memento.checkpoint.sqlite")
-                os.close(fd)
-                os.unlink(filepath)
-            self._store: Store | None = Store(filepath)
-            self._store.conn  # noqa: B018 - create the schema now
-        else:
-            self._store = None
-            connection.execute(
+                filepath = temporary_database("_memento.checkpoint.sqlite")
+            self._path = Path(filepath).expanduser().absolute()
+        self._handle = SQLiteHandle(self._path, connection)
+        # The memento store schema has this table; a caller's own connection may not.
+        with self._handle.writing() as conn:
+            conn.execute(
                 "CREATE TABLE IF NOT EXISTS checkpoints "
                 "(key TEXT PRIMARY KEY, value BLOB NOT NULL, updated REAL NOT NULL)"
             )
-            connection.commit()
 
     @property
     def filepath(self) -> str | None:
-        return str(self._store.path) if self._store is not None else None
-
-    def _conn(self) -> sqlite3.Connection:
-        return self._connection if self._connection is not None else self._store.conn  # type: ignore[union-attr]
+        return str(self._path) if self._path is not None else None
 
     def get(self, key: Any) -> Any:
         """The checkpoint stored under ``key``; ``KeyError`` when there is none."""
         import cloudpickle
 
-        row = self._conn().execute(
-            "SELECT value FROM checkpoints WHERE key = ?", (_text(key),)
-        ).fetchone()
+        with self._handle.reading() as conn:
+            row = conn.execute(
+                "SELECT value FROM checkpoints WHERE key = ?", (_text(key),)
+            ).fetchone()
         if row is None:
             raise KeyError(f"No checkpoint for key {_text(key)!r}")
         return cloudpickle.loads(row[0])
@@ -82,8 +89,7 @@ class FileSystemCheckpointing:
         import cloudpickle
 
         data = cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        conn = self._conn()
-        with conn if self._connection is not None else _Immediate(conn):
+        with self._handle.writing() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (key, value, updated) VALUES (?, ?, ?)",
                 (_text(key), data, time.time()),
@@ -91,34 +97,42 @@ class FileSystemCheckpointing:
 
     def remove(self, key: Any) -> None:
         """Delete the checkpoint under ``key`` (no error when there is none)."""
-        conn = self._conn()
-        with conn if self._connection is not None else _Immediate(conn):
+        with self._handle.writing() as conn:
             conn.execute("DELETE FROM checkpoints WHERE key = ?", (_text(key),))
 
     def contains(self, key: Any) -> bool:
         """Whether a checkpoint exists under ``key``."""
-        row = self._conn().execute(
-            "SELECT 1 FROM checkpoints WHERE key = ?", (_text(key),)
-        ).fetchone()
+        with self._handle.reading() as conn:
+            row = conn.execute("SELECT 1 FROM checkpoints WHERE key = ?", (_text(key),)).fetchone()
         return row is not None
 
     def make_key(self, *args: Any, **kwargs: Any) -> Any:
         """A key for the given arguments, from the key provider."""
         return self.key(*args, **kwargs)
 
+    def close(self) -> None:
+        """Close this process's connection (a later call opens a new one)."""
+        self._handle.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._connection is not None:
+            raise TypeError(
+                "A FileSystemCheckpointing built on a sqlite3 connection cannot be sent to "
+                "another process; build it with a filepath to share it between processes"
+            )
+        state = dict(self.__dict__)
+        state["_handle"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._handle = SQLiteHandle(self._path, None)
+
+    def __str__(self) -> str:
+        return f"Filesystem checkpoint, using {self.filepath or self._connection}"
+
     def __repr__(self) -> str:
         return f"FileSystemCheckpointing({self.filepath or self._connection!r})"
-
-
-class _Immediate:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
 def _text(key: Any) -> str:

@@ -35,7 +35,11 @@ def display_value(value: Any) -> str:
         return f"array({value.dtype}, shape={value.shape})"
     if isinstance(value, (list, tuple)) and len(value) <= 8:
         inner = ", ".join(display_value(v) for v in value)
-        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+        return (
+            f"[{inner}]"
+            if isinstance(value, list)
+            else f"({inner}{',' if len(value) == 1 else ''})"
+        )
     try:
         text = repr(value)
     except Exception:

@@ -90,7 +90,9 @@ class ExperimentError(MementoError):
         return (_rebuild_experiment_error, (type(self), self.args, self.__dict__))
 
 
-def _rebuild_experiment_error(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+def _rebuild_experiment_error(
+    cls: type[ExperimentError], args: tuple[Any, ...], state: dict[str, Any]
+) -> Any:
     exc = cls.__new__(cls)
     Exception.__init__(exc, *args)
     exc.__dict__.update(state)

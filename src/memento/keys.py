@@ -49,6 +49,8 @@ KEY_SCHEME_VERSION = 1
 FINGERPRINT_VERSION = 1
 
 _pack_len = struct.Struct("<Q").pack
+_NEWOBJ = getattr(copyreg, "__newobj__", None)
+_RECONSTRUCTOR = getattr(copyreg, "_reconstructor", None)
 
 
 class _Encoder:
@@ -160,10 +162,10 @@ class _Encoder:
             dictitems = dict(reduced[4]) if len(reduced) > 4 and reduced[4] is not None else None
             if drop and isinstance(state, dict):
                 state = {k: v for k, v in state.items() if k not in drop}
-            if func is copyreg.__newobj__ or func is copyreg._reconstructor:  # type: ignore[attr-defined]
+            if func is _NEWOBJ or func is _RECONSTRUCTOR:
                 self.out += b"o"
                 _class_name(self, type(value), path)
-                self.encode(tuple(args[1:]) if func is copyreg.__newobj__ else (), path)
+                self.encode(tuple(args[1:]) if func is _NEWOBJ else (), path)
             else:
                 self.out += b"r"
                 self.encode(func, f"{path}.__reduce__")
@@ -398,9 +400,16 @@ def _register_stdlib() -> None:
     import pathlib
     import uuid
 
-    for cls in (datetime.datetime, datetime.date, datetime.time, datetime.timedelta):
+    by_repr: tuple[type, ...] = (
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+    )
+    for cls in by_repr:
         _BASES.insert(0, (cls, lambda enc, v, p: enc.text(b"s", repr(v))))
-    for cls in (decimal.Decimal, fractions.Fraction, uuid.UUID):
+    by_text: tuple[type, ...] = (decimal.Decimal, fractions.Fraction, uuid.UUID)
+    for cls in by_text:
         _BASES.insert(0, (cls, _as_text))
     _BASES.insert(0, (pathlib.PurePath, _path))
 
@@ -449,9 +458,7 @@ def experiment_identity(func: Any, version: str | None = None) -> bytes:
     if isinstance(func, type):
         enc.out += b"c"
         _class_name(enc, func, "experiment")
-    elif isinstance(func, types.FunctionType) or isinstance(func, functools.partial):
-        enc.encode(func, "experiment")
-    elif isinstance(func, types.MethodType):
+    elif isinstance(func, (types.FunctionType, functools.partial, types.MethodType)):
         enc.encode(func, "experiment")
     else:
         # A callable object: its class and state.
@@ -487,7 +494,7 @@ class KeyMaker:
         h = self._base(settings).copy()
         if not all(type(k) is str for k in params):
             h.update(self._encode(params))
-            return h.hexdigest()[:32]
+            return str(h.hexdigest()[:32])
         h.update(b"D" + _pack_len(len(params)))
         chunks = self._chunks
         for name in sorted(params):
@@ -502,7 +509,7 @@ class KeyMaker:
             else:
                 chunk = self._item(name, value, params)
             h.update(chunk)
-        return h.hexdigest()[:32]
+        return str(h.hexdigest()[:32])
 
     def _item(self, name: str, value: Any, params: dict[str, Any]) -> bytes:
         enc = _Encoder()

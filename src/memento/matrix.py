@@ -113,8 +113,8 @@ def values_equal(a: Any, b: Any) -> bool:
     """Type-aware equality: equal canonical encodings (falls back to ``==``)."""
     if a is b:
         return True
-    from memento.keys import encode
     from memento.exceptions import UnencodableValue
+    from memento.keys import encode
 
     try:
         return encode(a) == encode(b)
@@ -388,7 +388,7 @@ def _exclusion_test(
         combos.update(itertools.product(*choices))
     if not groups:
         return None
-    tests = []
+    tests: list[tuple[Callable[[tuple[int, ...]], Any], set[Any]]] = []
     for positions, combos in groups.items():
         if not combos:
             continue

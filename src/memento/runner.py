@@ -26,7 +26,6 @@ from memento.exceptions import (
     CacheMiss,
     ExperimentError,
 )
-from memento.executors.base import Executor
 from memento.keys import KeyMaker, code_fingerprint, digest, experiment_identity, experiment_name
 from memento.matrix import Config, generate_configurations
 from memento.results import MemoryUsage, MetricTable, Result, ResultList
@@ -39,9 +38,19 @@ State = Literal["cached", "failed", "new", "stale"]
 _PLAN_COLUMNS = ("status", "fingerprint")
 # What a run reads of each stored result; the plan's two columns come first.
 _LOAD_COLUMNS = (
-    "status", "fingerprint", "value", "value_file", "start_time", "runtime", "cpu_time",
-    "peak_rss", "peak_vms", "metrics", "attempts", "host",
-)  # fmt: skip
+    "status",
+    "fingerprint",
+    "value",
+    "value_file",
+    "start_time",
+    "runtime",
+    "cpu_time",
+    "peak_rss",
+    "peak_vms",
+    "metrics",
+    "attempts",
+    "host",
+)
 _BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
 _MAX_BATCH = 64
 
@@ -62,8 +71,12 @@ class Plan:
         return sum(1 for s in self.states if s == state)
 
     def summary(self) -> str:
-        parts = [f"{self.count(s)} {label}" for s, label in
-                 (("cached", "cached"), ("failed", "failed before"), ("new", "new"))]  # fmt: skip
+        labels: tuple[tuple[State, str], ...] = (
+            ("cached", "cached"),
+            ("failed", "failed before"),
+            ("new", "new"),
+        )
+        parts = [f"{self.count(s)} {label}" for s, label in labels]
         return f"{len(self.keys)} configs: " + ", ".join(parts)
 
 
@@ -110,9 +123,7 @@ class Memento:
         progress: bool = True,
     ) -> None:
         if not callable(func):
-            raise TypeError(
-                f"Memento needs a callable experiment(context, config), got {func!r}"
-            )
+            raise TypeError(f"Memento needs a callable experiment(context, config), got {func!r}")
         if num_workers is not None and (
             isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
         ):
@@ -120,7 +131,9 @@ class Memento:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
         ):
-            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+            raise ValueError(
+                f"timeout must be a positive number of seconds or None, got {timeout!r}"
+            )
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         if version is not None and not isinstance(version, str):
@@ -171,8 +184,14 @@ class Memento:
                 states.append("stale")
             else:
                 states.append("cached")
-        return Plan(configs, keys, states, str(path), experiment_name(self.func),
-                    found if _keep_rows else None)  # fmt: skip
+        return Plan(
+            configs,
+            keys,
+            states,
+            str(path),
+            experiment_name(self.func),
+            found if _keep_rows else None,
+        )
 
     # -- running ---------------------------------------------------------------------------
     def run(
@@ -255,8 +274,9 @@ class _Pending:
 class _Run:
     """One call of ``Memento.run``: owns the store, the executor and the bookkeeping."""
 
-    def __init__(self, memento: Memento, plan: Plan, force_run: bool, notify: bool,
-                 raise_on_failure: bool) -> None:  # fmt: skip
+    def __init__(
+        self, memento: Memento, plan: Plan, force_run: bool, notify: bool, raise_on_failure: bool
+    ) -> None:
         from memento.executors.local import make_executor
         from memento.notifications import NotificationDispatcher
 
@@ -299,36 +319,40 @@ class _Run:
             logger.warning(
                 "%d stored result(s) of %s were computed by an older version of its code and "
                 "are reused; run with force_run=True (or bump version=...) to recompute them",
-                stale, self.experiment,
-            )  # fmt: skip
+                stale,
+                self.experiment,
+            )
         store = self.store
         store.start_run(self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx))
-        state = "failed"
+        run_state = "failed"
         try:
             for i in self._load_cached(cached_idx):
                 to_run.append(_Pending(i, plan.keys[i], plan.configs[i]))
             self.notifier.emit(
                 RunStarted(
-                    total=len(plan.keys), to_run=len(to_run), cached=len(cached_idx),
-                    failed_before=plan.count("failed"), store_path=str(store.path),
+                    total=len(plan.keys),
+                    to_run=len(to_run),
+                    cached=len(cached_idx),
+                    failed_before=plan.count("failed"),
+                    store_path=str(store.path),
                     experiment=self.experiment,
                 )
-            )  # fmt: skip
+            )
             if to_run:
                 self._start_display(len(to_run))
                 try:
                     self._execute(to_run)
                 finally:
                     self._stop_display()
-            state = "finished"
+            run_state = "finished"
         except KeyboardInterrupt:
-            state = "interrupted"
+            run_state = "interrupted"
             raise
         finally:
             try:
-                store.finish_run(self.run_id, self.done, self.failed, state)
+                store.finish_run(self.run_id, self.done, self.failed, run_state)
             finally:
-                if state != "interrupted" and self.notify_on_complete:
+                if run_state != "interrupted" and self.notify_on_complete:
                     self._emit_finished(started)
                 self.notifier.close()
                 store.close()
@@ -344,11 +368,14 @@ class _Run:
 
         self.notifier.emit(
             RunFinished(
-                done=self.done, cached=self.cached, failed=self.failed,
+                done=self.done,
+                cached=self.cached,
+                failed=self.failed,
                 elapsed=datetime.timedelta(seconds=time.monotonic() - started),
-                store_path=str(self.store.path), failures=tuple(self.failed_events),
+                store_path=str(self.store.path),
+                failures=tuple(self.failed_events),
             )
-        )  # fmt: skip
+        )
 
     # -- cached results --------------------------------------------------------------------
     def _load_cached(self, indices: list[int]) -> list[int]:
@@ -366,8 +393,7 @@ class _Run:
             if row is None or row[0] != "done":  # removed since planning
                 missing.append(i)
                 continue
-            (status, _, value, value_file, start, runtime, cpu, rss, vms, metrics, attempts,
-             host) = row  # fmt: skip
+            (_, _, value, value_file, start, runtime, cpu, rss, vms, metrics, attempts, host) = row
             try:
                 inner = self.store.load_value(value, value_file)
             except Exception as exc:
@@ -375,10 +401,18 @@ class _Run:
                 missing.append(i)
                 continue
             self.results[i] = Result(
-                self.plan.configs[i], inner, _metric_tables(metrics),
-                _datetime(start), _timedelta(runtime), _timedelta(cpu), _memory(rss, vms),
-                was_cached=True, key=key, attempts=attempts or 1, host=host or "",
-            )  # fmt: skip
+                self.plan.configs[i],
+                inner,
+                _metric_tables(metrics),
+                _datetime(start),
+                _timedelta(runtime),
+                _timedelta(cpu),
+                _memory(rss, vms),
+                was_cached=True,
+                key=key,
+                attempts=attempts or 1,
+                host=host or "",
+            )
             self.cached += 1
         return missing
 
@@ -458,8 +492,9 @@ class _Run:
             size = max(1, min(size, _MAX_BATCH, fair))
         return [queue.popleft() for _ in range(min(size, len(queue)))]
 
-    def _collect(self, future: cf.Future[Any], batch: list[_Pending],
-                 queue: deque[_Pending]) -> list[tuple[_Pending, Outcome]]:  # fmt: skip
+    def _collect(
+        self, future: cf.Future[Any], batch: list[_Pending], queue: deque[_Pending]
+    ) -> list[tuple[_Pending, Outcome]]:
         try:
             outcomes: list[Outcome] = self.executor.result(future)
         except (KeyboardInterrupt, SystemExit):
@@ -487,13 +522,24 @@ class _Run:
                 try:
                     outcome.value = cloudpickle.dumps(outcome.local_value)
                 except Exception as exc:
-                    outcome = _infrastructure_outcome(pending, TypeError(
-                        f"The experiment returned a {type(outcome.local_value).__qualname__} "
-                        f"that cannot be pickled, so it cannot be stored: {exc}"))  # fmt: skip
+                    outcome = _infrastructure_outcome(
+                        pending,
+                        TypeError(
+                            f"The experiment returned a {type(outcome.local_value).__qualname__} "
+                            f"that cannot be pickled, so it cannot be stored: {exc}"
+                        ),
+                    )
             if not outcome.ok and pending.attempt <= self.m.retries:
-                logger.info("Retrying %s after %s (attempt %d of %d)", pending.config,
-                            outcome.error_type, pending.attempt + 1, self.m.retries + 1)  # fmt: skip
-                queue.append(_Pending(pending.index, pending.key, pending.config, pending.attempt + 1))
+                logger.info(
+                    "Retrying %s after %s (attempt %d of %d)",
+                    pending.config,
+                    outcome.error_type,
+                    pending.attempt + 1,
+                    self.m.retries + 1,
+                )
+                queue.append(
+                    _Pending(pending.index, pending.key, pending.config, pending.attempt + 1)
+                )
                 continue
             rows.append(self._stored(pending, outcome))
             final.append((pending, outcome))
@@ -514,15 +560,20 @@ class _Run:
             runtime = datetime.timedelta(seconds=outcome.runtime)
             if outcome.ok:
                 self.done += 1
-                self.notifier.emit(ExperimentFinished(pending.config, pending.key, runtime,
-                                                      pending.attempt))  # fmt: skip
+                self.notifier.emit(
+                    ExperimentFinished(pending.config, pending.key, runtime, pending.attempt)
+                )
             else:
                 self.failed += 1
                 self.failures.append(result.error)
                 event = ExperimentFailed(
-                    pending.config, pending.key, outcome.error_type or "Exception",
-                    outcome.error_message or "", outcome.traceback or "", pending.attempt,
-                )  # fmt: skip
+                    pending.config,
+                    pending.key,
+                    outcome.error_type or "Exception",
+                    outcome.error_message or "",
+                    outcome.traceback or "",
+                    pending.attempt,
+                )
                 self.failed_events.append(event)
                 self.notifier.emit(event)
             if self.display is not None:
@@ -536,15 +587,31 @@ class _Run:
         except Exception:
             config_blob = None
         return StoredOutcome(
-            key=pending.key, experiment=self.experiment, status="done" if o.ok else "failed",
-            params=_params_display(pending.config), config=config_blob, value=o.value,
-            error_type=o.error_type, error_message=o.error_message, traceback=o.traceback,
-            error=o.error, attempts=pending.attempt, host=o.host, pid=o.pid,
-            start_time=o.start_time or None, end_time=o.end_time or None,
-            runtime=o.runtime if o.start_time else None, cpu_time=o.cpu_time or None,
-            peak_rss=o.peak_rss, peak_vms=o.peak_vms, metrics=o.metrics, progress=o.progress,
-            fingerprint=self.fingerprint, version=self.m.version, run_id=self.run_id,
-        )  # fmt: skip
+            key=pending.key,
+            experiment=self.experiment,
+            status="done" if o.ok else "failed",
+            params=_params_display(pending.config),
+            config=config_blob,
+            value=o.value,
+            error_type=o.error_type,
+            error_message=o.error_message,
+            traceback=o.traceback,
+            error=o.error,
+            attempts=pending.attempt,
+            host=o.host,
+            pid=o.pid,
+            start_time=o.start_time or None,
+            end_time=o.end_time or None,
+            runtime=o.runtime if o.start_time else None,
+            cpu_time=o.cpu_time or None,
+            peak_rss=o.peak_rss,
+            peak_vms=o.peak_vms,
+            metrics=o.metrics,
+            progress=o.progress,
+            fingerprint=self.fingerprint,
+            version=self.m.version,
+            run_id=self.run_id,
+        )
 
     def _result(self, pending: _Pending, o: Outcome) -> Result:
         error = None
@@ -559,11 +626,19 @@ class _Run:
         else:
             error = _rebuild_error(pending, o)
         return Result(
-            pending.config, inner, _metric_tables(o.metrics), _datetime(o.start_time or None),
-            _timedelta(o.runtime if o.start_time else None), _timedelta(o.cpu_time),
-            _memory(o.peak_rss, o.peak_vms), was_cached=False, key=pending.key, error=error,
-            attempts=pending.attempt, host=o.host,
-        )  # fmt: skip
+            pending.config,
+            inner,
+            _metric_tables(o.metrics),
+            _datetime(o.start_time or None),
+            _timedelta(o.runtime if o.start_time else None),
+            _timedelta(o.cpu_time),
+            _memory(o.peak_rss, o.peak_vms),
+            was_cached=False,
+            key=pending.key,
+            error=error,
+            attempts=pending.attempt,
+            host=o.host,
+        )
 
     # -- live progress -----------------------------------------------------------------------
     def _start_display(self, total: int) -> None:
@@ -571,9 +646,7 @@ class _Run:
             return
         from memento.progress import ProgressDisplay
 
-        self.display = ProgressDisplay(
-            total=total, cached=self.cached, experiment=self.experiment
-        )
+        self.display = ProgressDisplay(total=total, cached=self.cached, experiment=self.experiment)
         self.display.start()
 
     def _stop_display(self) -> None:
@@ -591,10 +664,14 @@ def _infrastructure_outcome(pending: _Pending, exc: BaseException) -> Outcome:
 
     text = "".join(tb.format_exception_only(type(exc), exc))
     return Outcome(
-        key=pending.key, ok=False, error_type=type(exc).__qualname__, error_message=str(exc),
-        traceback=getattr(exc, "traceback", "") or text, error=_pickled(exc),
+        key=pending.key,
+        ok=False,
+        error_type=type(exc).__qualname__,
+        error_message=str(exc),
+        traceback=getattr(exc, "traceback", "") or text,
+        error=_pickled(exc),
         attempt=pending.attempt,
-    )  # fmt: skip
+    )
 
 
 def _pickled(exc: BaseException) -> bytes | None:
@@ -616,16 +693,24 @@ def _rebuild_error(pending: _Pending, o: Outcome) -> BaseException:
         except Exception:
             error = None
     if error is None:
-        error = ExperimentError(o.error_message or "", exc_type=o.error_type,
-                                traceback=o.traceback or "")  # fmt: skip
-    for name, value in (("config", pending.config), ("traceback", o.traceback or ""),
-                        ("key", pending.key), ("attempts", pending.attempt)):  # fmt: skip
+        error = ExperimentError(
+            o.error_message or "", exc_type=o.error_type, traceback=o.traceback or ""
+        )
+    for name, value in (
+        ("config", pending.config),
+        ("traceback", o.traceback or ""),
+        ("key", pending.key),
+        ("attempts", pending.attempt),
+    ):
         try:
             setattr(error, name, value)
         except (AttributeError, TypeError):
-            wrapped = ExperimentError(f"{o.error_type}: {o.error_message}",
-                                      exc_type=o.error_type, traceback=o.traceback or "",
-                                      config=pending.config)  # fmt: skip
+            wrapped = ExperimentError(
+                f"{o.error_type}: {o.error_message}",
+                exc_type=o.error_type,
+                traceback=o.traceback or "",
+                config=pending.config,
+            )
             return wrapped
     return error
 

@@ -103,11 +103,33 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 _RESULT_COLUMNS = (
-    "key", "experiment", "status", "params", "config", "value", "value_file", "error_type",
-    "error_message", "traceback", "error", "attempts", "host", "pid", "start_time", "end_time",
-    "runtime", "cpu_time", "peak_rss", "peak_vms", "metrics", "progress", "fingerprint",
-    "version", "run_id", "updated",
-)  # fmt: skip
+    "key",
+    "experiment",
+    "status",
+    "params",
+    "config",
+    "value",
+    "value_file",
+    "error_type",
+    "error_message",
+    "traceback",
+    "error",
+    "attempts",
+    "host",
+    "pid",
+    "start_time",
+    "end_time",
+    "runtime",
+    "cpu_time",
+    "peak_rss",
+    "peak_vms",
+    "metrics",
+    "progress",
+    "fingerprint",
+    "version",
+    "run_id",
+    "updated",
+)
 
 
 def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path:
@@ -342,13 +364,34 @@ class Store:
             keys.append((o.key,))
             rows.append(
                 (
-                    o.key, o.experiment, o.status, json.dumps(o.params), o.config, value,
-                    value_file, o.error_type, o.error_message, o.traceback, o.error, o.attempts,
-                    o.host, o.pid, o.start_time, o.end_time, o.runtime, o.cpu_time, o.peak_rss,
-                    o.peak_vms, _metrics_json(o.metrics), o.progress, o.fingerprint, o.version,
-                    o.run_id, now,
+                    o.key,
+                    o.experiment,
+                    o.status,
+                    json.dumps(o.params),
+                    o.config,
+                    value,
+                    value_file,
+                    o.error_type,
+                    o.error_message,
+                    o.traceback,
+                    o.error,
+                    o.attempts,
+                    o.host,
+                    o.pid,
+                    o.start_time,
+                    o.end_time,
+                    o.runtime,
+                    o.cpu_time,
+                    o.peak_rss,
+                    o.peak_vms,
+                    _metrics_json(o.metrics),
+                    o.progress,
+                    o.fingerprint,
+                    o.version,
+                    o.run_id,
+                    now,
                 )
-            )  # fmt: skip
+            )
         if not rows:
             return
         conn = self.conn
@@ -376,9 +419,17 @@ class Store:
             self.conn.execute(
                 "INSERT INTO runs (run_id, experiment, host, pid, started, total, to_run, cached)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, experiment, socket.gethostname(), os.getpid(), time.time(), total,
-                 to_run, cached),
-            )  # fmt: skip
+                (
+                    run_id,
+                    experiment,
+                    socket.gethostname(),
+                    os.getpid(),
+                    time.time(),
+                    total,
+                    to_run,
+                    cached,
+                ),
+            )
 
     def finish_run(self, run_id: str, done: int, failed: int, state: str) -> None:
         with _transaction(self.conn):
@@ -393,7 +444,7 @@ class Store:
         found = self.lookup(keys, ["value_file"])
         with _transaction(self.conn):
             self.conn.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in found])
-        for key, (value_file,) in found.items():
+        for (value_file,) in found.values():
             if value_file:
                 try:
                     (self.directory / value_file).unlink()

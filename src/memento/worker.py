@@ -139,9 +139,7 @@ def run_job(job: Job) -> list[Outcome]:
 
 def run_task(func: Any, task: Task, job: Job) -> Outcome:
     """Run one experiment; every exception it raises becomes a failed :class:`Outcome`."""
-    context = Context(
-        task.key, FileCheckpoints(job.checkpoint_dir), progress_sink=job.progress
-    )
+    context = Context(task.key, FileCheckpoints(job.checkpoint_dir), progress_sink=job.progress)
     host, pid = socket.gethostname(), os.getpid()
     if job.reset_memory_peak:
         _reset_peak_memory()
@@ -155,7 +153,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     try:
         with alarm:
             value = func(context, task.config)
-    except BaseException as exc:  # noqa: BLE001 - the failure is the outcome
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not job.pickle_values:
             raise  # in the driver's own process, Ctrl-C and exit mean what they say
         _fill_error(outcome, exc)
@@ -357,11 +355,12 @@ def _peak_memory() -> tuple[int | None, int | None]:
         try:
             import resource
 
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            return (rss if sys.platform == "darwin" else rss * 1024), None
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return (maxrss if sys.platform == "darwin" else maxrss * 1024), None
         except Exception:
             return None, None
-    rss = vms = None
+    rss: int | None = None
+    vms: int | None = None
     for line in status.splitlines():
         if line.startswith("VmHWM:"):
             rss = int(line.split()[1]) * 1024

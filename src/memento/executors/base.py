@@ -41,7 +41,9 @@ class Executor(ABC):
     name: str = "executor"
 
     @abstractmethod
-    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> cf.Future[Any]:
         """Start ``fn(*args)``; stop it and fail its future if it runs past ``timeout`` s."""
 
     def result(self, future: cf.Future[Any]) -> Any:

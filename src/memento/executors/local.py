@@ -46,8 +46,9 @@ class ProcessExecutor(Executor):
     batching = True
     name = "process"
 
-    def __init__(self, max_workers: int | None = None, *, max_tasks: int = 0,
-                 start_method: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, max_workers: int | None = None, *, max_tasks: int = 0, start_method: str | None = None
+    ) -> None:
         self.max_workers = _check_workers(max_workers)
         self.max_tasks = max_tasks
         if start_method is None:
@@ -70,7 +71,9 @@ class ProcessExecutor(Executor):
             )
         return self._pool
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> cf.Future[Any]:
         future: cf.Future[Any] = self._get_pool().schedule(fn, args=args, timeout=timeout)
         return future
 
@@ -109,14 +112,19 @@ class FuturesExecutor(Executor):
 
     name = "concurrent.futures"
 
-    def __init__(self, executor: cf.Executor, max_workers: int | None = None, *,
-                 owned: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, executor: cf.Executor, max_workers: int | None = None, *, owned: bool = False
+    ) -> None:
         self.executor = executor
-        self.max_workers = max_workers or getattr(executor, "_max_workers", None) or available_cpus()
+        self.max_workers = (
+            max_workers or getattr(executor, "_max_workers", None) or available_cpus()
+        )
         self._owned = owned
         self._timeouts = SoftTimeouts()
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> cf.Future[Any]:
         inner = self.executor.submit(fn, *args)
         return inner if timeout is None else self._timeouts.wrap(inner, timeout)
 
@@ -137,8 +145,9 @@ class ThreadExecutor(FuturesExecutor):
 
     def __init__(self, max_workers: int | None = None) -> None:
         workers = _check_workers(max_workers)
-        super().__init__(cf.ThreadPoolExecutor(workers, thread_name_prefix="memento"),
-                         workers, owned=True)  # fmt: skip
+        super().__init__(
+            cf.ThreadPoolExecutor(workers, thread_name_prefix="memento"), workers, owned=True
+        )
 
 
 class InlineExecutor(Executor):
@@ -149,7 +158,9 @@ class InlineExecutor(Executor):
     name = "inline"
     max_workers = 1
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None) -> cf.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> cf.Future[Any]:
         future: cf.Future[Any] = cf.Future()
         future.set_running_or_notify_cancel()
         try:
