@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -442,6 +443,9 @@ class _Run:
         routed = ex.name == "thread"
         if routed:
             install_output_router()
+        updates = getattr(ex, "progress_updates", None)
+        if updates is not None and self.display is not None:
+            threading.Thread(target=self._forward_progress, args=(updates(),), daemon=True).start()
         timeout = self.m.timeout
         try:
             limit = ex.max_in_flight()
@@ -653,6 +657,10 @@ class _Run:
         display, self.display = self.display, None
         if display is not None:
             display.stop()
+
+    def _forward_progress(self, updates: Any) -> None:
+        for key, done, total in updates:
+            self._on_progress(key, done, total)
 
     def _on_progress(self, key: str, done: float, total: float | None) -> None:
         if self.display is not None:

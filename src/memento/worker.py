@@ -139,7 +139,10 @@ def run_job(job: Job) -> list[Outcome]:
 
 def run_task(func: Any, task: Task, job: Job) -> Outcome:
     """Run one experiment; every exception it raises becomes a failed :class:`Outcome`."""
-    context = Context(task.key, FileCheckpoints(job.checkpoint_dir), progress_sink=job.progress)
+    sink = job.progress
+    if sink is None and _progress_fd is not None:
+        sink = _send_progress
+    context = Context(task.key, FileCheckpoints(job.checkpoint_dir), progress_sink=sink)
     host, pid = socket.gethostname(), os.getpid()
     if job.reset_memory_peak:
         _reset_peak_memory()
@@ -314,13 +317,31 @@ def uninstall_output_router() -> None:
 
 
 # -- process workers -------------------------------------------------------------------------
-def init_process_worker() -> None:
+_progress_fd: int | None = None
+
+
+def _send_progress(key: str, done: float, total: float | None) -> None:
+    # One short line per write: atomic on a pipe, never interleaved with other workers'.
+    # The pipe is non-blocking: when the driver lags, the update is dropped, never waited for.
+    if _progress_fd is None:
+        return
+    line = f"{key}\t{done}\t{'' if total is None else total}\n".encode()
+    try:
+        os.write(_progress_fd, line)
+    except OSError:
+        pass
+
+
+def init_process_worker(progress_fd: int | None = None) -> None:
     """Initializer of each worker process.
 
     The worker dies with the driver (no orphan keeps computing after ``kill -9`` of the
     driver), ignores Ctrl-C (the driver handles it and stops the workers), and sends its
-    stdout to stderr so that stdout stays the user's program's own.
+    stdout to stderr so that stdout stays the user's program's own. ``progress_fd`` is the
+    write end of the pipe that carries ``context.progress`` updates to the driver.
     """
+    global _progress_fd
+    _progress_fd = progress_fd
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

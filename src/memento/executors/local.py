@@ -7,7 +7,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from memento.exceptions import ExperimentTimeout, WorkerDied
@@ -55,6 +55,8 @@ class ProcessExecutor(Executor):
             start_method = "fork" if sys.platform.startswith("linux") else None
         self.start_method = start_method
         self._pool: Any = None
+        self._pipe: tuple[int, int] | None = None
+        self._reading = False
 
     def _get_pool(self) -> Any:
         if self._pool is None:
@@ -63,13 +65,52 @@ class ProcessExecutor(Executor):
             from memento.worker import init_process_worker
 
             context = multiprocessing.get_context(self.start_method)
+            initargs: tuple[Any, ...] = ()
+            if context.get_start_method() == "fork":
+                # Progress updates travel on a pipe the workers inherit (no lock to die with).
+                read, write = os.pipe()
+                os.set_blocking(write, False)
+                self._pipe = (read, write)
+                initargs = (write,)
             self._pool = ProcessPool(
                 max_workers=self.max_workers,
                 max_tasks=self.max_tasks,
                 initializer=init_process_worker,
+                initargs=initargs,
                 context=context,
             )
         return self._pool
+
+    def progress_updates(self) -> Iterator[tuple[str, float, float | None]]:
+        """``context.progress`` updates from the workers, until :meth:`shutdown`.
+
+        The pool (and its pipe) is created now, in the calling thread; the iterator may then
+        be consumed in another thread.
+        """
+        self._get_pool()
+        if self._pipe is None:
+            return iter(())
+        self._reading = True
+        return self._read_progress(self._pipe[0])
+
+    def _read_progress(self, read: int) -> Iterator[tuple[str, float, float | None]]:
+        buffer = b""
+        try:
+            while True:
+                chunk = os.read(read, 65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line:  # the stop sentinel from shutdown()
+                        return
+                    key, done, total = line.decode().split("\t")
+                    yield key, float(done), float(total) if total else None
+        except (OSError, ValueError):
+            return
+        finally:
+            os.close(read)
 
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
@@ -93,6 +134,17 @@ class ProcessExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         pool, self._pool = self._pool, None
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            try:
+                os.set_blocking(pipe[1], True)
+                os.write(pipe[1], b"\n\n")  # wakes and stops the progress reader
+            except OSError:
+                pass
+            os.close(pipe[1])
+            if not self._reading:
+                os.close(pipe[0])
+            self._reading = False
         if pool is None:
             return
         if cancel:
