@@ -440,6 +440,7 @@ class _Run:
         self.store.mark_running(
             self.run_id, self.experiment, ((p.key, _params_json(p.config)) for p in to_run)
         )
+        ex.prepare(self.store)
         routed = ex.name == "thread"
         if routed:
             install_output_router()

@@ -439,6 +439,34 @@ class Store:
             )
             self.conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
 
+    def record_jobs(self, executor: str, jobs: Iterable[tuple[str, str]]) -> None:
+        """Remember engine job ids (``(key, job_id)``), so a re-run can collect them."""
+        now = time.time()
+        rows = [(key, executor, job_id, now) for key, job_id in jobs]
+        with _transaction(self.conn):
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO jobs (key, executor, job_id, submitted) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+
+    def find_jobs(self, executor: str, keys: Sequence[str]) -> dict[str, str]:
+        """Job ids remembered for ``keys`` by ``executor``: key -> job id."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = list(keys[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for key, job_id in self.conn.execute(
+                f"SELECT key, job_id FROM jobs WHERE executor = ? AND key IN ({marks})",
+                [executor, *chunk],
+            ):
+                found[key] = job_id
+        return found
+
+    def forget_jobs(self, keys: Sequence[str]) -> None:
+        with _transaction(self.conn):
+            self.conn.executemany("DELETE FROM jobs WHERE key = ?", [(k,) for k in keys])
+
     def delete(self, keys: Sequence[str]) -> int:
         """Forget the results of ``keys`` (and their side files); returns how many were removed."""
         found = self.lookup(keys, ["value_file"])

@@ -16,9 +16,12 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memento.exceptions import ExperimentTimeout
+
+if TYPE_CHECKING:
+    from memento.store import Store
 
 
 class Executor(ABC):
@@ -49,6 +52,13 @@ class Executor(ABC):
     def result(self, future: cf.Future[Any]) -> Any:
         """The job's return value; engine errors become memento's exceptions."""
         return future.result()
+
+    def prepare(self, store: Store) -> None:  # noqa: B027
+        """Called once per run before anything is submitted, with the run's store.
+
+        Cluster executors check here that workers can reach ``store.directory`` (checkpoints
+        and large values live there), and may keep engine job ids in the store.
+        """
 
     def max_in_flight(self) -> int:
         """How many jobs the runner keeps submitted at once."""
