@@ -122,14 +122,9 @@ def read_records(
     try:
         name = resolve_experiment(store, experiment) if experiment is not None else None
         latest_prints = latest_fingerprints(store)
-        rows = list(
-            store.rows(
-                status="done" if status == "stale" else status,
-                experiment=name,
-                key_prefix=key_prefix,
-            )
-        )
-    except StoreError:
+        status_filter = "done" if status == "stale" else status
+        rows = list(store.rows(status=status_filter, experiment=name, key_prefix=key_prefix))
+    except (StoreError, ValueError):
         raise
     except Exception as exc:  # sqlite3.DatabaseError, bad JSON: the file is damaged
         raise StoreError(f"{store.path} cannot be read as a memento store ({exc})") from None

@@ -474,6 +474,16 @@ _JS = """
         rows.forEach(function (r) { body.appendChild(r); });
       });
     });
+    // report.html#sort=runtime (or #sort=-runtime, descending) opens the page sorted.
+    var wanted = /^#sort=(-?)(.+)$/.exec(window.location.hash);
+    if (wanted) {
+      Array.prototype.forEach.call(heads, function (th) {
+        if (th.textContent === decodeURIComponent(wanted[2])) {
+          th.click();
+          if (wanted[1] === "-") { th.click(); }
+        }
+      });
+    }
     var filter = document.getElementById("filter");
     var shown = document.getElementById("shown");
     filter.addEventListener("input", function () {
