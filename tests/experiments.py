@@ -92,3 +92,10 @@ def slow_count(context: Any, config: Any) -> int:
     """Sleeps a little, for kill/interrupt tests."""
     time.sleep(config.settings.get("sleep", 0.2))
     return int(config.a)
+
+
+def logs(context: Any, config: Any) -> int:
+    import logging
+
+    logging.getLogger("user").warning("logged by %s", config.a)
+    return int(config.a)

@@ -139,6 +139,40 @@ def test_worker_output_is_prefixed_whole_lines_on_stderr(
     assert first.stdout == second.stdout == "done\n"
 
 
+@pytest.mark.timeout(120)
+def test_logging_from_workers_is_prefixed(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    script = textwrap.dedent(
+        f"""
+        import logging
+        logging.basicConfig(format="%(levelname)s %(message)s")
+        from memento import Memento
+        from experiments import logs
+        Memento(logs, num_workers=2, progress=False).run(
+            {{"parameters": {{"a": [1, 2]}}}}, cache_path={str(tmp_path / "s.sqlite")!r})
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=subprocess_env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "[a=1] WARNING logged by 1" in out.stderr.splitlines()
+    assert "[a=2] WARNING logged by 2" in out.stderr.splitlines()
+
+
+@pytest.mark.timeout(120)
+def test_thread_executor_timeout_reports_and_does_not_wait(store_path: Path) -> None:
+    from experiments import sleepy
+    from memento import AggregateException, Memento
+    from memento.exceptions import ExperimentTimeout
+
+    started = time.monotonic()
+    with pytest.raises(AggregateException) as info:
+        Memento(sleepy, executor="thread", timeout=0.5, progress=False).run(
+            {"parameters": {"seconds": [0.0, 12.0]}}, cache_path=store_path
+        )
+    assert isinstance(info.value.exceptions[0], ExperimentTimeout)
+    assert time.monotonic() - started < 10  # the abandoned thread was not waited for
+
+
 NOTEBOOK_CELLS = [
     "import os, sys\nfrom memento import Memento",
     "class Scale:\n    def __init__(self, k):\n        self.k = k\n",

@@ -308,8 +308,22 @@ _router = _LineRouter()
 
 
 def install_output_router() -> None:
-    """Route experiment output in this process (see :class:`_LineRouter`)."""
+    """Route experiment output in this process (see :class:`_LineRouter`).
+
+    Logging handlers created before (``logging.basicConfig`` in the user's script, inherited
+    by a forked worker) write to the old stream objects; they are pointed at the router too,
+    so that log records are prefixed like prints.
+    """
+    import logging
+
+    old_out, old_err = sys.stdout, sys.stderr
     _router.install()
+    handlers = list(logging.getLogger().handlers)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        handlers.extend(getattr(logger, "handlers", ()))
+    for handler in handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (old_out, old_err):
+            handler.setStream(sys.stderr)
 
 
 def uninstall_output_router() -> None:

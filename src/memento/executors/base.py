@@ -105,6 +105,8 @@ class SoftTimeouts:
     def __init__(self) -> None:
         self._watched: list[_Watched] = []
         self._lock = threading.Lock()
+        #: How many jobs were abandoned after their timeout.
+        self.abandoned = 0
         self._thread: threading.Thread | None = None
 
     def wrap(self, inner: cf.Future[Any], timeout: float) -> cf.Future[Any]:
@@ -146,6 +148,7 @@ class SoftTimeouts:
                         w.started = now
                     if w.started is not None and now - w.started > w.timeout:
                         w.inner.cancel()
+                        self.abandoned += 1
                         try:
                             w.outer.set_exception(
                                 ExperimentTimeout(

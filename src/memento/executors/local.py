@@ -182,7 +182,9 @@ class FuturesExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         if self._owned:
-            self.executor.shutdown(wait=wait and not cancel, cancel_futures=cancel)
+            # Jobs abandoned after a timeout may still be running: never wait for them.
+            wait = wait and not cancel and not self._timeouts.abandoned
+            self.executor.shutdown(wait=wait, cancel_futures=cancel)
 
 
 class ThreadExecutor(FuturesExecutor):
