@@ -296,7 +296,7 @@ def _plot(name: str, records: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+def _ticks(low: float, high: float, count: int = 6) -> list[float]:
     """Round tick values covering [low, high] (at least two distinct ones)."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return [0.0, 1.0]
@@ -434,7 +434,7 @@ svg .tick,svg .axis{font-size:11px;fill:var(--muted)}
 svg .series{transition:opacity .15s}svg.dim .series{opacity:.15}svg.dim .series.hl{opacity:1}
 svg .series.hl polyline{stroke-width:3}
 .legend{list-style:none;margin:6px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:2px 14px;
-font-size:12px;max-height:96px;overflow:auto}
+font-size:12px;max-height:116px;overflow:auto}
 .legend li{cursor:default}.sw{display:inline-block;width:10px;height:10px;border-radius:2px;
 margin-right:5px;vertical-align:-1px}
 details{border:1px solid var(--line);border-radius:6px;margin:6px 0;padding:4px 10px}
