@@ -79,7 +79,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
 
 
 if TYPE_CHECKING:

@@ -231,6 +231,11 @@ class Configurations(Sequence[Config]):
         for i in range(len(self._extras)):
             yield self._extra(i)
 
+    @property
+    def configurations(self) -> list[Config]:
+        """Every config as a list (memento-ml 1.2's attribute; materialises the matrix)."""
+        return list(self)
+
     def __repr__(self) -> str:
         return f"<Configurations: {len(self)} configs of {list(self._names)}>"
 

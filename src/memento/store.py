@@ -231,22 +231,24 @@ class Store:
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _when_unlocked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             # NORMAL in WAL mode: a committed transaction survives any process crash
             # (kill -9 included); only an OS crash or power cut can lose the last commits.
             conn.execute("PRAGMA synchronous = NORMAL")
-            has_meta = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
-            if has_meta:
-                self._check_format(conn)
-            else:
-                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            # Checking and creating the schema is one transaction, so that processes opening
+            # a new store at the same moment never see each other's half-made schema.
+            with _transaction(conn):
+                has_meta = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+                ).fetchone()
+                if has_meta:
+                    self._check_format(conn)
+                elif conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise StoreError(
                         f"{self.path} is an SQLite database but not a memento store; "
                         "choose another cache_path"
                     )
-                with _transaction(conn):
+                else:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             conn.execute(statement)
@@ -479,6 +481,21 @@ class Store:
                 except FileNotFoundError:
                     pass
         return len(found)
+
+
+def _when_unlocked(statement: Any, seconds: float = 30.0) -> Any:
+    """Run ``statement()``, retrying while another connection holds the lock it needs.
+
+    Changing the journal mode takes an exclusive lock without waiting on the busy timeout.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class _transaction:
