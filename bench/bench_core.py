@@ -23,8 +23,9 @@ HERE = Path(__file__).resolve().parent
 ML_DIR = HERE / ".memento-ml"
 
 # Each case is a script printing one JSON line with its figures.
-MEMENTO_GRID = """
-import json, resource, sys, time
+# The experiments every memento case runs; the driver part differs per library.
+EXPERIMENTS = """
+import json, os, resource, sys, time
 t0 = time.perf_counter()
 from memento import Memento
 def trivial(context, config):
@@ -34,6 +35,11 @@ def burn(context, config):
     while time.process_time() < end:
         pass
     return config.i
+"""
+
+MEMENTO_GRID = (
+    EXPERIMENTS
+    + """
 if __name__ == "__main__":
     func = burn if sys.argv[3] == "burn" else trivial
     n = int(sys.argv[2])
@@ -45,18 +51,11 @@ if __name__ == "__main__":
     print(json.dumps({"run": run, "total": time.perf_counter() - t0, "rss_mib": rss,
                       "cached": sum(r.was_cached for r in results)}))
 """
+)
 
-MEMENTO_ML_GRID = """
-import json, os, sys, time
-t0 = time.perf_counter()
-from memento import Memento
-def trivial(context, config):
-    return config.i
-def burn(context, config):
-    end = time.process_time() + 0.5
-    while time.process_time() < end:
-        pass
-    return config.i
+MEMENTO_ML_GRID = (
+    EXPERIMENTS
+    + """
 if __name__ == "__main__":
     func = burn if sys.argv[3] == "burn" else trivial
     n = int(sys.argv[2])
@@ -68,6 +67,7 @@ if __name__ == "__main__":
     print(json.dumps({"run": run, "total": time.perf_counter() - t0,
                       "cached": sum(bool(r.was_cached) for r in results)}))
 """
+)
 
 POOL = """
 import json, sys, time, concurrent.futures as cf

@@ -46,6 +46,14 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-unty
     raise AssertionError("condition not reached in time")
 
 
+def _python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter; it must succeed."""
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def _alive(pid: int) -> bool:
     """A process exists and is not a zombie."""
     try:
@@ -115,26 +123,13 @@ def test_worker_output_is_prefixed_whole_lines_on_stderr(
         print("done")
         """
     )
-    first = subprocess.run(
-        [sys.executable, "-c", script],
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert first.returncode == 0, first.stderr
+    first = _python(script, subprocess_env)
     err = first.stderr.splitlines()
     for a in (1, 2, 3):
         assert f"[a={a}] line one from {a}" in err
         assert f"[a={a}] partial line" in err
         assert f"[a={a}] to stderr {a}" in err
-    second = subprocess.run(
-        [sys.executable, "-c", script],
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    second = _python(script, subprocess_env)
     # stdout belongs to the user's program: the same bytes whether results were cached or not.
     assert first.stdout == second.stdout == "done\n"
 
@@ -151,9 +146,7 @@ def test_logging_from_workers_is_prefixed(tmp_path: Path, subprocess_env: dict[s
             {{"parameters": {{"a": [1, 2]}}}}, cache_path={str(tmp_path / "s.sqlite")!r})
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], env=subprocess_env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    out = _python(script, subprocess_env)
     assert "[a=1] WARNING logged by 1" in out.stderr.splitlines()
     assert "[a=2] WARNING logged by 2" in out.stderr.splitlines()
 

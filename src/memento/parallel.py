@@ -188,19 +188,12 @@ class TaskManager:
         *,
         timeout: float | None = None,
     ) -> None:
+        from memento.checks import positive_int_or_none, timeout_or_none
         from memento.notifications import NotificationDispatcher
 
-        for name, value in (("workers", workers), ("max_tasks_per_worker", max_tasks_per_worker)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-        ):
-            raise ValueError(
-                f"timeout must be a positive number of seconds or None, got {timeout!r}"
-            )
+        positive_int_or_none("workers", workers)
+        positive_int_or_none("max_tasks_per_worker", max_tasks_per_worker)
+        timeout_or_none(timeout)
         NotificationDispatcher(notification_provider)  # a bad provider fails here, not at the end
         self._workers = workers
         self._max_tasks_per_worker = max_tasks_per_worker

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from memento.checks import positive_int_or_none, timeout_or_none
 from memento.display import display_value
 from memento.exceptions import (
     AggregateException,
@@ -125,16 +126,8 @@ class Memento:
     ) -> None:
         if not callable(func):
             raise TypeError(f"Memento needs a callable experiment(context, config), got {func!r}")
-        if num_workers is not None and (
-            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
-        ):
-            raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-        ):
-            raise ValueError(
-                f"timeout must be a positive number of seconds or None, got {timeout!r}"
-            )
+        positive_int_or_none("num_workers", num_workers)
+        timeout = timeout_or_none(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         if version is not None and not isinstance(version, str):
@@ -148,7 +141,7 @@ class Memento:
         self.notification_provider = notification_provider
         self.num_workers = num_workers
         self.executor = executor
-        self.timeout = float(timeout) if timeout is not None else None
+        self.timeout = timeout
         self.retries = retries
         self.version = version
         self.progress = progress

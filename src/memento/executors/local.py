@@ -23,11 +23,9 @@ def available_cpus() -> int:
 
 
 def _check_workers(num_workers: int | None) -> int:
-    if num_workers is None:
-        return available_cpus()
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
-    return num_workers
+    from memento.checks import positive_int_or_none
+
+    return positive_int_or_none("num_workers", num_workers) or available_cpus()
 
 
 class ProcessExecutor(Executor):
