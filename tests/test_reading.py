@@ -15,7 +15,7 @@ import pytest
 
 from memento import Memento, MissingExtra, open_results
 from memento.keys import code_fingerprint
-from memento.reading import Text, flat_records, parse_where, value_matches
+from memento.reading import Text, flat_records, is_stale, parse_where, value_matches
 from memento.results import ResultList
 
 XSS = "<script>alert(1)</script>"
@@ -448,3 +448,17 @@ def test_fingerprint_is_equal_across_processes(user_code: Path) -> None:
 def test_flat_records_columns_are_the_same_for_every_record(store: Path) -> None:
     flat = flat_records(open_results(store))
     assert len({tuple(r) for r in flat}) == 1
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "latest", "stale"),
+    [
+        ("v1:aaa", "v1:bbb", True),
+        ("v1:aaa", "v1:aaa", False),
+        ("v1:aaa", "v2:bbb", False),  # another scheme: not comparable
+        ("", "v1:bbb", False),
+        ("v1:aaa", None, False),
+    ],
+)
+def test_is_stale(fingerprint: str, latest: str | None, stale: bool) -> None:
+    assert is_stale(fingerprint, latest) is stale

@@ -28,7 +28,7 @@ from memento.display import display_value
 from memento.exceptions import StoreError
 from memento.store import Store, default_store_path
 
-#: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`latest`).
+#: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`is_stale`).
 STATUSES = ("done", "failed", "stale")
 #: Flat columns after the parameters and the return value, in order (``metric.*`` follow).
 META_COLUMNS = ("status", "stale", "runtime", "cpu_time", "peak_memory", "attempts", "error")
@@ -160,7 +160,7 @@ def _record(
         "experiment": row["experiment"],
         "params": row["params"],
         "status": row["status"],
-        "stale": bool(row["status"] == "done" and fingerprint and latest and fingerprint != latest),
+        "stale": row["status"] == "done" and is_stale(fingerprint, latest),
         "runtime": row["runtime"],
         "cpu_time": row["cpu_time"],
         "peak_memory": row["peak_rss"],
@@ -201,6 +201,17 @@ def latest_fingerprints(store: Store) -> dict[str, str]:
         "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY updated, rowid"
     )
     return {experiment: fingerprint for experiment, fingerprint in rows}
+
+
+def is_stale(fingerprint: str | None, latest: str | None) -> bool:
+    """Whether a result's fingerprint shows older code than ``latest``.
+
+    Unknown fingerprints, and fingerprints of another scheme version (``v1:...`` against
+    ``v2:...``, which differ whatever the code), are never stale.
+    """
+    if not fingerprint or not latest or fingerprint == latest:
+        return False
+    return fingerprint.split(":", 1)[0] == latest.split(":", 1)[0]
 
 
 def experiments(store: Store) -> list[str]:
@@ -438,7 +449,7 @@ def _summarize(store: Store, recent_runs: int) -> StoreSummary:
         if status == "failed":
             c.failed += 1
             failed.append({**item, "error": f"{etype or 'Exception'}: {emsg or ''}".rstrip(": ")})
-        elif fingerprint and latest.get(experiment) not in (None, fingerprint):
+        elif is_stale(fingerprint, latest.get(experiment)):
             c.stale += 1
             stale.append(item)
         else:
@@ -520,6 +531,7 @@ __all__ = [
     "config_label",
     "filter_records",
     "flat_records",
+    "is_stale",
     "latest_fingerprints",
     "open_results",
     "parse_where",
