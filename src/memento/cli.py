@@ -313,7 +313,7 @@ def results(
         records = read_records(opened, status=status_, experiment=experiment)
     if conditions:
         records = filter_records(records, conditions)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         out.write(json.dumps([_json_record(r) for r in records], indent=2, default=str) + "\n")
         return
