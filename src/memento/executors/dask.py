@@ -1,0 +1,422 @@
+"""Dask distributed: experiments run on a Dask cluster, each in a child process of a worker.
+
+Dask runs tasks in threads of its worker processes, and a thread can be neither stopped nor
+protected from a segfault. So by default (``isolate=True``) each Dask worker process keeps a
+small pool of child processes (memento's :class:`~memento.executors.ProcessExecutor`, one
+child per worker thread), and every job runs in one of them: a timeout kills the child, a
+crash fails that experiment alone with :class:`~memento.exceptions.WorkerDied`, and the Dask
+worker itself lives on.
+
+Checkpoints and large values are files in the store's side directory, so every worker must
+see that directory at the same path: :meth:`DaskExecutor.prepare` checks it on every worker
+before anything runs and fails early, naming the workers that cannot.
+
+The probe helpers at the end of this module are engine-neutral (the Ray executor uses them).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memento.exceptions import (
+    ExperimentError,
+    ExperimentTimeout,
+    MissingExtra,
+    StoreError,
+    WorkerDied,
+)
+from memento.executors.base import Executor, SoftTimeouts
+
+if TYPE_CHECKING:
+    from memento.executors.local import ProcessExecutor
+    from memento.store import Store
+
+logger = logging.getLogger("memento")
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise MissingExtra("distributed", "dask", "DaskExecutor") from None
+    return distributed
+
+
+class DaskExecutor(Executor):
+    """Runs experiments on a Dask distributed cluster.
+
+    Example::
+
+        from memento import Memento
+        from memento.executors import DaskExecutor
+
+        with DaskExecutor("tcp://scheduler:8786") as executor:
+            Memento(experiment, executor=executor).run(matrix)
+
+        # or with a client you already have (it is left open):
+        Memento(experiment, executor=DaskExecutor(client)).run(matrix)
+
+    :param address: the scheduler's address, a ``distributed.Client``, or ``None`` for the
+        current default client. A client made from an address is created on first use and
+        closed by :meth:`shutdown` (or leaving the ``with`` block); a client you pass in is
+        never closed.
+    :param isolate: run each job in a child process of the Dask worker (see the module's
+        docstring): hard timeouts and crash isolation. With ``False`` jobs run in the worker's
+        threads: a timeout only abandons the experiment (counted from submission), and a crash
+        takes the worker down (reported as :class:`~memento.exceptions.WorkerDied`).
+    :param connect_timeout: seconds to wait for the scheduler.
+    :param max_workers: how many jobs run at once; defaults to the cluster's threads.
+    :param submit_options: more ``Client.submit`` arguments, e.g. ``resources={"GPU": 1}``.
+    :param check_directory: check in :meth:`prepare` that every worker can read and write the
+        store's directory.
+    """
+
+    name = "dask"
+    batching = True
+
+    def __init__(
+        self,
+        address: str | Any | None = None,
+        *,
+        isolate: bool = True,
+        connect_timeout: float = 10.0,
+        max_workers: int | None = None,
+        submit_options: Mapping[str, Any] | None = None,
+        check_directory: bool = True,
+    ) -> None:
+        distributed = _import_distributed()
+        if isinstance(address, distributed.Client):
+            self.address: str | None = None
+            self._client: Any = address
+        elif address is None or isinstance(address, str):
+            self.address = address
+            self._client = None
+        else:
+            raise TypeError(
+                "DaskExecutor needs a scheduler address (str), a distributed.Client or None, "
+                f"got {address!r}"
+            )
+        self.isolate = isolate
+        self.own_process = isolate
+        self.connect_timeout = connect_timeout
+        self._max_workers = max_workers
+        self.max_workers = max_workers or 1
+        self.submit_options = dict(submit_options or {})
+        self.check_directory = check_directory
+        self._owns_client = False
+        self._timeouts = SoftTimeouts()
+        self._lock = threading.Lock()
+        self._running: dict[cf.Future[Any], Any] = {}
+
+    # -- connection ------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client``, connected on first use."""
+        if self._client is None:
+            distributed = _import_distributed()
+            if self.address is None:
+                try:
+                    self._client = distributed.default_client()
+                except ValueError:
+                    raise ValueError(
+                        "DaskExecutor() without an address uses the current Dask client, and "
+                        "there is none: pass the scheduler's address, e.g. "
+                        "DaskExecutor('tcp://scheduler:8786'), or a distributed.Client"
+                    ) from None
+            else:
+                try:
+                    self._client = distributed.Client(
+                        self.address,
+                        timeout=f"{self.connect_timeout}s",
+                        set_as_default=False,
+                    )
+                except OSError as exc:
+                    raise ConnectionError(
+                        f"Cannot reach the Dask scheduler at {self.address!r} within "
+                        f"{self.connect_timeout:g} s ({exc}). Start one (`dask scheduler`, then "
+                        "`dask worker <address>`), or check the address."
+                    ) from None
+                self._owns_client = True
+        return self._client
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- the seam --------------------------------------------------------------------------
+    def prepare(self, store: Store) -> None:
+        """Connect; check that every worker can use the store's directory."""
+        client = self.client
+        if self.isolate:
+            client.register_plugin(_teardown_plugin(), name="memento-isolation")
+        nthreads = client.nthreads()
+        if not nthreads:
+            logger.warning(
+                "The Dask cluster has no workers yet: jobs wait for one, and whether workers "
+                "can reach %s could not be checked",
+                store.directory,
+            )
+        elif self.check_directory:
+            check_shared_directory(
+                store.directory,
+                lambda fn, *args: client.run(fn, *args, on_error="return"),
+                "Dask",
+            )
+        self.max_workers = self._max_workers or max(1, sum(nthreads.values()))
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> cf.Future[Any]:
+        tasks = getattr(args[0], "tasks", None) if args else None
+        label = tasks[0].key[:12] if tasks else "job"
+        hard = timeout if self.isolate else None
+        dask_future = self.client.submit(
+            _run_on_worker,
+            fn,
+            args,
+            hard,
+            self.isolate,
+            key=f"memento-{label}-{uuid.uuid4().hex[:8]}",
+            pure=False,
+            retries=0,
+            **self.submit_options,
+        )
+        future: cf.Future[Any] = cf.Future()
+        with self._lock:
+            self._running[future] = dask_future
+        dask_future.add_done_callback(lambda done: self._copy(done, future))
+        if timeout is None or self.isolate:
+            return future
+        future.set_running_or_notify_cancel()  # the soft clock starts now
+        return self._timeouts.wrap(future, timeout)
+
+    def max_in_flight(self) -> int:
+        if not self.isolate:
+            # Soft timeouts count from submission: keep nothing waiting in Dask's queue.
+            return self.max_workers
+        return super().max_in_flight()
+
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
+        """Cancel or wait for what runs; close the client if this executor created it."""
+        with self._lock:
+            running = dict(self._running)
+        if running and cancel and self._client is not None:
+            self._client.cancel(list(running.values()), force=True)
+            if self.isolate:
+                # Dask cannot interrupt a task, but killing the children ends them now.
+                self._client.run(_stop_worker_pool, on_error="return")
+            for future in running:
+                _cancel(future)
+        elif running and wait:
+            cf.wait(list(running))
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            self._owns_client = False
+            client.close()
+
+    def describe(self) -> str:
+        where = self.address or "the default Dask client"
+        return f"dask executor on {where} ({self.max_workers} worker thread(s))"
+
+    # -- results ---------------------------------------------------------------------------
+    def _copy(self, done: Any, future: cf.Future[Any]) -> None:
+        """Runs in Dask's callback thread when the task is over."""
+        with self._lock:
+            self._running.pop(future, None)
+        if future.done():
+            return
+        try:
+            if done.status == "finished":
+                tag, value, trace = done.result()
+                if tag == "ok":
+                    _set(future, result=value)
+                else:
+                    _set(future, exception=_job_error(value, trace))
+            elif done.status == "cancelled":
+                _cancel(future)
+            else:
+                _set(future, exception=_engine_error(done.exception()))
+        except BaseException as exc:
+            _set(future, exception=exc)
+
+
+def _set(
+    future: cf.Future[Any], *, result: Any = None, exception: BaseException | None = None
+) -> None:
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except cf.InvalidStateError:
+        pass  # cancelled meanwhile
+
+
+def _cancel(future: cf.Future[Any]) -> None:
+    if not future.cancel():  # already marked running (soft timeouts)
+        _set(future, exception=cf.CancelledError())
+
+
+def _job_error(exc: BaseException, trace: str) -> BaseException:
+    if isinstance(exc, ExperimentError) or not trace:
+        return exc
+    return ExperimentError(
+        f"The Dask task failed: {type(exc).__name__}: {exc}",
+        exc_type=type(exc).__name__,
+        traceback=trace,
+    )
+
+
+def _engine_error(exc: BaseException | None) -> BaseException:
+    if exc is None:
+        return ExperimentError("The Dask task ended without a result")
+    if type(exc).__name__ == "KilledWorker":
+        return WorkerDied(
+            f"The Dask worker running the experiment died ({exc}); with isolate=True only a "
+            "lost worker (out of memory, killed, node failure) does this"
+        )
+    return exc
+
+
+# -- inside a Dask worker ---------------------------------------------------------------------
+_pool: ProcessExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _run_on_worker(
+    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, isolate: bool
+) -> tuple[str, Any, str]:
+    """The Dask task: run ``fn(*args)`` (in a child process when ``isolate``); never raises."""
+    try:
+        if not isolate:
+            return ("ok", fn(*args), "")
+        pool = _worker_pool()
+        return ("ok", pool.result(pool.submit(fn, *args, timeout=timeout)), "")
+    except (ExperimentTimeout, WorkerDied) as exc:
+        where = f" (on Dask worker {_worker_address()})"
+        return ("error", type(exc)(str(exc) + where), "")
+    except Exception as exc:
+        return ("error", exc, traceback.format_exc())
+
+
+def _worker_pool() -> ProcessExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from distributed import get_worker
+
+            from memento.executors.local import ProcessExecutor
+
+            size = get_worker().state.nthreads
+            # Dask starts its workers as daemonic processes, which multiprocessing forbids to
+            # have children. Ours die with this process anyway (PR_SET_PDEATHSIG, and the
+            # teardown plugin stops them when the worker closes).
+            multiprocessing.current_process().daemon = False
+            box: list[ProcessExecutor] = []
+            ready = threading.Event()
+
+            def keep() -> None:
+                # The children are forked from this thread and get SIGKILL when the thread that
+                # forked them ends, so it must live as long as the process (Dask's own task
+                # threads come and go).
+                pool = ProcessExecutor(size)
+                pool.result(pool.submit(os.getpid))
+                box.append(pool)
+                ready.set()
+                threading.Event().wait()
+
+            threading.Thread(target=keep, name="memento-pool", daemon=True).start()
+            ready.wait()
+            _pool = box[0]
+        return _pool
+
+
+def _stop_worker_pool() -> bool:
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel=True)
+    return True
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:
+        return socket.gethostname()
+
+
+def _teardown_plugin() -> Any:
+    """A worker plugin that stops the worker's children when it closes (else it waits on them).
+
+    Made on demand, so that importing this module does not import ``distributed``.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class PoolTeardown(WorkerPlugin):  # type: ignore[misc]
+        def teardown(self, worker: Any) -> None:
+            _stop_worker_pool()
+
+    return PoolTeardown()
+
+
+# -- is the store's directory shared? (engine-neutral) ----------------------------------------
+def check_shared_directory(
+    directory: Path, run_everywhere: Callable[..., Mapping[str, Any]], engine: str
+) -> None:
+    """Fail early unless every worker can read and write ``directory``.
+
+    ``run_everywhere(fn, *args)`` runs ``fn(*args)`` on every worker and returns
+    ``{worker: result}``. The driver writes a random token in ``directory``; each worker must
+    read that very token back (the same filesystem, not just the same path name) and create
+    a file beside it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    path = directory / f".probe-{token}"
+    path.write_text(token)
+    try:
+        answers = run_everywhere(answer_probe, str(path), token)
+    finally:
+        path.unlink(missing_ok=True)
+    bad = {str(w): a if isinstance(a, str) else repr(a) for w, a in answers.items() if a != ""}
+    if bad:
+        shown = "\n".join(f"  {w}: {a}" for w, a in sorted(bad.items())[:10])
+        raise StoreError(
+            f"{len(bad)} of {len(answers)} {engine} worker(s) cannot use the store's directory "
+            f"{directory}, where checkpoints and large values live:\n{shown}\n"
+            "Put the store (cache_path) on a filesystem that every worker mounts at the same "
+            "path."
+        )
+
+
+def answer_probe(path: str, token: str) -> str:
+    """On a worker: ``""`` if ``path`` holds ``token`` and a file can be written beside it."""
+    host = socket.gethostname()
+    try:
+        if Path(path).read_text() != token:
+            return f"{path} on {host} is not the file the driver wrote (another filesystem?)"
+        reply = Path(f"{path}.{uuid.uuid4().hex}")
+        reply.write_text(host)
+        reply.unlink()
+    except OSError as exc:
+        return f"{type(exc).__name__} on {host}: {exc}"
+    return ""
+
+
+__all__ = ["DaskExecutor", "answer_probe", "check_shared_directory"]

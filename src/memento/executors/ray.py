@@ -1,0 +1,339 @@
+"""Ray: each job is a Ray task in a worker process of its own.
+
+A job runs as a streaming-generator task that first yields an empty "started" marker and then
+its outcomes. The marker tells the driver when the job really started (not when it was queued),
+so a timeout counts the experiment's own running time; when it runs out, the driver kills the
+worker with ``ray.cancel(..., force=True)``. A worker that crashes (segfault, ``os._exit``,
+Ray's out-of-memory killer) fails that experiment alone with
+:class:`~memento.exceptions.WorkerDied`. Tasks are never retried by Ray (``max_retries=0``):
+retries are memento's (``Memento(retries=...)``).
+
+Checkpoints and large values are files in the store's side directory, so every node must see
+that directory at the same path: :meth:`RayExecutor.prepare` checks it on every alive node
+before anything runs and fails early, naming the nodes that cannot.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from memento.exceptions import ExperimentError, ExperimentTimeout, MissingExtra, WorkerDied
+from memento.executors.base import Executor
+from memento.executors.dask import check_shared_directory
+
+if TYPE_CHECKING:
+    from memento.store import Store
+
+logger = logging.getLogger("memento")
+_WAIT = 0.1  # seconds per ray.wait round in the watcher thread
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra("ray", "ray", "RayExecutor") from None
+    return ray
+
+
+class _Watched:
+    __slots__ = ("future", "gen", "started", "timeout")
+
+    def __init__(self, gen: Any, timeout: float | None) -> None:
+        self.gen = gen
+        self.timeout = timeout
+        self.future: cf.Future[Any] = cf.Future()
+        self.started: float | None = None
+
+
+class RayExecutor(Executor):
+    """Runs experiments as Ray tasks.
+
+    Example::
+
+        from memento import Memento
+        from memento.executors import RayExecutor
+
+        with RayExecutor(address="auto", num_gpus=1) as executor:   # joins `ray start`
+            Memento(experiment, executor=executor).run(matrix)
+
+    :param address: passed to ``ray.init`` when Ray is not initialised yet: ``"auto"`` (the
+        cluster started on this machine with ``ray start``), ``"host:port"``, ``"local"`` (a
+        new private cluster) or ``None`` (Ray's default: join a running cluster, else start
+        one). When Ray is already initialised in this process, that connection is used.
+    :param num_cpus: CPUs reserved per task; ``num_gpus``, ``resources``: the same for GPUs
+        and custom resources.
+    :param max_workers: how many jobs run at once; defaults to the cluster's CPUs divided by
+        ``num_cpus``.
+    :param init_kwargs: more ``ray.init`` arguments (``runtime_env``, ``num_cpus``...).
+    :param remote_options: more task options (``scheduling_strategy``, ``memory``...).
+    :param connect_timeout: seconds to wait for a ``host:port`` address to answer
+        (``ray.init`` itself waits forever on a dead address).
+    :param check_directory: check in :meth:`prepare` that every node can read and write the
+        store's directory.
+
+    When this executor started Ray (``ray.init``), :meth:`shutdown` (or leaving the ``with``
+    block) shuts it down; a Ray you initialised yourself is left running. ``ray://`` (Ray
+    Client) addresses are not supported: run the driver on a node of the cluster.
+    """
+
+    name = "ray"
+    own_process = True
+    batching = True
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        resources: Mapping[str, float] | None = None,
+        max_workers: int | None = None,
+        init_kwargs: Mapping[str, Any] | None = None,
+        remote_options: Mapping[str, Any] | None = None,
+        connect_timeout: float = 10.0,
+        check_directory: bool = True,
+    ) -> None:
+        self._ray = _import_ray()
+        if address is not None and address.startswith("ray://"):
+            raise ValueError(
+                f"RayExecutor cannot use the Ray Client address {address!r}: run the driver on "
+                "a node of the cluster and use address='auto' or 'host:port'"
+            )
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.resources = dict(resources or {})
+        self._max_workers = max_workers
+        self.max_workers = max_workers or 1
+        self.init_kwargs = dict(init_kwargs or {})
+        self.remote_options = dict(remote_options or {})
+        self.connect_timeout = connect_timeout
+        self.check_directory = check_directory
+        self._owns_ray = False
+        self._remote: Any = None
+        self._lock = threading.Lock()
+        self._watched: list[_Watched] = []
+        self._thread: threading.Thread | None = None
+
+    # -- connection ------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Initialise Ray unless it already is (``prepare`` does this)."""
+        ray = self._ray
+        if ray.is_initialized():
+            return
+        if self.address not in (None, "auto", "local"):
+            _check_reachable(str(self.address), self.connect_timeout)
+        try:
+            ray.init(address=self.address, **self.init_kwargs)
+        except ConnectionError as exc:
+            raise ConnectionError(
+                f"Cannot connect to the Ray cluster at {self.address!r} ({exc}). Start one with "
+                "`ray start --head`, or pass another address."
+            ) from None
+        self._owns_ray = True
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- the seam --------------------------------------------------------------------------
+    def prepare(self, store: Store) -> None:
+        """Connect; check that every alive node can use the store's directory."""
+        self.connect()
+        ray = self._ray
+        if self.check_directory:
+            check_shared_directory(store.directory, self._run_on_every_node, "Ray")
+        if self._max_workers is None:
+            cpus = float(ray.cluster_resources().get("CPU", 1))
+            self.max_workers = max(1, int(cpus // self.num_cpus) if self.num_cpus else int(cpus))
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> cf.Future[Any]:
+        if self._remote is None:
+            self.connect()
+            self._remote = self._ray.remote(_stream).options(
+                num_returns="streaming",
+                max_retries=0,
+                num_cpus=self.num_cpus,
+                num_gpus=self.num_gpus,
+                resources=self.resources or None,
+                **self.remote_options,
+            )
+        watched = _Watched(self._remote.remote(fn, args), timeout)
+        with self._lock:
+            self._watched.append(watched)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="memento-ray", daemon=True)
+                self._thread.start()
+        return watched.future
+
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
+        """Cancel (killing the workers) or wait for what runs; shut Ray down if we started it."""
+        with self._lock:
+            watched = [w for w in self._watched if not w.future.done()]
+        if cancel:
+            for w in watched:
+                self._cancel(w)
+                _set(w.future, exception=cf.CancelledError())
+        elif wait:
+            cf.wait([w.future for w in watched])
+        self._remote = None
+        if self._owns_ray:
+            self._owns_ray = False
+            self._ray.shutdown()
+
+    def describe(self) -> str:
+        return f"ray executor ({self.max_workers} task(s) at once)"
+
+    # -- watching --------------------------------------------------------------------------
+    def _watch(self) -> None:
+        ray = self._ray
+        while True:
+            with self._lock:
+                self._watched = [w for w in self._watched if not w.future.done()]
+                watched = list(self._watched)
+                if not watched:
+                    self._thread = None
+                    return
+            try:
+                gens = [w.gen for w in watched]
+                ready, _ = ray.wait(gens, num_returns=len(gens), timeout=_WAIT, fetch_local=False)
+                ready_ids = {id(g) for g in ready}
+                now = time.monotonic()
+                for w in watched:
+                    if id(w.gen) in ready_ids:
+                        self._advance(w, now)
+                    late = w.started is not None and w.timeout is not None
+                    if late and not w.future.done() and now - w.started > w.timeout:  # type: ignore[operator]
+                        self._cancel(w)
+                        timeout = ExperimentTimeout(
+                            f"The experiment ran longer than its timeout of {w.timeout:g} s; "
+                            "its Ray worker was killed"
+                        )
+                        _set(w.future, exception=timeout)
+            except Exception:  # never let the watcher die: futures would hang
+                logger.exception("The Ray watcher hit an error; retrying")
+                time.sleep(_WAIT)
+
+    def _advance(self, w: _Watched, now: float) -> None:
+        ray = self._ray
+        try:
+            ref = next(w.gen)
+        except StopIteration:
+            _set(w.future, exception=ExperimentError("The Ray task ended without a result"))
+            return
+        try:
+            item = ray.get(ref)
+        except Exception as exc:
+            _set(w.future, exception=_engine_error(exc))
+            return
+        if w.started is None:
+            w.started = now  # the task's first item: it runs
+            return
+        tag, value, trace = item
+        if tag == "ok":
+            _set(w.future, result=value)
+        elif isinstance(value, ExperimentError):
+            _set(w.future, exception=value)
+        else:
+            _set(
+                w.future,
+                exception=ExperimentError(
+                    f"The Ray task failed: {type(value).__name__}: {value}",
+                    exc_type=type(value).__name__,
+                    traceback=trace,
+                ),
+            )
+
+    def _cancel(self, w: _Watched) -> None:
+        try:
+            self._ray.cancel(w.gen, force=True)
+        except Exception as exc:
+            logger.debug("ray.cancel failed: %s", exc)
+
+    def _run_on_every_node(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        remote = ray.remote(fn)
+        refs = {}
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            name = f"{node.get('NodeManagerAddress', '?')} ({node['NodeID'][:8]})"
+            refs[name] = remote.options(
+                num_cpus=0, max_retries=0, scheduling_strategy=strategy
+            ).remote(*args)
+        answers: dict[str, Any] = {}
+        for name, ref in refs.items():
+            try:
+                answers[name] = ray.get(ref, timeout=120)
+            except Exception as exc:
+                answers[name] = f"the check did not run: {type(exc).__name__}: {exc}"
+        return answers
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _stream(fn: Callable[..., Any], args: tuple[Any, ...]) -> Iterator[Any]:
+    """The Ray task: a "started" marker, then ``("ok", value, "")`` or ``("error", exc, tb)``."""
+    yield b""
+    try:
+        yield ("ok", fn(*args), "")
+    except Exception as exc:
+        yield ("error", exc, traceback.format_exc())
+
+
+def _engine_error(exc: BaseException) -> BaseException:
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.TaskCancelledError):
+        return cf.CancelledError(str(exc))
+    if isinstance(exc, rex.OutOfMemoryError):
+        return WorkerDied(f"Ray's memory monitor killed the worker running the experiment: {exc}")
+    if isinstance(exc, (rex.WorkerCrashedError, rex.NodeDiedError)):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return WorkerDied(
+            "The Ray worker process running the experiment died (a segfault, os._exit, a kill "
+            f"or a lost node): {first}"
+        )
+    if isinstance(exc, rex.RayTaskError) and exc.cause is not None:
+        return exc.cause  # type: ignore[no-any-return]
+    return exc
+
+
+def _set(
+    future: cf.Future[Any], *, result: Any = None, exception: BaseException | None = None
+) -> None:
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except cf.InvalidStateError:
+        pass  # already resolved (a timeout, or cancelled)
+
+
+def _check_reachable(address: str, timeout: float) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(
+            f"Cannot reach the Ray cluster at {address!r} ({exc}). Start it with "
+            "`ray start --head`, or pass the address of its head node (host:port)."
+        ) from None
+
+
+__all__ = ["RayExecutor"]

@@ -1,0 +1,820 @@
+"""Slurm, through submitit: the grid goes out as job arrays, each experiment one array task.
+
+How a run flows through :class:`SlurmExecutor`:
+
+1. ``submit`` only buffers. A flush (when the runner has handed over its burst of jobs, or a
+   chunk is full) sends the buffer to ``sbatch`` as job arrays of at most ``chunk_size`` tasks,
+   throttled with ``%array_parallelism``. When ``array_parallelism`` is set and an earlier
+   array is still unfinished, the new array waits for it (``--dependency=afterany``), so the
+   cap holds for the whole grid, not per array.
+2. Each task's job id is written to the store's ``jobs`` table right after ``sbatch``. A driver
+   that dies and is run again finds those ids and collects the jobs (finished or still
+   queued) instead of submitting them again.
+3. A background thread watches result files (every ``poll_interval`` s) and refreshes
+   submitit's ``sacct`` watcher itself (every ``status_interval`` s; submitit alone backs off
+   to 10 minutes, so a job that died without a result would be noticed very late).
+4. On the node, the experiment runs inside :class:`_SlurmCall`, a submitit checkpointable: on
+   preemption or near the time limit (``USR2``) submitit requeues the same call, and the
+   experiment resumes from its own latest ``context.checkpoint()`` file. Requeues are capped
+   by ``max_requeues``.
+
+The store's side directory (checkpoints, large values) and ``folder`` must be on a filesystem
+that the driver and every node share.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import faulthandler
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memento.exceptions import (
+    ExperimentError,
+    ExperimentTimeout,
+    MissingExtra,
+    WorkerDied,
+)
+from memento.executors.base import Executor
+
+if TYPE_CHECKING:
+    from memento.store import Store
+
+logger = logging.getLogger("memento")
+
+#: sacct states of a job that is over (anything else may still run, or run again).
+_OVER = frozenset(
+    (
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "REVOKED",
+        "TIMEOUT",
+    )
+)
+#: Paths that are private to each node on almost every cluster.
+_NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+_TAIL_LINES = 25
+_TAIL_CHARS = 3000
+_TICK = 0.1
+
+
+def _import_submitit() -> Any:
+    try:
+        import submitit
+    except ImportError:
+        raise MissingExtra("submitit", "slurm", "SlurmExecutor") from None
+    return submitit
+
+
+def slurm_reachable() -> bool:
+    """Whether ``sbatch`` is installed and the Slurm controller answers ``scontrol ping``."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+# -- on the node ------------------------------------------------------------------------------
+class _SlurmCall:
+    """What each array task runs: ``fn(*args)``, its outcome returned as data.
+
+    submitit requeues a job whose callable has a ``checkpoint`` method when it receives the
+    preemption signal (``USR2``, also sent ``signal_delay_s`` before the time limit). The
+    experiment writes its own checkpoints, so :meth:`checkpoint` resubmits the same call
+    unchanged and the rerun resumes from the latest one.
+    """
+
+    def __init__(self, fn: Callable[..., Any], max_requeues: int) -> None:
+        self.fn = fn
+        self.max_requeues = max_requeues
+
+    def __call__(self, *args: Any) -> tuple[str, Any, str]:
+        faulthandler.enable()  # a segfault leaves its Python stack in the job's stderr
+        requeued = threading.Event()
+        sig = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+        previous = signal.getsignal(sig)
+        if callable(previous):
+
+            def on_preempt(signum: int, frame: Any) -> None:
+                # submitit's handler checkpoints and requeues, then exits with SystemExit; it
+                # raises instead when the job may not be requeued again.
+                try:
+                    previous(signum, frame)
+                except SystemExit:
+                    requeued.set()
+                    raise
+                except Exception as exc:
+                    raise ExperimentError(
+                        f"Slurm job {_job_id()} was preempted or reached its time limit and was "
+                        f"not requeued again ({exc}; restarts so far: {_restarts()}, "
+                        f"max_requeues={self.max_requeues})"
+                    ) from None
+
+            signal.signal(sig, on_preempt)
+        try:
+            value = self.fn(*args)
+        except Exception as exc:
+            if requeued.is_set():
+                raise SystemExit(-1) from None
+            return ("error", exc, traceback.format_exc())
+        finally:
+            if callable(previous):
+                signal.signal(sig, previous)
+        if requeued.is_set():
+            # The experiment caught the exit (memento records it as a failure): leave without
+            # a result so that only the requeued run reports.
+            raise SystemExit(-1)
+        return ("ok", value, "")
+
+    def checkpoint(self, *args: Any) -> Any:
+        if _restarts() >= self.max_requeues:
+            return None  # submitit then fails the job instead of requeueing it
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args)
+
+
+def _restarts() -> int:
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        return 0
+
+
+def _job_id() -> str:
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array:
+        return f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID", "?")
+
+
+# -- in the driver ----------------------------------------------------------------------------
+class _Pending:
+    """One submitted job: buffered, then a Slurm array task, until its future resolves."""
+
+    __slots__ = (
+        "args",
+        "fn",
+        "future",
+        "gone",
+        "job",
+        "keys",
+        "started",
+        "submitted",
+        "terminal",
+        "timeout",
+    )
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], keys: list[str], timeout: float | None
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.keys = keys
+        self.timeout = timeout
+        self.future: cf.Future[Any] = cf.Future()
+        self.job: Any = None  # submitit.SlurmJob once submitted or re-attached
+        self.submitted = 0.0
+        self.started: float | None = None
+        self.terminal: float | None = None  # when it was first seen over without a result
+        self.gone = False  # sacct does not know it and squeue no longer lists it
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.job_id) if self.job is not None else ""
+
+
+class _Array:
+    """One ``sbatch --array`` submission (or a single job, for one task)."""
+
+    __slots__ = ("_started", "job_id", "tasks")
+
+    def __init__(self, job_id: str, tasks: list[_Pending]) -> None:
+        self.job_id = job_id
+        self.tasks = tasks
+        self._started = False
+
+    def unfinished(self) -> bool:
+        return any(not t.future.done() for t in self.tasks)
+
+    def started(self) -> bool:
+        if not self._started:
+            self._started = any(t.future.done() or t.job.paths.stdout.exists() for t in self.tasks)
+        return self._started
+
+
+class SlurmExecutor(Executor):
+    """Runs each experiment as a Slurm array task, submitted with submitit.
+
+    Example::
+
+        from memento import Memento
+        from memento.executors import SlurmExecutor
+
+        executor = SlurmExecutor(
+            folder="runs/slurm", partition="gpu", timeout_min=120,
+            cpus_per_task=4, mem_gb=16, gpus_per_node=1, array_parallelism=50,
+        )
+        Memento(experiment, executor=executor).run(matrix, cache_path="runs/grid.sqlite")
+
+    ``folder`` (submitit's pickles and logs, one sub-directory per job) and the store's side
+    directory (``runs/grid.sqlite.d``: checkpoints and large values) must be on a filesystem
+    shared by the driver and the nodes, and the nodes must run the same Python environment
+    (jobs start ``python`` as ``sys.executable``, or ``python=...``).
+
+    :param folder: where submitit writes job files and logs.
+    :param partition: ``--partition``; ``None`` uses the cluster's default.
+    :param timeout_min: Slurm's time limit per task (``--time``), in minutes. Near it, the
+        task is requeued and resumes from its latest checkpoint (counted in ``max_requeues``).
+        ``Memento(timeout=...)`` is separate: the driver cancels a task that has been running
+        longer than that many seconds.
+    :param cpus_per_task: ``--cpus-per-task``.
+    :param mem_gb: ``--mem`` in GB; ``None`` leaves the cluster's default.
+    :param gpus_per_node: ``--gpus-per-node``.
+    :param array_parallelism: at most this many of this executor's tasks run at once, over the
+        whole grid; ``None`` lets Slurm run as many as it can.
+    :param chunk_size: largest array submitted at once (default 1000, and never more than the
+        cluster's ``MaxArraySize``).
+    :param max_requeues: how many times a task may be requeued after preemption or its time
+        limit before it fails.
+    :param job_name: ``--job-name`` of every array.
+    :param python: the command that starts Python on the nodes (default ``sys.executable``).
+    :param setup: shell lines run before the job starts (``module load ...``).
+    :param slurm_parameters: more submitit parameters (``qos``, ``account``, ``constraint``,
+        ``additional_parameters={...}``...).
+    :param poll_interval: seconds between checks of the result files.
+    :param status_interval: seconds between ``sacct`` calls, which tell the driver about tasks
+        that ended without a result (killed, out of memory, node failure).
+    :param result_grace: seconds to wait for a result file after ``sacct`` says a task is over
+        (slow network filesystems), before reporting it as dead.
+    """
+
+    name = "slurm"
+    own_process = True
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        partition: str | None = None,
+        timeout_min: int = 60,
+        cpus_per_task: int = 1,
+        mem_gb: float | None = None,
+        gpus_per_node: int | None = None,
+        array_parallelism: int | None = None,
+        chunk_size: int | None = None,
+        max_requeues: int = 3,
+        job_name: str = "memento",
+        python: str | None = None,
+        setup: Sequence[str] | None = None,
+        slurm_parameters: Mapping[str, Any] | None = None,
+        poll_interval: float = 1.0,
+        status_interval: float = 10.0,
+        result_grace: float = 10.0,
+    ) -> None:
+        _import_submitit()
+        for label, number in (
+            ("timeout_min", timeout_min),
+            ("cpus_per_task", cpus_per_task),
+            ("array_parallelism", array_parallelism),
+            ("chunk_size", chunk_size),
+        ):
+            if number is not None and (
+                isinstance(number, bool) or not isinstance(number, int) or number < 1
+            ):
+                raise ValueError(f"{label} must be a positive int, got {number!r}")
+        if isinstance(max_requeues, bool) or not isinstance(max_requeues, int) or max_requeues < 0:
+            raise ValueError(f"max_requeues must be an int >= 0, got {max_requeues!r}")
+        self.folder = Path(folder).expanduser().absolute()
+        self.partition = partition
+        self.timeout_min = timeout_min
+        self.array_parallelism = array_parallelism
+        self.max_requeues = max_requeues
+        self.python = python
+        self.poll_interval = poll_interval
+        self.status_interval = status_interval
+        self.result_grace = result_grace
+        self._requested_chunk = chunk_size
+        self.chunk_size = chunk_size or 1000
+        self.max_workers = array_parallelism or self.chunk_size
+        params: dict[str, Any] = {
+            "job_name": job_name,
+            "time": timeout_min,
+            "cpus_per_task": cpus_per_task,
+        }
+        if partition is not None:
+            params["partition"] = partition
+        if mem_gb is not None:
+            params["mem"] = _mem(mem_gb)
+        if gpus_per_node is not None:
+            params["gpus_per_node"] = gpus_per_node
+        if setup is not None:
+            params["setup"] = list(setup)
+        params.update(slurm_parameters or {})
+        self.parameters = params
+        self._submitit: Any = None
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._buffer: list[_Pending] = []
+        self._watched: list[_Pending] = []
+        self._arrays: list[_Array] = []
+        self._by_future: dict[cf.Future[Any], _Pending] = {}
+        self._last_submit = 0.0
+        self._thread: threading.Thread | None = None
+
+    # -- the seam --------------------------------------------------------------------------
+    def prepare(self, store: Store) -> None:
+        """Check that Slurm answers, and keep a connection to the store for job ids."""
+        from memento.store import Store
+
+        if not slurm_reachable():
+            where = shutil.which("sbatch")
+            raise ConnectionError(
+                "SlurmExecutor cannot reach Slurm: "
+                + (
+                    "`sbatch` is not on PATH. Run memento on a login node of the cluster."
+                    if where is None
+                    else "`scontrol ping` says the controller is down. Check `scontrol ping` "
+                    "and retry once Slurm is up."
+                )
+            )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._requested_chunk is None:
+            self.chunk_size = min(1000, _max_array_size())
+        else:
+            self.chunk_size = min(self._requested_chunk, _max_array_size())
+        if self.array_parallelism is None:
+            self.max_workers = self.chunk_size
+        _warn_if_node_local([store.directory, self.folder], self.partition)
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+            # A connection of our own: the background thread records job ids while the
+            # runner's thread writes outcomes through the run's connection (SQLite's WAL and
+            # busy timeout make the two safe together).
+            self._store = Store(store.path)
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> cf.Future[Any]:
+        keys = [t.key for t in getattr(args[0], "tasks", ())] if args else []
+        pending = _Pending(fn, args, keys, timeout)
+        with self._lock:
+            self._buffer.append(pending)
+            self._by_future[pending.future] = pending
+            self._last_submit = time.monotonic()
+            full = len(self._buffer) >= self.chunk_size
+        if full:
+            self.flush()
+        self._ensure_thread()
+        return pending.future
+
+    def result(self, future: cf.Future[Any]) -> Any:
+        with self._lock:
+            pending = self._by_future.pop(future, None)
+        try:
+            return future.result()
+        finally:
+            # Collected: a later run (a retry, force_run) must submit anew, not re-attach.
+            # A crash between here and the runner's write only costs a recomputation.
+            if pending is not None and pending.keys and pending.job is not None:
+                self._forget(pending.keys)
+
+    def max_in_flight(self) -> int:
+        # The runner hands over up to four chunks at once; the chunks go out as chained
+        # arrays, and later submissions gather in the buffer until they fill an array.
+        return 4 * self.chunk_size
+
+    def flush(self) -> None:
+        """Submit what is buffered now (the runner's thread, or the background thread)."""
+        self._flush(force=True)
+
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
+        """``cancel=True`` (Ctrl-C in the driver) cancels every unfinished task (``scancel``).
+
+        Otherwise the buffer is submitted and, with ``wait=True``, every task is waited for;
+        with ``wait=False`` the tasks keep running on the cluster, and a later run with the
+        same store collects them.
+        """
+        if cancel:
+            with self._lock:
+                buffered, self._buffer = self._buffer, []
+                watched = [p for p in self._watched if not p.future.done()]
+            ids = [p.job_id for p in watched if p.job is not None]
+            _scancel(ids)
+            self._forget([k for p in watched for k in p.keys])
+            for p in buffered + watched:
+                if not p.future.cancel():
+                    _resolve(p, exception=cf.CancelledError(f"Slurm job {p.job_id} cancelled"))
+        else:
+            self.flush()
+            if wait:
+                with self._lock:
+                    futures = [p.future for p in self._watched]
+                cf.wait(futures)
+        with self._store_lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def describe(self) -> str:
+        limit = f"{self.array_parallelism} at a time" if self.array_parallelism else "no cap"
+        where = f"partition {self.partition}" if self.partition else "default partition"
+        return f"slurm executor ({where}, arrays of up to {self.chunk_size} tasks, {limit})"
+
+    # -- submitting ------------------------------------------------------------------------
+    def _executor(self) -> Any:
+        if self._submitit is None:
+            submitit = _import_submitit()
+            ex = submitit.SlurmExecutor(
+                folder=self.folder / "%j", max_num_timeout=self.max_requeues, python=self.python
+            )
+            ex.update_parameters(**self.parameters)
+            self._submitit = ex
+        return self._submitit
+
+    def _flush(self, force: bool) -> None:
+        with self._flush_lock:
+            with self._lock:
+                if not self._buffer:
+                    return
+                tail = self._tail()
+                if (
+                    not force
+                    and len(self._buffer) < self.chunk_size
+                    and tail is not None
+                    and not tail.started()
+                ):
+                    # The last array still waits for its turn: let this one grow meanwhile.
+                    return
+                items, self._buffer = self._buffer, []
+            items = self._reattach(items)
+            for start in range(0, len(items), self.chunk_size):
+                self._submit_array(items[start : start + self.chunk_size])
+        self._ensure_thread()
+
+    def _tail(self) -> _Array | None:
+        self._arrays = [a for a in self._arrays if a.unfinished()]
+        return self._arrays[-1] if self._arrays else None
+
+    def _submit_array(self, items: list[_Pending]) -> None:
+        ex = self._executor()
+        tail = self._tail() if self.array_parallelism else None
+        ex.update_parameters(
+            array_parallelism=self.array_parallelism or len(items),
+            dependency=f"afterany:{tail.job_id}" if tail is not None else None,
+        )
+        try:
+            with ex.batch():
+                jobs = [ex.submit(_SlurmCall(p.fn, self.max_requeues), *p.args) for p in items]
+        except Exception as exc:
+            error = ConnectionError(
+                f"sbatch failed, so {len(items)} job(s) were not submitted: {exc}"
+            )
+            for p in items:
+                _resolve(p, exception=error)
+            return
+        now = time.monotonic()
+        for p, job in zip(items, jobs):
+            p.job = job
+            p.submitted = now
+        array = _Array(str(jobs[0].job_id).split("_")[0], list(items))
+        with self._lock:
+            self._arrays.append(array)
+            self._watched.extend(items)
+        self._record([(p.keys[0], p.job_id) for p in items if len(p.keys) == 1])
+        logger.info(
+            "Submitted Slurm job %s (%d task(s)%s)",
+            array.job_id,
+            len(items),
+            f", after {tail.job_id}" if tail is not None else "",
+        )
+
+    def _reattach(self, items: list[_Pending]) -> list[_Pending]:
+        """Collect tasks an earlier driver submitted for these keys; return the rest."""
+        with self._store_lock:
+            store = self._store
+            singles = [p.keys[0] for p in items if len(p.keys) == 1]
+            found = store.find_jobs(self.name, singles) if store is not None and singles else {}
+        if not found:
+            return items
+        from submitit import SlurmJob
+
+        jobs: dict[int, Any] = {}
+        for p in items:
+            job_id = found.get(p.keys[0]) if len(p.keys) == 1 else None
+            if job_id is not None:
+                jobs[id(p)] = SlurmJob(folder=self.folder / "%j", job_id=job_id)
+        SlurmJob.watcher.update()
+        unknown = [
+            j.job_id
+            for j in jobs.values()
+            if not j.paths.result_pickle.exists() and _state(j) == "UNKNOWN"
+        ]
+        queued = _queued(unknown)
+        rest: list[_Pending] = []
+        attached: list[_Pending] = []
+        now = time.monotonic()
+        for p in items:
+            job = jobs.get(id(p))
+            if job is not None and (
+                job.paths.result_pickle.exists()
+                or job.job_id in queued
+                or _state(job) not in _OVER | {"UNKNOWN"}
+            ):
+                p.job = job
+                p.submitted = now
+                attached.append(p)
+            else:
+                rest.append(p)
+        if attached:
+            logger.info(
+                "Collecting %d Slurm job(s) submitted by an earlier run: %s",
+                len(attached),
+                ", ".join(p.job_id for p in attached[:10]) + (" ..." if len(attached) > 10 else ""),
+            )
+            with self._lock:
+                self._watched.extend(attached)
+        return rest
+
+    # -- watching --------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="memento-slurm", daemon=True
+                )
+                self._thread.start()
+
+    def _watch(self) -> None:
+        from submitit import SlurmJob
+
+        last_poll = last_status = last_flush = time.monotonic()
+        while True:
+            time.sleep(_TICK)
+            now = time.monotonic()
+            try:
+                with self._lock:
+                    buffered = len(self._buffer)
+                    quiet = now - self._last_submit >= 0.2
+                if (
+                    buffered
+                    and quiet
+                    and (last_flush <= self._last_submit or now - last_flush >= self.poll_interval)
+                ):
+                    last_flush = now
+                    self._flush(force=False)
+                if now - last_status >= self.status_interval:
+                    last_status = now
+                    SlurmJob.watcher.update()
+                    self._find_gone(now)
+                if now - last_poll >= self.poll_interval:
+                    last_poll = now
+                    self._poll(now)
+            except Exception:  # never let the watcher die: futures would hang
+                logger.exception("The Slurm watcher hit an error; retrying")
+            with self._lock:
+                self._watched = [p for p in self._watched if not p.future.done()]
+                if not self._watched and not self._buffer:
+                    self._thread = None
+                    return
+
+    def _find_gone(self, now: float) -> None:
+        # Without accounting (or once sacct forgot a job), a job that died stays UNKNOWN:
+        # squeue tells whether it still exists.
+        with self._lock:
+            unknown = [
+                p
+                for p in self._watched
+                if not p.gone
+                and not p.future.done()
+                and now - p.submitted > self.status_interval
+                and _state(p.job) == "UNKNOWN"
+            ]
+        if unknown:
+            queued = _queued([p.job_id for p in unknown])
+            for p in unknown:
+                p.gone = p.job_id not in queued
+
+    def _poll(self, now: float) -> None:
+        with self._lock:
+            watched = list(self._watched)
+        for p in watched:
+            if p.future.done():
+                continue
+            job = p.job
+            if job.paths.result_pickle.exists():
+                self._collect(p)
+                continue
+            state = _state(job)
+            if p.timeout is not None:
+                if p.started is None and (job.paths.stdout.exists() or state == "RUNNING"):
+                    p.started = now
+                if p.started is not None and now - p.started > p.timeout:
+                    job.cancel(check=False)
+                    timeout = ExperimentTimeout(
+                        f"The experiment ran longer than its timeout of {p.timeout:g} s; "
+                        f"Slurm job {p.job_id} was cancelled"
+                    )
+                    _resolve(p, exception=_with_job(timeout, p))
+                    continue
+            if state in _OVER or p.gone:
+                if p.terminal is None:
+                    p.terminal = now
+                    _refresh(job.paths.folder)
+                elif now - p.terminal >= self.result_grace:
+                    self._collect(p)
+            else:
+                p.terminal = None
+
+    def _collect(self, p: _Pending) -> None:
+        job = p.job
+        if not job.paths.result_pickle.exists():
+            if _state(job) == "UNKNOWN":
+                job.watcher.update()  # once per lost job, for a message with its real state
+            state = job.watcher.get_state(job.job_id, "cache")
+            error: ExperimentError = WorkerDied(
+                f"Slurm job {p.job_id} ended without a result (state {state}). "
+                f"The end of its stderr ({job.paths.stderr}):\n{_tail(job.paths.stderr)}"
+            )
+            _resolve(p, exception=_with_job(error, p))
+            return
+        job._results_timeout_s = 0  # the file is there; never wait for it
+        try:
+            tag, value, trace = job.result()
+        except Exception as exc:  # the job could not even start the experiment
+            error = ExperimentError(
+                f"Slurm job {p.job_id} failed before returning a result: {exc}",
+                exc_type=type(exc).__name__,
+                traceback=str(exc),
+            )
+            _resolve(p, exception=_with_job(error, p))
+            return
+        if tag == "ok":
+            note = f"\n[Slurm job {p.job_id}; stderr: {job.paths.stderr}]"
+            for outcome in value:
+                if not getattr(outcome, "ok", True) and outcome.traceback is not None:
+                    outcome.traceback += note + _tail_note(job.paths.stderr)
+            _resolve(p, result=value)
+        else:
+            error = ExperimentError(
+                f"Slurm job {p.job_id} failed: {type(value).__name__}: {value}",
+                exc_type=type(value).__name__,
+                traceback=trace + f"\n[Slurm job {p.job_id}]" + _tail_note(job.paths.stderr),
+            )
+            _resolve(p, exception=_with_job(error, p))
+
+    # -- the store's jobs table --------------------------------------------------------------
+    def _record(self, jobs: Iterable[tuple[str, str]]) -> None:
+        jobs = list(jobs)
+        with self._store_lock:
+            if self._store is not None and jobs:
+                self._store.record_jobs(self.name, jobs)
+
+    def _forget(self, keys: Sequence[str]) -> None:
+        with self._store_lock:
+            if self._store is not None and keys:
+                self._store.forget_jobs(list(keys))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _resolve(p: _Pending, *, result: Any = None, exception: BaseException | None = None) -> None:
+    try:
+        if exception is not None:
+            p.future.set_exception(exception)
+        else:
+            p.future.set_result(result)
+    except cf.InvalidStateError:
+        pass  # cancelled meanwhile
+
+
+def _with_job(error: BaseException, p: _Pending) -> BaseException:
+    error.job_id = p.job_id  # type: ignore[attr-defined]
+    if p.job is not None:
+        error.stderr_tail = _tail(p.job.paths.stderr)  # type: ignore[attr-defined]
+    return error
+
+
+def _state(job: Any) -> str:
+    """The first word of the job's last known sacct state (``CANCELLED by 0`` -> CANCELLED)."""
+    words = str(job.watcher.get_state(job.job_id, "cache") or "UNKNOWN").split()
+    return words[0].upper() if words else "UNKNOWN"
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4 * _TAIL_CHARS))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no stderr file)"
+    lines = text.splitlines()[-_TAIL_LINES:]
+    return "\n".join(lines)[-_TAIL_CHARS:] or "(empty)"
+
+
+def _tail_note(path: Path) -> str:
+    return f"\n[end of its stderr]\n{_tail(path)}"
+
+
+def _refresh(folder: Path) -> None:
+    # Touching the directory's mode makes NFS clients drop their cached listing (as submitit).
+    try:
+        folder.chmod(folder.stat().st_mode)
+    except OSError:
+        pass
+
+
+def _mem(mem_gb: float) -> str:
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
+def _scancel(ids: Sequence[str]) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        try:
+            subprocess.run(["scancel", *chunk], capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            logger.warning("scancel failed for %d Slurm job(s): %s", len(chunk), exc)
+
+
+def _queued(ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` Slurm still has queued or running (``squeue``)."""
+    if not ids:
+        return set()
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ids)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def _max_array_size() -> int:
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 1001
+    for line in out.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "MaxArraySize":
+            try:
+                return max(1, int(value.strip()))
+            except ValueError:
+                break
+    return 1001
+
+
+def _warn_if_node_local(paths: Iterable[Path], partition: str | None) -> None:
+    local = [p for p in paths if any(str(p).startswith(prefix + "/") for prefix in _NODE_LOCAL)]
+    if not local:
+        return
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "partition", "-o", *([partition] if partition else [])],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    nodes = 0
+    for field_ in out.split():
+        if field_.startswith("TotalNodes="):
+            try:
+                nodes = max(nodes, int(field_.split("=", 1)[1]))
+            except ValueError:
+                pass
+    if nodes > 1:
+        logger.warning(
+            "%s is usually private to each node, but Slurm jobs on other nodes must read and "
+            "write it: put the store and the SlurmExecutor folder on a shared filesystem",
+            ", ".join(map(str, local)),
+        )
+
+
+__all__ = ["SlurmExecutor", "slurm_reachable"]
