@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,6 +56,7 @@ class ProcessExecutor(Executor):
         self._pool: Any = None
         self._pipe: tuple[int, int] | None = None
         self._reading = False
+        self._pending: set[cf.Future[Any]] = set()
 
     def _get_pool(self) -> Any:
         if self._pool is None:
@@ -114,6 +116,8 @@ class ProcessExecutor(Executor):
         self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
     ) -> cf.Future[Any]:
         future: cf.Future[Any] = self._get_pool().schedule(fn, args=args, timeout=timeout)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
         return future
 
     def result(self, future: cf.Future[Any]) -> Any:
@@ -145,12 +149,18 @@ class ProcessExecutor(Executor):
             self._reading = False
         if pool is None:
             return
-        if cancel:
-            pool.stop()
-        else:
-            pool.close()
-        if wait or cancel:
+        if wait and not cancel and self._pending:
+            pool.close()  # let submitted jobs finish (close() polls every 0.1 s)
             pool.join()
+        elif cancel:
+            pool.stop()
+            pool.join()
+        else:
+            # Nothing is left to run (the runner's case: it shuts down when done). pebble's
+            # join() waits up to 0.1 s for its manager thread's next tick: let a background
+            # thread do that instead of the caller; idle workers are stopped either way.
+            pool.stop()
+            threading.Thread(target=pool.join, name="memento-pool-join", daemon=True).start()
 
 
 class FuturesExecutor(Executor):
