@@ -400,7 +400,7 @@ def test_store_is_readable_with_plain_sql(store_path: Path) -> None:
     rows = conn.execute(
         "SELECT params, status, fingerprint FROM results ORDER BY params"
     ).fetchall()
-    assert len(rows) == 6 and rows[0][1] == "done" and rows[0][2].startswith("v1:")
+    assert len(rows) == 6 and rows[0][1] == "done" and rows[0][2].startswith("v2:")
     assert conn.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone()[0] == "wal"
 
 
@@ -417,3 +417,60 @@ def test_crashing_experiments_fail_alone(store_path: Path) -> None:
     assert isinstance(by_how["raise"], RuntimeError)
     ok = [r.inner for r in info.value.results if r.ok]  # type: ignore[attr-defined]
     assert ok == ["ok1", "ok2"]
+
+
+STALE_DRIVER = """
+import sys
+from memento import Memento
+from stale_exp import experiment
+policy = sys.argv[2]
+kwargs = {} if policy == "default" else {"on_code_change": policy}
+memento = Memento(experiment, progress=False, **kwargs)
+if sys.argv[3] == "dry":
+    memento.run({"parameters": {"a": [1, 2]}}, cache_path=sys.argv[1], dry_run=True)
+else:
+    results = memento.run({"parameters": {"a": [1, 2]}}, cache_path=sys.argv[1])
+    print("inner", [r.inner for r in results], "cached", [r.was_cached for r in results])
+"""
+
+
+@pytest.mark.timeout(180)
+def test_stale_results_follow_on_code_change(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    import subprocess
+    import sys
+
+    module = tmp_path / "stale_exp.py"
+    store = tmp_path / "s.sqlite"
+    env = dict(subprocess_env, PYTHONPATH=f"{tmp_path}:{subprocess_env['PYTHONPATH']}")
+
+    def drive(policy: str, mode: str = "run") -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", STALE_DRIVER, str(store), policy, mode],
+            env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out
+
+    module.write_text("def experiment(context, config):\n    return config.a * 10\n")
+    assert "cached [False, False]" in drive("default").stdout
+    module.write_text("def experiment(context, config):\n    return config.a * 100\n")
+
+    dry = drive("default", "dry").stdout
+    assert "2 stale" in dry and dry.count("stale: reuse]") == 2
+    assert drive("rerun", "dry").stdout.count("stale: rerun]") == 2
+
+    warned = drive("default")
+    assert "inner [10, 20] cached [True, True]" in warned.stdout
+    assert "2 stored result(s)" in warned.stderr and "on_code_change='rerun'" in warned.stderr
+    quiet = drive("ignore")
+    assert "inner [10, 20]" in quiet.stdout and "stored result" not in quiet.stderr
+    rerun = drive("rerun")
+    assert "inner [100, 200] cached [False, False]" in rerun.stdout
+    assert "stored result" not in drive("default").stderr  # fresh now
+
+
+def test_on_code_change_is_validated() -> None:
+    with pytest.raises(ValueError, match="on_code_change"):
+        Memento(multiply, on_code_change="sometimes")  # type: ignore[arg-type]

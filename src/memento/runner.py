@@ -68,6 +68,10 @@ class Plan:
     experiment: str
     #: Stored rows read while planning (``_LOAD_COLUMNS``), reused by the run.
     rows: dict[str, tuple[Any, ...]] | None = None
+    #: The experiment's current code fingerprint.
+    fingerprint: str = ""
+    #: What happens to stale results: see ``Memento(on_code_change=...)``.
+    on_code_change: str = "warn"
 
     def count(self, state: State) -> int:
         return sum(1 for s in self.states if s == state)
@@ -76,6 +80,7 @@ class Plan:
         labels: tuple[tuple[State, str], ...] = (
             ("cached", "cached"),
             ("failed", "failed before"),
+            ("stale", "stale"),
             ("new", "new"),
         )
         parts = [f"{self.count(s)} {label}" for s, label in labels]
@@ -110,6 +115,10 @@ class Memento:
     :param retries: extra attempts before an experiment is recorded as failed.
     :param version: becomes part of every key: bump it to invalidate results on purpose.
     :param progress: show live progress on stderr while running (``False`` turns it off).
+    :param on_code_change: what to do with stored results whose code fingerprint differs from
+        the experiment's current code (see docs/cli.md, "Stale results"): ``"warn"`` (the
+        default) reuses them and warns once with their count; ``"rerun"`` computes them again;
+        ``"ignore"`` reuses them silently.
     """
 
     def __init__(
@@ -123,6 +132,7 @@ class Memento:
         retries: int = 0,
         version: str | None = None,
         progress: bool = True,
+        on_code_change: Literal["warn", "rerun", "ignore"] = "warn",
     ) -> None:
         if not callable(func):
             raise TypeError(f"Memento needs a callable experiment(context, config), got {func!r}")
@@ -145,6 +155,11 @@ class Memento:
         self.retries = retries
         self.version = version
         self.progress = progress
+        if on_code_change not in ("warn", "rerun", "ignore"):
+            raise ValueError(
+                f"on_code_change must be 'warn', 'rerun' or 'ignore', got {on_code_change!r}"
+            )
+        self.on_code_change = on_code_change
         self._matrices: list[dict[str, Any]] = []
 
     # -- planning --------------------------------------------------------------------------
@@ -174,7 +189,7 @@ class Memento:
                 states.append("new")
             elif row[0] == "failed":
                 states.append("failed")
-            elif row[1] and fingerprint and row[1] != fingerprint:
+            elif _is_stale(row[1], fingerprint):
                 states.append("stale")
             else:
                 states.append("cached")
@@ -185,6 +200,8 @@ class Memento:
             str(path),
             experiment_name(self.func),
             found if _keep_rows else None,
+            fingerprint=fingerprint,
+            on_code_change=self.on_code_change,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -226,7 +243,9 @@ class Memento:
             for config, state in zip(plan.configs, plan.states):
                 if state in ("new", "failed"):
                     raise CacheMiss(config)
-        return _Run(self, plan, force_run, notify_on_complete, raise_on_failure).execute()
+        return _Run(
+            self, plan, force_run, notify_on_complete, raise_on_failure, force_cache
+        ).execute()
 
     # -- dependent matrices ----------------------------------------------------------------
     def add_matrix(self, matrix: dict[str, Any]) -> None:
@@ -243,10 +262,18 @@ class Memento:
         return run_all(self, self._matrices, run_kwargs)
 
 
+def _is_stale(stored: str | None, current: str) -> bool:
+    """Stored by different code: fingerprints of the same scheme version that differ."""
+    if not stored or not current:
+        return False
+    return stored.split(":")[0] == current.split(":")[0] and stored != current
+
+
 def _print_plan(plan: Plan) -> None:
     out = sys.stdout
     out.write(f"Plan for {plan.experiment}: {plan.summary()} (store: {plan.store_path})\n")
-    labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": "stale"}
+    stale = "stale: rerun" if plan.on_code_change == "rerun" else "stale: reuse"
+    labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": stale}
     for config, state in zip(plan.configs, plan.states):
         out.write(f"  [{labels[state]:>13}] {config}\n")
     out.write("Exiting due to dry run\n")
@@ -269,7 +296,13 @@ class _Run:
     """One call of ``Memento.run``: owns the store, the executor and the bookkeeping."""
 
     def __init__(
-        self, memento: Memento, plan: Plan, force_run: bool, notify: bool, raise_on_failure: bool
+        self,
+        memento: Memento,
+        plan: Plan,
+        force_run: bool,
+        notify: bool,
+        raise_on_failure: bool,
+        force_cache: bool = False,
     ) -> None:
         from memento.executors.local import make_executor
         from memento.notifications import NotificationDispatcher
@@ -284,7 +317,9 @@ class _Run:
         self.notifier = NotificationDispatcher(memento.notification_provider)
         self.results: list[Result | None] = [None] * len(plan.keys)
         self.run_id = uuid.uuid4().hex[:12]
-        self.fingerprint = code_fingerprint(memento.func)
+        self.fingerprint = plan.fingerprint
+        # force_cache runs nothing, so stale results are served then, whatever the policy.
+        self.reuse_stale = memento.on_code_change != "rerun" or force_cache
         self.experiment = plan.experiment
         identity = experiment_identity(memento.func, memento.version)
         self.function = FunctionRef(memento.func, digest(identity))
@@ -304,18 +339,27 @@ class _Run:
         to_run: list[_Pending] = []
         cached_idx: list[int] = []
         for i, (config, key, state) in enumerate(zip(plan.configs, plan.keys, plan.states)):
-            if state in ("cached", "stale") and not self.force_run:
+            reuse = state == "cached" or (state == "stale" and self.reuse_stale)
+            if reuse and not self.force_run:
                 cached_idx.append(i)
             else:
                 to_run.append(_Pending(i, key, config))
-        stale = sum(1 for i in cached_idx if plan.states[i] == "stale")
-        if stale:
-            logger.warning(
-                "%d stored result(s) of %s were computed by an older version of its code and "
-                "are reused; run with force_run=True (or bump version=...) to recompute them",
-                stale,
-                self.experiment,
-            )
+        stale = plan.count("stale")
+        if stale and not self.force_run:
+            if self.m.on_code_change == "warn":
+                logger.warning(
+                    "%d stored result(s) of %s were computed by an older version of its code "
+                    "and are reused; pass on_code_change='rerun' to recompute them, or "
+                    "'ignore' to silence this",
+                    stale,
+                    self.experiment,
+                )
+            elif self.m.on_code_change == "rerun" and not self.reuse_stale:
+                logger.info(
+                    "%d stored result(s) of %s were computed by older code; computing them again",
+                    stale,
+                    self.experiment,
+                )
         store = self.store
         store.start_run(self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx))
         run_state = "failed"
@@ -644,7 +688,12 @@ class _Run:
             return
         from memento.progress import ProgressDisplay
 
-        self.display = ProgressDisplay(total=total, cached=self.cached, experiment=self.experiment)
+        self.display = ProgressDisplay(
+            total=total,
+            cached=self.cached,
+            experiment=self.experiment,
+            workers=self.executor.max_workers,
+        )
         self.display.start()
 
     def _stop_display(self) -> None:
