@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, overload
 
 from memento.display import display_value
 from memento.matrix import Config
 
 
-@dataclass(frozen=True)
 class MemoryUsage:
     """Peak memory of the process that ran the experiment, in bytes.
 
     ``hardware_peak`` is the peak resident set size, ``virtual_peak`` the peak virtual size.
     """
 
-    virtual_peak: int
-    hardware_peak: int
+    __slots__ = ("hardware_peak", "virtual_peak")
+
+    def __init__(self, virtual_peak: int, hardware_peak: int) -> None:
+        self.virtual_peak = virtual_peak
+        self.hardware_peak = hardware_peak
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MemoryUsage):
+            return NotImplemented
+        return (self.virtual_peak, self.hardware_peak) == (other.virtual_peak, other.hardware_peak)
+
+    def __hash__(self) -> int:
+        return hash((self.virtual_peak, self.hardware_peak))
+
+    def __repr__(self) -> str:
+        return f"MemoryUsage(virtual_peak={self.virtual_peak}, hardware_peak={self.hardware_peak})"
 
     @property
     def peak_rss(self) -> int:
