@@ -99,11 +99,11 @@ def check_matrix(matrix: Any, existing_matrices: Sequence[Mapping[str, Any]]) ->
         if name in seen:
             raise ValueError(f"Matrix {matrix_id!r} lists dependency {dependency!r} twice")
         seen.add(name)
-        if not name.isidentifier() or name == "settings":
+        if name == "settings":
             raise ValueError(
                 f"Matrix {matrix_id!r}: dependency {dependency!r} becomes the parameter "
-                f"{name!r}, which is not a valid parameter name; give that matrix an id that is "
-                "a Python identifier, such as 'train'"
+                "'settings', which is reserved (config.settings holds the matrix's settings); "
+                "give that matrix another id"
             )
         if isinstance(parameters, Mapping) and name in parameters:
             raise ValueError(

@@ -272,10 +272,10 @@ def validate_matrix(matrix: Any) -> None:
             "settings); rename the parameter"
         )
     for name, values in parameters.items():
-        if not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(name, str) or not name:
             raise ValueError(
-                f"Parameter name {name!r} must be a string that is a valid Python identifier "
-                "(it becomes an attribute of each config)"
+                f"Parameter name {name!r} must be a non-empty string (a Python identifier "
+                "can be read as config.<name>; any other name with getattr or asdict())"
             )
         if not isinstance(values, _VALUE_SEQUENCES) and not _is_numpy_vector(values):
             raise TypeError(
