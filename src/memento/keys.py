@@ -112,6 +112,8 @@ class _Encoder:
             _class_name(self, type(value), path)
             self.text(b"s", value.name)
             return
+        if not _stdlib_registered:
+            _register_stdlib()
         for base, handler in _BASES:
             if isinstance(value, base):
                 self.out += b"X"
@@ -393,7 +395,13 @@ _BASES: list[tuple[type, Callable[[_Encoder, Any, str], None]]] = [
 ]
 
 
+_stdlib_registered = False
+
+
 def _register_stdlib() -> None:
+    """Add datetime, Decimal, Fraction, UUID and paths, on first need (keeps imports light)."""
+    global _stdlib_registered
+    _stdlib_registered = True
     import datetime
     import decimal
     import fractions
@@ -412,9 +420,6 @@ def _register_stdlib() -> None:
     for cls in by_text:
         _BASES.insert(0, (cls, _as_text))
     _BASES.insert(0, (pathlib.PurePath, _path))
-
-
-_register_stdlib()
 
 
 def encode(value: Any, path: str = "value") -> bytes:

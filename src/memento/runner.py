@@ -262,6 +262,27 @@ class Memento:
         return run_all(self, self._matrices, run_kwargs)
 
 
+class _NoNotifications:
+    """Stands in for a dispatcher when there is no provider (saves importing smtplib & co)."""
+
+    def emit(self, event: Any) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _notifier(provider: Any) -> Any:
+    if provider is None:
+        return _NoNotifications()
+    from memento.notifications import NotificationDispatcher
+
+    return NotificationDispatcher(provider)
+
+
 def _is_stale(stored: str | None, current: str) -> bool:
     """Stored by different code: fingerprints of the same scheme version that differ."""
     if not stored or not current:
@@ -305,7 +326,6 @@ class _Run:
         force_cache: bool = False,
     ) -> None:
         from memento.executors.local import make_executor
-        from memento.notifications import NotificationDispatcher
 
         self.m = memento
         self.plan = plan
@@ -314,7 +334,7 @@ class _Run:
         self.raise_on_failure = raise_on_failure
         self.store = Store(plan.store_path)
         self.executor, self.owns_executor = make_executor(memento.executor, memento.num_workers)
-        self.notifier = NotificationDispatcher(memento.notification_provider)
+        self.notifier = _notifier(memento.notification_provider)
         self.results: list[Result | None] = [None] * len(plan.keys)
         self.run_id = uuid.uuid4().hex[:12]
         self.fingerprint = plan.fingerprint

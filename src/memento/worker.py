@@ -5,7 +5,6 @@ an experiment's failure: the failure *is* the outcome.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import os
 import pickle
@@ -358,6 +357,8 @@ def init_process_worker(progress_fd: int | None = None) -> None:
     _progress_fd = progress_fd
     if sys.platform.startswith("linux"):
         try:
+            import ctypes
+
             libc = ctypes.CDLL(None, use_errno=True)
             pr_set_pdeathsig = 1
             libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
