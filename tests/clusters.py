@@ -44,6 +44,7 @@ _started: dict[str, Any] = {}  # name -> resource, one per process whatever the 
 # -- experiments (importable on every worker) -------------------------------------------------
 def product_logged(context: Any, config: Any) -> int:
     """``a * b``, appending a line to the log file in the settings (counts real executions)."""
+    time.sleep(config.settings.get("sleep", 0))
     with open(config.settings["log"], "a") as f:
         f.write(f"{config.a},{config.b}\n")
     return int(config.a * config.b)
@@ -84,8 +85,8 @@ def checkpointed(context: Any, config: Any) -> dict[str, int]:
 
 def slow_steps(context: Any, config: Any) -> dict[str, Any]:
     """``steps`` steps of ``step`` seconds, checkpointing each: for preemption tests."""
-    state = context.restore() if context.checkpoint_exist() else {"i": 0, "starts": 0}
-    state["starts"] += 1
+    state = context.restore() if context.checkpoint_exist() else {"i": 0, "starts": []}
+    state["starts"].append(state["i"])  # where each start picked up
     context.checkpoint(state)
     while state["i"] < config.settings["steps"]:
         time.sleep(config.settings["step"])
