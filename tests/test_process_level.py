@@ -166,6 +166,42 @@ def test_thread_executor_timeout_reports_and_does_not_wait(store_path: Path) -> 
     assert time.monotonic() - started < 10  # the abandoned thread was not waited for
 
 
+@pytest.mark.timeout(120)
+def test_classes_defined_in_the_users_script(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """memento-ml 1.2 crashed on the first run of a script like this one."""
+    script = textwrap.dedent(
+        f"""
+        from memento import Memento
+
+        class Model:
+            def __init__(self, depth):
+                self.depth = depth
+
+        class Score:
+            def __init__(self, value):
+                self.value = value
+
+        def experiment(context, config):
+            return Score(config.model.depth * config.k)
+
+        if __name__ == "__main__":
+            matrix = {{"parameters": {{"model": [Model(2), Model(3)], "k": [10]}}}}
+            for _ in range(2):
+                results = Memento(experiment, num_workers=2, progress=False).run(
+                    matrix, cache_path={str(tmp_path / "s.sqlite")!r})
+                print([r.inner.value for r in results], [r.was_cached for r in results])
+        """
+    )
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    out = subprocess.run([sys.executable, str(path)], env=subprocess_env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[20, 30] [False, False]", "[20, 30] [True, True]"]
+
+
 NOTEBOOK_CELLS = [
     "import os, sys\nfrom memento import Memento",
     "class Scale:\n    def __init__(self, k):\n        self.k = k\n",
