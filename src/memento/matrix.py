@@ -255,8 +255,8 @@ def validate_matrix(matrix: Any) -> None:
     unknown = [k for k in matrix if k not in _TOP_LEVEL_KEYS]
     if unknown:
         raise ValueError(
-            f"Unknown matrix key {unknown[0]!r}; a matrix may only have the keys "
-            f"{', '.join(repr(k) for k in _TOP_LEVEL_KEYS)}"
+            f"Unknown matrix key {unknown[0]!r} (with value {_describe(matrix[unknown[0]])}); "
+            f"a matrix may only have the keys {', '.join(repr(k) for k in _TOP_LEVEL_KEYS)}"
         )
     if "parameters" not in matrix:
         raise ValueError("The matrix has no 'parameters' key: give it a dict of name -> values")
