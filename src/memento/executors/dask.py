@@ -414,6 +414,8 @@ def answer_probe(path: str, token: str) -> str:
         reply = Path(f"{path}.{uuid.uuid4().hex}")
         reply.write_text(host)
         reply.unlink()
+    except FileNotFoundError:
+        return f"the file the driver wrote, {path}, is not visible on {host} (another filesystem?)"
     except OSError as exc:
         return f"{type(exc).__name__} on {host}: {exc}"
     return ""
