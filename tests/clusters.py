@@ -144,7 +144,7 @@ def store_rows(store: Path, sql: str) -> list[tuple[Any, ...]]:
 
 @contextlib.contextmanager
 def process_group(
-    args: list[str], env: dict[str, str], log: Path
+    args: list[str], env: dict[str, str], log: Path, grace: float = 8.0
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``args`` in a session of its own; stop the whole group at the end."""
     with open(log, "ab") as out:
@@ -154,7 +154,7 @@ def process_group(
     try:
         yield proc
     finally:
-        stop_group(proc)
+        stop_group(proc, grace)
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 8.0) -> None:
@@ -313,7 +313,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     args = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
             f"--temp-dir=/tmp/ray-head-{port}"]  # fmt: skip
-    with process_group(args, env, work / "head.log"):
+    with process_group(args, env, work / "head.log", grace=3.0):
         wait_for(lambda: "block forever" in (work / "head.log").read_text(), 120, "ray head")
         yield f"127.0.0.1:{port}"
 
