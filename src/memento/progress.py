@@ -43,6 +43,8 @@ class _Running:
     submitted: float
     done: float = 0.0
     total: float | None = None
+    #: When the worker reported that it began (None while the job waits in a queue).
+    started: float | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -63,12 +65,17 @@ class Snapshot:
     workers: int | None
     elapsed: float
     eta: float | None
-    #: (label, fraction or None, seconds since submitted), oldest first.
+    #: (label, fraction or None, seconds since started), oldest first.
     running: tuple[tuple[str, float | None, float], ...]
+    #: Experiments handed to the executor that have not started yet.
+    queued: int = 0
 
     @property
     def finished(self) -> int:
         return self.done + self.failed
+
+    def _queued(self) -> str:
+        return f", {self.queued} queued" if self.queued else ""
 
     def line(self) -> str:
         """The one-line summary of the plain rendering (ASCII, no control characters)."""
@@ -77,7 +84,8 @@ class Snapshot:
         return _clean(
             f"memento: {self.experiment} {self.finished}/{self.total} finished "
             f"({self.done} done, {self.failed} failed), {self.cached} cached, "
-            f"{len(self.running)} running{workers}, elapsed {_hms(self.elapsed)}, ETA {eta}"
+            f"{len(self.running)} running{workers}{self._queued()}, "
+            f"elapsed {_hms(self.elapsed)}, ETA {eta}"
         )
 
 
@@ -167,6 +175,8 @@ class ProgressDisplay:
         with self._lock:
             entry = self._running.get(key)
             if entry is not None:
+                if entry.started is None:  # the first report: the worker has begun
+                    entry.started = time.monotonic()
                 entry.done = done
                 if total is not None:
                     entry.total = total
@@ -209,8 +219,12 @@ class ProgressDisplay:
         now = time.monotonic()
         with self._lock:
             elapsed = now - self._started if self._started is not None else 0.0
-            running = sorted(self._running.values(), key=lambda r: r.submitted)
-            rows = tuple((r.label, r.fraction, now - r.submitted) for r in running)
+            running = sorted(
+                (r for r in self._running.values() if r.started is not None),
+                key=lambda r: r.started or 0.0,
+            )
+            rows = tuple((r.label, r.fraction, now - (r.started or now)) for r in running)
+            queued = len(self._running) - len(running)
             eta = self._eta(running)
             return Snapshot(
                 experiment=_clean(self.experiment),
@@ -222,6 +236,7 @@ class ProgressDisplay:
                 elapsed=elapsed,
                 eta=eta,
                 running=rows,
+                queued=queued,
             )
 
     def _eta(self, running: list[_Running]) -> float | None:
@@ -298,6 +313,8 @@ def render(snap: Snapshot) -> Any:
     counts.append(f"  {snap.cached} cached  {len(snap.running)} running")
     if snap.workers:
         counts.append(f" on {snap.workers} workers")
+    if snap.queued:
+        counts.append(f", {snap.queued} queued")
     eta = _hms(snap.eta) if snap.eta is not None else "unknown"
     counts.append(f"  elapsed {_hms(snap.elapsed)}  ETA {eta}", style="dim")
     parts: list[Any] = [header, counts]

@@ -142,6 +142,11 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     if sink is None and _progress_fd is not None:
         sink = _send_progress
     context = Context(task.key, FileCheckpoints(job.checkpoint_dir), progress_sink=sink)
+    if sink is not None:
+        try:
+            sink(task.key, 0.0, None)  # tells the live display that this experiment began
+        except Exception:
+            pass
     host, pid = socket.gethostname(), os.getpid()
     if job.reset_memory_peak:
         _reset_peak_memory()
