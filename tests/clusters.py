@@ -99,6 +99,20 @@ def slow_steps(context: Any, config: Any) -> dict[str, Any]:
     }
 
 
+def tell_pid_and_sleep(path: str, seconds: float) -> None:
+    """Write this process's pid to ``path``, then sleep: for tests that cancel a running job."""
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def alive(pid: int) -> bool:
+    """A process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 # -- environment ------------------------------------------------------------------------------
 def export_test_path() -> None:
     """Let workers started from now on import ``experiments``, ``clusters`` and memento."""

@@ -12,11 +12,13 @@ import pytest
 from clusters import (
     ROOT,
     TESTS,
+    alive,
     dask_address,
     dask_client,
     free_port,
     installed,
     process_group,
+    tell_pid_and_sleep,
     wait_for,
 )
 from experiments import misbehave, multiply
@@ -77,6 +79,22 @@ def test_without_isolation_a_crash_takes_its_worker_down_and_is_reported(
     dask_client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]  # the nanny restarts it
 
 
+def test_cancelling_kills_the_process_running_the_experiment(
+    dask_client: object, tmp_path: Path
+) -> None:
+    from memento.executors import DaskExecutor
+
+    executor = DaskExecutor(dask_client)
+    pid_file = tmp_path / "pid"
+    future = executor.submit(tell_pid_and_sleep, str(pid_file), 600)
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the child's pid"))
+    executor.shutdown(cancel=True)  # what the runner does on Ctrl-C
+    assert future.cancelled()
+    wait_for(lambda: not alive(pid), 30, "the child's death")
+    processing = dask_client.processing  # type: ignore[attr-defined]
+    wait_for(lambda: not any(processing().values()), 30, "an idle cluster")
+
+
 def _can_unshare() -> bool:
     try:
         return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
@@ -117,7 +135,7 @@ def test_a_worker_that_cannot_see_the_store_directory_fails_the_run_early(
         args = ["unshare", "--mount", "--propagation", "private", "sh", "-c", worker]
         with (
             process_group(args, env, tmp_path / "worker.log"),
-            DaskExecutor(cluster.scheduler_address) as executor,
+            DaskExecutor(cluster) as executor,  # a cluster object: its address
         ):
             wait_for(lambda: len(executor.client.nthreads()) == 2, 60, "two workers")
             with pytest.raises(StoreError, match=r"1 of 2 Dask worker\(s\) cannot use") as info:

@@ -14,10 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from clusters import RAY_ENV, ROOT, TESTS, free_port, installed, ray_head
+from clusters import (
+    RAY_ENV,
+    ROOT,
+    TESTS,
+    alive,
+    free_port,
+    installed,
+    ray_head,
+    ray_local,
+    tell_pid_and_sleep,
+    wait_for,
+)
 from memento.exceptions import MissingExtra
 
-__all__ = ["ray_head"]
+__all__ = ["ray_head", "ray_local"]
 
 pytestmark = pytest.mark.timeout(240)
 needs_ray = pytest.mark.skipif(not installed("ray"), reason="ray is not installed")
@@ -66,6 +77,20 @@ def test_a_cluster_started_with_ray_start(
         [False, "RuntimeError"],
     ]
     assert report["still_connected"] is False  # the executor connected, so it disconnected
+
+
+def test_cancelling_kills_the_worker_running_the_experiment(
+    ray_local: None, tmp_path: Path
+) -> None:
+    from memento.executors import RayExecutor
+
+    executor = RayExecutor()
+    pid_file = tmp_path / "pid"
+    future = executor.submit(tell_pid_and_sleep, str(pid_file), 600)
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the worker's pid"))
+    executor.shutdown(cancel=True)  # what the runner does on Ctrl-C
+    assert future.cancelled()
+    wait_for(lambda: not alive(pid), 30, "the worker's death")
 
 
 @needs_ray

@@ -66,8 +66,9 @@ class DaskExecutor(Executor):
         # or with a client you already have (it is left open):
         Memento(experiment, executor=DaskExecutor(client)).run(matrix)
 
-    :param address: the scheduler's address, a ``distributed.Client``, or ``None`` for the
-        current default client. A client made from an address is created on first use and
+    :param address: the scheduler's address, a ``distributed.Client``, a cluster object
+        (``LocalCluster``, dask-jobqueue's ``SLURMCluster``...), or ``None`` for the current
+        default client. A client made from an address is created on first use and
         closed by :meth:`shutdown` (or leaving the ``with`` block); a client you pass in is
         never closed.
     :param isolate: run each job in a child process of the Dask worker (see the module's
@@ -98,13 +99,16 @@ class DaskExecutor(Executor):
         if isinstance(address, distributed.Client):
             self.address: str | None = None
             self._client: Any = address
+        elif isinstance(getattr(address, "scheduler_address", None), str):  # a cluster object
+            self.address = address.scheduler_address  # type: ignore[union-attr]
+            self._client = None
         elif address is None or isinstance(address, str):
             self.address = address
             self._client = None
         else:
             raise TypeError(
-                "DaskExecutor needs a scheduler address (str), a distributed.Client or None, "
-                f"got {address!r}"
+                "DaskExecutor needs a scheduler address (str), a distributed.Client, a cluster "
+                f"(LocalCluster, SLURMCluster...) or None, got {address!r}"
             )
         self.isolate = isolate
         self.own_process = isolate
@@ -114,6 +118,7 @@ class DaskExecutor(Executor):
         self.submit_options = dict(submit_options or {})
         self.check_directory = check_directory
         self._owns_client = False
+        self._plugin = False
         self._timeouts = SoftTimeouts()
         self._lock = threading.Lock()
         self._running: dict[cf.Future[Any], Any] = {}
@@ -149,6 +154,11 @@ class DaskExecutor(Executor):
                 self._owns_client = True
         return self._client
 
+    def _register_plugin(self) -> None:
+        if self.isolate and not self._plugin:
+            self.client.register_plugin(_teardown_plugin(), name="memento-isolation")
+            self._plugin = True
+
     def __enter__(self) -> DaskExecutor:
         return self
 
@@ -159,8 +169,7 @@ class DaskExecutor(Executor):
     def prepare(self, store: Store) -> None:
         """Connect; check that every worker can use the store's directory."""
         client = self.client
-        if self.isolate:
-            client.register_plugin(_teardown_plugin(), name="memento-isolation")
+        self._register_plugin()
         nthreads = client.nthreads()
         if not nthreads:
             logger.warning(
@@ -181,14 +190,17 @@ class DaskExecutor(Executor):
     ) -> cf.Future[Any]:
         tasks = getattr(args[0], "tasks", None) if args else None
         label = tasks[0].key[:12] if tasks else "job"
+        self._register_plugin()
         hard = timeout if self.isolate else None
+        token = f"memento-{label}-{uuid.uuid4().hex[:8]}"
         dask_future = self.client.submit(
             _run_on_worker,
             fn,
             args,
             hard,
             self.isolate,
-            key=f"memento-{label}-{uuid.uuid4().hex[:8]}",
+            token,
+            key=token,
             pure=False,
             retries=0,
             **self.submit_options,
@@ -213,17 +225,18 @@ class DaskExecutor(Executor):
         with self._lock:
             running = dict(self._running)
         if running and cancel and self._client is not None:
-            self._client.cancel(list(running.values()), force=True)
-            if self.isolate:
-                # Dask cannot interrupt a task, but killing the children ends them now.
-                self._client.run(_stop_worker_pool, on_error="return")
             for future in running:
                 _cancel(future)
+            self._client.cancel(list(running.values()), force=True)
+            if self.isolate:
+                # Dask cannot interrupt a task, but killing its child process ends it now.
+                tokens = [str(f.key) for f in running.values()]
+                self._client.run(_cancel_on_worker, tokens, on_error="return")
         elif running and wait:
             cf.wait(list(running))
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
-            self._owns_client = False
+            self._owns_client = self._plugin = False
             client.close()
 
     def describe(self) -> str:
@@ -292,18 +305,25 @@ def _engine_error(exc: BaseException | None) -> BaseException:
 
 # -- inside a Dask worker ---------------------------------------------------------------------
 _pool: ProcessExecutor | None = None
+_pool_stop = threading.Event()
 _pool_lock = threading.Lock()
+_running: dict[str, Any] = {}  # token -> the child's future, so that a driver can cancel it
 
 
 def _run_on_worker(
-    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, isolate: bool
+    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, isolate: bool, token: str
 ) -> tuple[str, Any, str]:
     """The Dask task: run ``fn(*args)`` (in a child process when ``isolate``); never raises."""
     try:
         if not isolate:
             return ("ok", fn(*args), "")
         pool = _worker_pool()
-        return ("ok", pool.result(pool.submit(fn, *args, timeout=timeout)), "")
+        future = pool.submit(fn, *args, timeout=timeout)
+        _running[token] = future
+        try:
+            return ("ok", pool.result(future), "")
+        finally:
+            _running.pop(token, None)
     except (ExperimentTimeout, WorkerDied) as exc:
         where = f" (on Dask worker {_worker_address()})"
         return ("error", type(exc)(str(exc) + where), "")
@@ -312,7 +332,7 @@ def _run_on_worker(
 
 
 def _worker_pool() -> ProcessExecutor:
-    global _pool
+    global _pool, _pool_stop
     with _pool_lock:
         if _pool is None:
             from distributed import get_worker
@@ -325,21 +345,21 @@ def _worker_pool() -> ProcessExecutor:
             # teardown plugin stops them when the worker closes).
             multiprocessing.current_process().daemon = False
             box: list[ProcessExecutor] = []
-            ready = threading.Event()
+            ready, stop = threading.Event(), threading.Event()
 
             def keep() -> None:
                 # The children are forked from this thread and get SIGKILL when the thread that
-                # forked them ends, so it must live as long as the process (Dask's own task
-                # threads come and go).
+                # forked them ends, so it lives as long as the pool (Dask's own task threads
+                # come and go).
                 pool = ProcessExecutor(size)
                 pool.result(pool.submit(os.getpid))
                 box.append(pool)
                 ready.set()
-                threading.Event().wait()
+                stop.wait()
 
             threading.Thread(target=keep, name="memento-pool", daemon=True).start()
             ready.wait()
-            _pool = box[0]
+            _pool, _pool_stop = box[0], stop
         return _pool
 
 
@@ -347,9 +367,19 @@ def _stop_worker_pool() -> bool:
     global _pool
     with _pool_lock:
         pool, _pool = _pool, None
+        stop = _pool_stop
     if pool is not None:
         pool.shutdown(wait=True, cancel=True)
+        stop.set()
     return True
+
+
+def _cancel_on_worker(tokens: list[str]) -> int:
+    """Stop the children running these tasks (a running pebble future's cancel kills it)."""
+    futures = [f for f in (_running.get(t) for t in tokens) if f is not None]
+    for future in futures:
+        future.cancel()
+    return len(futures)
 
 
 def _worker_address() -> str:
@@ -369,6 +399,8 @@ def _teardown_plugin() -> Any:
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class PoolTeardown(WorkerPlugin):  # type: ignore[misc]
+        idempotent = True  # registered once: another driver's run must not stop our children
+
         def teardown(self, worker: Any) -> None:
             _stop_worker_pool()
 

@@ -52,6 +52,11 @@ class _Watched:
         self.future: cf.Future[Any] = cf.Future()
         self.started: float | None = None
 
+    def overdue(self, now: float) -> bool:
+        if self.started is None or self.timeout is None or self.future.done():
+            return False
+        return now - self.started > self.timeout
+
 
 class RayExecutor(Executor):
     """Runs experiments as Ray tasks.
@@ -184,8 +189,9 @@ class RayExecutor(Executor):
             watched = [w for w in self._watched if not w.future.done()]
         if cancel:
             for w in watched:
+                if not w.future.cancel():
+                    _set(w.future, exception=cf.CancelledError())
                 self._cancel(w)
-                _set(w.future, exception=cf.CancelledError())
         elif wait:
             cf.wait([w.future for w in watched])
         self._remote = None
@@ -214,8 +220,7 @@ class RayExecutor(Executor):
                 for w in watched:
                     if id(w.gen) in ready_ids:
                         self._advance(w, now)
-                    late = w.started is not None and w.timeout is not None
-                    if late and not w.future.done() and now - w.started > w.timeout:  # type: ignore[operator]
+                    if w.overdue(now):
                         self._cancel(w)
                         timeout = ExperimentTimeout(
                             f"The experiment ran longer than its timeout of {w.timeout:g} s; "

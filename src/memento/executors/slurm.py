@@ -28,6 +28,7 @@ import concurrent.futures as cf
 import faulthandler
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,19 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("memento")
 
 #: sacct states of a job that is over (anything else may still run, or run again).
-_OVER = frozenset(
-    (
-        "BOOT_FAIL",
-        "CANCELLED",
-        "COMPLETED",
-        "DEADLINE",
-        "FAILED",
-        "NODE_FAIL",
-        "OUT_OF_MEMORY",
-        "REVOKED",
-        "TIMEOUT",
-    )
-)
+_OVER = frozenset(("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+                   "OUT_OF_MEMORY", "REVOKED", "TIMEOUT"))  # fmt: skip
 #: Paths that are private to each node on almost every cluster.
 _NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 _TAIL_LINES = 25
@@ -167,19 +157,6 @@ def _job_id() -> str:
 # -- in the driver ----------------------------------------------------------------------------
 class _Pending:
     """One submitted job: buffered, then a Slurm array task, until its future resolves."""
-
-    __slots__ = (
-        "args",
-        "fn",
-        "future",
-        "gone",
-        "job",
-        "keys",
-        "started",
-        "submitted",
-        "terminal",
-        "timeout",
-    )
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], keys: list[str], timeout: float | None
@@ -383,7 +360,7 @@ class SlurmExecutor(Executor):
             self._last_submit = time.monotonic()
             full = len(self._buffer) >= self.chunk_size
         if full:
-            self.flush()
+            self._flush(force=True)
         self._ensure_thread()
         return pending.future
 
@@ -404,8 +381,12 @@ class SlurmExecutor(Executor):
         return 4 * self.chunk_size
 
     def flush(self) -> None:
-        """Submit what is buffered now (the runner's thread, or the background thread)."""
-        self._flush(force=True)
+        """Submit what is buffered, unless it should wait to join a later array.
+
+        The background thread does this once submissions pause; a runner may call it after
+        each round of submissions to save that pause.
+        """
+        self._flush(force=False)
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         """``cancel=True`` (Ctrl-C in the driver) cancels every unfinished task (``scancel``).
@@ -424,8 +405,10 @@ class SlurmExecutor(Executor):
             for p in buffered + watched:
                 if not p.future.cancel():
                     _resolve(p, exception=cf.CancelledError(f"Slurm job {p.job_id} cancelled"))
+            with self._lock:
+                self._by_future.clear()
         else:
-            self.flush()
+            self._flush(force=True)
             if wait:
                 with self._lock:
                     futures = [p.future for p in self._watched]
@@ -760,56 +743,30 @@ def _queued(ids: Sequence[str]) -> set[str]:
     """Which of ``ids`` Slurm still has queued or running (``squeue``)."""
     if not ids:
         return set()
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ids)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return set()
+    out = _run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ids)])
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
 def _max_array_size() -> int:
+    """The cluster's ``MaxArraySize`` (array indices stay below it; Slurm's default 1001)."""
+    found = re.search(r"^MaxArraySize\s*=\s*(\d+)", _run(["scontrol", "show", "config"]), re.M)
+    return max(1, int(found.group(1))) if found else 1001
+
+
+def _run(args: list[str]) -> str:
+    """A Slurm command's stdout; empty when it cannot run."""
     try:
-        out = subprocess.run(
-            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
-        ).stdout
+        return subprocess.run(args, capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
-        return 1001
-    for line in out.splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() == "MaxArraySize":
-            try:
-                return max(1, int(value.strip()))
-            except ValueError:
-                break
-    return 1001
+        return ""
 
 
 def _warn_if_node_local(paths: Iterable[Path], partition: str | None) -> None:
     local = [p for p in paths if any(str(p).startswith(prefix + "/") for prefix in _NODE_LOCAL)]
     if not local:
         return
-    try:
-        out = subprocess.run(
-            ["scontrol", "show", "partition", "-o", *([partition] if partition else [])],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return
-    nodes = 0
-    for field_ in out.split():
-        if field_.startswith("TotalNodes="):
-            try:
-                nodes = max(nodes, int(field_.split("=", 1)[1]))
-            except ValueError:
-                pass
-    if nodes > 1:
+    out = _run(["scontrol", "show", "partition", "-o", *([partition] if partition else [])])
+    if max(map(int, re.findall(r"TotalNodes=(\d+)", out)), default=0) > 1:
         logger.warning(
             "%s is usually private to each node, but Slurm jobs on other nodes must read and "
             "write it: put the store and the SlurmExecutor folder on a shared filesystem",
