@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memento.checks import positive_int_or_none, timeout_or_none
 from memento.exceptions import (
     ExperimentError,
     ExperimentTimeout,
@@ -266,18 +267,19 @@ class SlurmExecutor(Executor):
         result_grace: float = 10.0,
     ) -> None:
         _import_submitit()
-        for label, number in (
-            ("timeout_min", timeout_min),
-            ("cpus_per_task", cpus_per_task),
-            ("array_parallelism", array_parallelism),
-            ("chunk_size", chunk_size),
-        ):
-            if number is not None and (
-                isinstance(number, bool) or not isinstance(number, int) or number < 1
-            ):
-                raise ValueError(f"{label} must be a positive int, got {number!r}")
+        for label, number in (("timeout_min", timeout_min), ("cpus_per_task", cpus_per_task)):
+            if positive_int_or_none(label, number) is None:
+                raise ValueError(f"{label} must be a positive int, got None")
+        positive_int_or_none("array_parallelism", array_parallelism)
+        positive_int_or_none("chunk_size", chunk_size)
         if isinstance(max_requeues, bool) or not isinstance(max_requeues, int) or max_requeues < 0:
             raise ValueError(f"max_requeues must be an int >= 0, got {max_requeues!r}")
+        for label, seconds in (
+            ("poll_interval", poll_interval),
+            ("status_interval", status_interval),
+            ("result_grace", result_grace),
+        ):
+            timeout_or_none(seconds, label)
         self.folder = Path(folder).expanduser().absolute()
         self.partition = partition
         self.timeout_min = timeout_min
