@@ -34,6 +34,7 @@ _clusters_wait() {  # _clusters_wait SECONDS DESCRIPTION COMMAND...
 _clusters_spawn() {  # _clusters_spawn NAME COMMAND...: own session, so the group can be stopped
   setsid "${@:2}" >"$MEMENTO_CLUSTERS_DIR/$1.log" 2>&1 </dev/null &
   echo $! >"$MEMENTO_CLUSTERS_DIR/$1.pid"
+  disown $!  # no "Killed" line from this shell when the group is stopped
 }
 
 _clusters_kill() {  # _clusters_kill NAME: SIGTERM to the group, SIGKILL after 10 s
@@ -94,6 +95,7 @@ with Client('tcp://127.0.0.1:$port', timeout='5s') as c: c.wait_for_workers(1, t
     PYTHONPATH=$tests_path _clusters_spawn ray-head \
       ray start --head --block --node-ip-address=127.0.0.1 --port="$port" --num-cpus=2 \
       --include-dashboard=false --disable-usage-stats --temp-dir="/tmp/ray-ci-$port"
+    echo "/tmp/ray-ci-$port" >"$MEMENTO_CLUSTERS_DIR/ray-head.tmp"
     if _clusters_wait 120 "Ray" grep -q "block forever" "$MEMENTO_CLUSTERS_DIR/ray-head.log"; then
       export MEMENTO_TEST_RAY_ADDRESS="127.0.0.1:$port"
       _clusters_log "Ray up at $MEMENTO_TEST_RAY_ADDRESS"
@@ -103,6 +105,9 @@ with Client('tcp://127.0.0.1:$port', timeout='5s') as c: c.wait_for_workers(1, t
 
 clusters_stop() {
   _clusters_kill ray-head
+  if [ -f "$MEMENTO_CLUSTERS_DIR/ray-head.tmp" ]; then
+    rm -rf "$(cat "$MEMENTO_CLUSTERS_DIR/ray-head.tmp")" "$MEMENTO_CLUSTERS_DIR/ray-head.tmp"
+  fi
   _clusters_kill dask-worker
   _clusters_kill dask-scheduler
   if [ -f "$MEMENTO_CLUSTERS_DIR/slurm.started" ]; then

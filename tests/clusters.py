@@ -1,10 +1,10 @@
 """Real clusters for the executor tests (Slurm, Dask, Ray), and experiments that run on them.
 
-Fixtures here are imported by the test modules that use them. The clusters they start are
-process-wide singletons, so a session fixture imported into several modules still starts one
-cluster. Clusters started by ``.ci/clusters.sh`` are used when their environment variables are
-set (``MEMENTO_TEST_DASK_ADDRESS``, ``MEMENTO_TEST_RAY_ADDRESS``); otherwise the fixtures start
-their own, bound to 127.0.0.1, and stop them at the end of the session.
+Fixtures here are imported by the test modules that use them. The clusters they start live for
+one test module (so that they do not slow down the rest of the suite) and are process-wide
+singletons (Ray allows one connection per process). Clusters started by ``.ci/clusters.sh`` are
+used when their variables are set (``MEMENTO_TEST_DASK_ADDRESS``, ``MEMENTO_TEST_RAY_ADDRESS``);
+otherwise the fixtures start their own, bound to 127.0.0.1, and stop them afterwards.
 
 Jobs on Slurm, Dask and Ray workers import this module and ``experiments`` by name: the fixtures
 put ``tests/`` and ``src/`` on ``PYTHONPATH`` before any engine starts.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -216,7 +217,7 @@ def slurm_executor(folder: Path, **options: Any) -> Any:
 
 
 # -- Dask -------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
     """A client of a ``LocalCluster`` (2 worker processes, 1 thread each) on 127.0.0.1."""
     if not installed("distributed"):
@@ -244,7 +245,7 @@ def dask_client() -> Iterator[Any]:
         cluster.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A scheduler and a worker as separate processes (``dask scheduler``, ``dask worker``)."""
     if not installed("distributed"):
@@ -283,7 +284,7 @@ def _port_open(port: int) -> bool:
 
 
 # -- Ray --------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
     """A private Ray cluster in this process (``ray.init(address="local")``, 2 CPUs)."""
     if not installed("ray"):
@@ -293,23 +294,26 @@ def ray_local() -> Iterator[None]:
         export_test_path()
         import ray
 
+        temp = f"/tmp/ray-memento-{os.getpid()}"  # short: Unix socket paths are limited
         ray.init(
             address="local",
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,
             object_store_memory=100 * 2**20,
-            _temp_dir=f"/tmp/ray-memento-{os.getpid()}",
+            _temp_dir=temp,
         )
-        _started["ray"] = True
+        _started["ray"] = temp
     yield None
-    if _started.pop("ray", None) is not None:
+    temp = _started.pop("ray", None)
+    if temp is not None:
         import ray
 
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of a Ray head started with ``ray start --head`` (its own process group)."""
     if not installed("ray"):
@@ -330,6 +334,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with process_group(args, env, work / "head.log", grace=3.0):
         wait_for(lambda: "block forever" in (work / "head.log").read_text(), 120, "ray head")
         yield f"127.0.0.1:{port}"
+    shutil.rmtree(f"/tmp/ray-head-{port}", ignore_errors=True)
 
 
 # -- the executors of the contract suite ------------------------------------------------------
