@@ -520,10 +520,15 @@ class SlurmExecutor(Executor):
         now = time.monotonic()
         for p in items:
             job = jobs.get(id(p))
-            if job is not None and (
-                job.paths.result_pickle.exists()
-                or job.job_id in queued
-                or _state(job) not in _OVER | {"UNKNOWN"}
+            # Submitted from this folder (not another), and finished or still in the queue.
+            if (
+                job is not None
+                and job.paths.submitted_pickle.exists()
+                and (
+                    job.paths.result_pickle.exists()
+                    or job.job_id in queued
+                    or _state(job) not in _OVER | {"UNKNOWN"}
+                )
             ):
                 p.job = job
                 p.submitted = now
