@@ -33,6 +33,8 @@ from memento.store import side_directory
 
 __all__ = ["slurm_folder"]
 
+pytestmark = pytest.mark.timeout(300)
+
 needs_submitit = pytest.mark.skipif(not installed("submitit"), reason="submitit is not installed")
 
 
@@ -66,7 +68,6 @@ def _checkpoint_step(store: Path) -> int:
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(300)
 def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
     slurm_folder: Path, store_path: Path
 ) -> None:
@@ -88,7 +89,6 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(300)
 def test_requeues_are_capped(slurm_folder: Path, store_path: Path) -> None:
     executor = slurm_executor(slurm_folder / "capped", max_requeues=0)
     grid = {"parameters": {"a": [1]}, "settings": {"steps": 60, "step": 1.0}}
@@ -119,7 +119,6 @@ DRIVER = textwrap.dedent(
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(300)
 def test_after_the_driver_dies_a_rerun_collects_its_jobs_instead_of_resubmitting(
     slurm_folder: Path, store_path: Path, tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -150,7 +149,6 @@ def test_after_the_driver_dies_a_rerun_collects_its_jobs_instead_of_resubmitting
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(300)
 def test_ctrl_c_in_the_driver_cancels_the_jobs(
     slurm_folder: Path, store_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -180,7 +178,6 @@ def _state(job_id: str) -> str:
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(300)
 def test_a_big_grid_goes_out_as_chained_arrays_within_array_parallelism(
     slurm_folder: Path, store_path: Path
 ) -> None:
@@ -208,7 +205,6 @@ def _sbatch_options(script: Path) -> dict[str, str]:
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(300)
 def test_a_failure_names_its_slurm_job_and_shows_the_end_of_its_stderr(
     slurm_folder: Path, store_path: Path
 ) -> None:
@@ -227,7 +223,6 @@ def test_a_failure_names_its_slurm_job_and_shows_the_end_of_its_stderr(
 
 
 @needs_submitit
-@pytest.mark.timeout(60)
 def test_without_slurm_the_run_fails_before_anything_is_submitted(
     tmp_path: Path, store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
