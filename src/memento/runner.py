@@ -515,6 +515,7 @@ class _Run:
                     if self.display is not None:
                         for p in batch:
                             self.display.submitted(p.key, str(p.config))
+                ex.flush()
                 done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 self.notifier.tick()
                 if not done:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from memento.executors.base import Executor, SoftTimeouts, describe_exit
+from memento.executors.base import (
+    Executor,
+    SoftTimeouts,
+    check_shared_directory,
+    describe_exit,
+)
 from memento.executors.local import (
     FuturesExecutor,
     InlineExecutor,
@@ -37,13 +42,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DaskExecutor",
     "Executor",
     "FuturesExecutor",
     "InlineExecutor",
     "ProcessExecutor",
+    "RayExecutor",
+    "SlurmExecutor",
     "SoftTimeouts",
     "ThreadExecutor",
     "available_cpus",
+    "check_shared_directory",
     "describe_exit",
     "make_executor",
 ]

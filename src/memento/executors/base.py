@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import signal
+import socket
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memento.exceptions import ExperimentTimeout
+from memento.exceptions import ExperimentTimeout, StoreError
 
 if TYPE_CHECKING:
     from memento.store import Store
@@ -63,6 +66,12 @@ class Executor(ABC):
     def max_in_flight(self) -> int:
         """How many jobs the runner keeps submitted at once."""
         return max(1, 2 * self.max_workers)
+
+    def flush(self) -> None:  # noqa: B027
+        """Called by the runner after each round of submissions, just before it waits.
+
+        Executors that buffer submissions (Slurm sends them as job arrays) submit them now.
+        """
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:  # noqa: B027
         """Release the engine's resources; ``cancel=True`` stops running jobs now."""
@@ -164,3 +173,49 @@ class SoftTimeouts:
                 if not keep:
                     self._thread = None
                     return
+
+
+# -- is the store's directory shared? (engine-neutral) ----------------------------------------
+def check_shared_directory(
+    directory: Path, run_everywhere: Callable[..., Mapping[str, Any]], engine: str
+) -> None:
+    """Fail early unless every worker can read and write ``directory``.
+
+    ``run_everywhere(fn, *args)`` runs ``fn(*args)`` on every worker and returns
+    ``{worker: result}``. The driver writes a random token in ``directory``; each worker must
+    read that very token back (the same filesystem, not just the same path name) and create
+    a file beside it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    path = directory / f".probe-{token}"
+    path.write_text(token)
+    try:
+        answers = run_everywhere(answer_probe, str(path), token)
+    finally:
+        path.unlink(missing_ok=True)
+    bad = {str(w): a if isinstance(a, str) else repr(a) for w, a in answers.items() if a != ""}
+    if bad:
+        shown = "\n".join(f"  {w}: {a}" for w, a in sorted(bad.items())[:10])
+        raise StoreError(
+            f"{len(bad)} of {len(answers)} {engine} worker(s) cannot use the store's directory "
+            f"{directory}, where checkpoints and large values live:\n{shown}\n"
+            "Put the store (cache_path) on a filesystem that every worker mounts at the same "
+            "path."
+        )
+
+
+def answer_probe(path: str, token: str) -> str:
+    """On a worker: ``""`` if ``path`` holds ``token`` and a file can be written beside it."""
+    host = socket.gethostname()
+    try:
+        if Path(path).read_text() != token:
+            return f"{path} on {host} is not the file the driver wrote (another filesystem?)"
+        reply = Path(f"{path}.{uuid.uuid4().hex}")
+        reply.write_text(host)
+        reply.unlink()
+    except FileNotFoundError:
+        return f"the file the driver wrote, {path}, is not visible on {host} (another filesystem?)"
+    except OSError as exc:
+        return f"{type(exc).__name__} on {host}: {exc}"
+    return ""

@@ -25,17 +25,15 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memento.exceptions import (
     ExperimentError,
     ExperimentTimeout,
     MissingExtra,
-    StoreError,
     WorkerDied,
 )
-from memento.executors.base import Executor, SoftTimeouts
+from memento.executors.base import Executor, SoftTimeouts, check_shared_directory
 
 if TYPE_CHECKING:
     from memento.executors.local import ProcessExecutor
@@ -407,50 +405,4 @@ def _teardown_plugin() -> Any:
     return PoolTeardown()
 
 
-# -- is the store's directory shared? (engine-neutral) ----------------------------------------
-def check_shared_directory(
-    directory: Path, run_everywhere: Callable[..., Mapping[str, Any]], engine: str
-) -> None:
-    """Fail early unless every worker can read and write ``directory``.
-
-    ``run_everywhere(fn, *args)`` runs ``fn(*args)`` on every worker and returns
-    ``{worker: result}``. The driver writes a random token in ``directory``; each worker must
-    read that very token back (the same filesystem, not just the same path name) and create
-    a file beside it.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    path = directory / f".probe-{token}"
-    path.write_text(token)
-    try:
-        answers = run_everywhere(answer_probe, str(path), token)
-    finally:
-        path.unlink(missing_ok=True)
-    bad = {str(w): a if isinstance(a, str) else repr(a) for w, a in answers.items() if a != ""}
-    if bad:
-        shown = "\n".join(f"  {w}: {a}" for w, a in sorted(bad.items())[:10])
-        raise StoreError(
-            f"{len(bad)} of {len(answers)} {engine} worker(s) cannot use the store's directory "
-            f"{directory}, where checkpoints and large values live:\n{shown}\n"
-            "Put the store (cache_path) on a filesystem that every worker mounts at the same "
-            "path."
-        )
-
-
-def answer_probe(path: str, token: str) -> str:
-    """On a worker: ``""`` if ``path`` holds ``token`` and a file can be written beside it."""
-    host = socket.gethostname()
-    try:
-        if Path(path).read_text() != token:
-            return f"{path} on {host} is not the file the driver wrote (another filesystem?)"
-        reply = Path(f"{path}.{uuid.uuid4().hex}")
-        reply.write_text(host)
-        reply.unlink()
-    except FileNotFoundError:
-        return f"the file the driver wrote, {path}, is not visible on {host} (another filesystem?)"
-    except OSError as exc:
-        return f"{type(exc).__name__} on {host}: {exc}"
-    return ""
-
-
-__all__ = ["DaskExecutor", "answer_probe", "check_shared_directory"]
+__all__ = ["DaskExecutor"]

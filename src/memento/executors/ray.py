@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from memento.exceptions import ExperimentError, ExperimentTimeout, MissingExtra, WorkerDied
-from memento.executors.base import Executor
-from memento.executors.dask import check_shared_directory
+from memento.executors.base import Executor, check_shared_directory
 
 if TYPE_CHECKING:
     from memento.store import Store
