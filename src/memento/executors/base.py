@@ -19,12 +19,15 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memento.exceptions import ExperimentTimeout, StoreError
 
 if TYPE_CHECKING:
     from memento.store import Store
+
+
+_E = TypeVar("_E", bound="Executor")
 
 
 class Executor(ABC):
@@ -75,6 +78,12 @@ class Executor(ABC):
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:  # noqa: B027
         """Release the engine's resources; ``cancel=True`` stops running jobs now."""
+
+    def __enter__(self: _E) -> _E:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
     def describe(self) -> str:
         return f"{self.name} executor with {self.max_workers} worker(s)"

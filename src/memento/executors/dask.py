@@ -157,12 +157,6 @@ class DaskExecutor(Executor):
             self.client.register_plugin(_teardown_plugin(), name="memento-isolation")
             self._plugin = True
 
-    def __enter__(self) -> DaskExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-
     # -- the seam --------------------------------------------------------------------------
     def prepare(self, store: Store) -> None:
         """Connect; check that every worker can use the store's directory."""

@@ -144,12 +144,6 @@ class RayExecutor(Executor):
             ) from None
         self._owns_ray = True
 
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-
     # -- the seam --------------------------------------------------------------------------
     def prepare(self, store: Store) -> None:
         """Connect; check that every alive node can use the store's directory."""
