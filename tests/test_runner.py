@@ -474,3 +474,22 @@ def test_stale_results_follow_on_code_change(
 def test_on_code_change_is_validated() -> None:
     with pytest.raises(ValueError, match="on_code_change"):
         Memento(multiply, on_code_change="sometimes")  # type: ignore[arg-type]
+
+
+def test_default_workers_respect_cpu_affinity(subprocess_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from memento.executors import ProcessExecutor, available_cpus\n"
+        "print(available_cpus(), ProcessExecutor().max_workers)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=subprocess_env, capture_output=True,
+                         text=True, timeout=60, check=True)  # fmt: skip
+    assert out.stdout.split() == ["1", "1"]
+
+
+def test_timeouts_are_timeout_errors() -> None:
+    assert issubclass(ExperimentTimeout, TimeoutError)

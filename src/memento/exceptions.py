@@ -9,6 +9,7 @@
     │   ├── CyclicDependency              ``run_all`` matrices depend on each other in a cycle
     │   ├── ExperimentError               one failed experiment, when its own exception is lost
     │   │   ├── ExperimentTimeout         it ran longer than ``timeout`` and was stopped
+    │   │   │                             (also a TimeoutError)
     │   │   └── WorkerDied                its worker process died (segfault, ``os._exit``, kill)
     │   ├── StoreError                    the store file is missing, corrupt or of unknown version
     │   └── MissingExtra (ImportError)    an optional engine is not installed
@@ -99,8 +100,11 @@ def _rebuild_experiment_error(
     return exc
 
 
-class ExperimentTimeout(ExperimentError):
-    """The experiment ran past ``Memento(timeout=...)`` seconds; its worker was stopped."""
+class ExperimentTimeout(ExperimentError, TimeoutError):
+    """The experiment ran past ``Memento(timeout=...)`` seconds; its worker was stopped.
+
+    Also a :class:`TimeoutError`, so ``except TimeoutError`` catches it.
+    """
 
 
 class WorkerDied(ExperimentError):
