@@ -103,6 +103,19 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+def settle(
+    future: cf.Future[Any], *, result: Any = None, exception: BaseException | None = None
+) -> None:
+    """Resolve ``future`` unless it already is (timed out or cancelled meanwhile)."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except cf.InvalidStateError:
+        pass
+
+
 class _Watched:
     __slots__ = ("inner", "outer", "started", "timeout")
 
@@ -135,15 +148,11 @@ class SoftTimeouts:
         def copy(done: cf.Future[Any]) -> None:
             if outer.done():
                 return
-            try:
-                if done.cancelled():
-                    outer.cancel()
-                elif done.exception() is not None:
-                    outer.set_exception(done.exception())
-                else:
-                    outer.set_result(done.result())
-            except cf.InvalidStateError:
-                pass
+            if done.cancelled():
+                outer.cancel()
+            else:
+                settle(outer, result=None if done.exception() else done.result(),
+                       exception=done.exception())  # fmt: skip
 
         inner.add_done_callback(copy)
         with self._lock:
@@ -167,15 +176,13 @@ class SoftTimeouts:
                     if w.started is not None and now - w.started > w.timeout:
                         w.inner.cancel()
                         self.abandoned += 1
-                        try:
-                            w.outer.set_exception(
-                                ExperimentTimeout(
-                                    f"The experiment ran longer than its timeout of {w.timeout} s "
-                                    "(it could not be stopped on this executor and was abandoned)"
-                                )
-                            )
-                        except cf.InvalidStateError:
-                            pass
+                        settle(
+                            w.outer,
+                            exception=ExperimentTimeout(
+                                f"The experiment ran longer than its timeout of {w.timeout} s "
+                                "(it could not be stopped on this executor and was abandoned)"
+                            ),
+                        )
                         continue
                     keep.append(w)
                 self._watched = keep

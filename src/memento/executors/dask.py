@@ -33,7 +33,7 @@ from memento.exceptions import (
     MissingExtra,
     WorkerDied,
 )
-from memento.executors.base import Executor, SoftTimeouts, check_shared_directory
+from memento.executors.base import Executor, SoftTimeouts, check_shared_directory, settle
 
 if TYPE_CHECKING:
     from memento.executors.local import ProcessExecutor
@@ -246,32 +246,20 @@ class DaskExecutor(Executor):
             if done.status == "finished":
                 tag, value, trace = done.result()
                 if tag == "ok":
-                    _set(future, result=value)
+                    settle(future, result=value)
                 else:
-                    _set(future, exception=_job_error(value, trace))
+                    settle(future, exception=_job_error(value, trace))
             elif done.status == "cancelled":
                 _cancel(future)
             else:
-                _set(future, exception=_engine_error(done.exception()))
+                settle(future, exception=_engine_error(done.exception()))
         except BaseException as exc:
-            _set(future, exception=exc)
-
-
-def _set(
-    future: cf.Future[Any], *, result: Any = None, exception: BaseException | None = None
-) -> None:
-    try:
-        if exception is not None:
-            future.set_exception(exception)
-        else:
-            future.set_result(result)
-    except cf.InvalidStateError:
-        pass  # cancelled meanwhile
+            settle(future, exception=exc)
 
 
 def _cancel(future: cf.Future[Any]) -> None:
     if not future.cancel():  # already marked running (soft timeouts)
-        _set(future, exception=cf.CancelledError())
+        settle(future, exception=cf.CancelledError())
 
 
 def _job_error(exc: BaseException, trace: str) -> BaseException:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from memento.exceptions import ExperimentError, ExperimentTimeout, MissingExtra, WorkerDied
-from memento.executors.base import Executor, check_shared_directory
+from memento.executors.base import Executor, check_shared_directory, settle
 
 if TYPE_CHECKING:
     from memento.store import Store
@@ -183,7 +183,7 @@ class RayExecutor(Executor):
         if cancel:
             for w in watched:
                 if not w.future.cancel():
-                    _set(w.future, exception=cf.CancelledError())
+                    settle(w.future, exception=cf.CancelledError())
                 self._cancel(w)
         elif wait:
             cf.wait([w.future for w in watched])
@@ -219,7 +219,7 @@ class RayExecutor(Executor):
                             f"The experiment ran longer than its timeout of {w.timeout:g} s; "
                             "its Ray worker was killed"
                         )
-                        _set(w.future, exception=timeout)
+                        settle(w.future, exception=timeout)
             except Exception:  # never let the watcher die: futures would hang
                 logger.exception("The Ray watcher hit an error; retrying")
                 time.sleep(_WAIT)
@@ -229,23 +229,23 @@ class RayExecutor(Executor):
         try:
             ref = next(w.gen)
         except StopIteration:
-            _set(w.future, exception=ExperimentError("The Ray task ended without a result"))
+            settle(w.future, exception=ExperimentError("The Ray task ended without a result"))
             return
         try:
             item = ray.get(ref)
         except Exception as exc:
-            _set(w.future, exception=_engine_error(exc))
+            settle(w.future, exception=_engine_error(exc))
             return
         if w.started is None:
             w.started = now  # the task's first item: it runs
             return
         tag, value, trace = item
         if tag == "ok":
-            _set(w.future, result=value)
+            settle(w.future, result=value)
         elif isinstance(value, ExperimentError):
-            _set(w.future, exception=value)
+            settle(w.future, exception=value)
         else:
-            _set(
+            settle(
                 w.future,
                 exception=ExperimentError(
                     f"The Ray task failed: {type(value).__name__}: {value}",
@@ -309,18 +309,6 @@ def _engine_error(exc: BaseException) -> BaseException:
     if isinstance(exc, rex.RayTaskError) and exc.cause is not None:
         return exc.cause  # type: ignore[no-any-return]
     return exc
-
-
-def _set(
-    future: cf.Future[Any], *, result: Any = None, exception: BaseException | None = None
-) -> None:
-    try:
-        if exception is not None:
-            future.set_exception(exception)
-        else:
-            future.set_result(result)
-    except cf.InvalidStateError:
-        pass  # already resolved (a timeout, or cancelled)
 
 
 def _check_reachable(address: str, timeout: float) -> None:
