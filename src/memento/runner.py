@@ -1,60 +1,32 @@
-"""The runner: matrix -> configs -> keys -> plan -> executor -> outcomes -> store -> results.
+"""The front door and the plan: matrix -> configs -> keys -> plan.
 
-:class:`Memento` is the front door. ``run`` plans with one bulk look-up in the store, sends
-what is missing to the executor, writes every outcome in the driver as it arrives, and hands
-back the results in matrix order.
+:class:`Memento` validates its arguments; ``plan`` expands the matrix once, computes every key
+and classifies each config with one bulk look-up in the store; ``run`` prints the plan for a
+dry run, or hands it to :mod:`memento.execution`, which runs what is missing and writes every
+outcome as it arrives.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import datetime
-import json
 import logging
 import os
 import sys
-import threading
-import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from memento.checks import positive_int_or_none, timeout_or_none
-from memento.display import display_value
-from memento.exceptions import (
-    AggregateException,
-    CacheMiss,
-    ExperimentError,
-)
-from memento.keys import KeyMaker, code_fingerprint, digest, experiment_identity, experiment_name
+from memento.exceptions import CacheMiss
+from memento.execution import LOAD_COLUMNS
+from memento.keys import KeyMaker, code_fingerprint, experiment_name
 from memento.matrix import Config, generate_configurations
-from memento.results import MemoryUsage, MetricTable, Result, ResultList
-from memento.store import Store, StoredOutcome, default_store_path
-from memento.worker import FunctionRef, Job, Outcome, Task, run_job
+from memento.results import ResultList
+from memento.store import Store, default_store_path
 
 logger = logging.getLogger("memento")
 
 State = Literal["cached", "failed", "new", "stale"]
 _PLAN_COLUMNS = ("status", "fingerprint")
-# What a run reads of each stored result; the plan's two columns come first.
-_LOAD_COLUMNS = (
-    "status",
-    "fingerprint",
-    "value",
-    "value_file",
-    "start_time",
-    "runtime",
-    "cpu_time",
-    "peak_rss",
-    "peak_vms",
-    "metrics",
-    "attempts",
-    "host",
-)
-_BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
-_MAX_BATCH = 64
 
 
 @dataclass
@@ -66,7 +38,7 @@ class Plan:
     states: list[State]
     store_path: str
     experiment: str
-    #: Stored rows read while planning (``_LOAD_COLUMNS``), reused by the run.
+    #: Stored rows read while planning (``LOAD_COLUMNS``), reused by the run.
     rows: dict[str, tuple[Any, ...]] | None = None
     #: The experiment's current code fingerprint.
     fingerprint: str = ""
@@ -180,7 +152,7 @@ class Memento:
         if path.is_file():
             with Store(path, readonly=True) as store:
                 # One bulk read; a real run also takes the stored values along.
-                found = store.lookup(keys, _LOAD_COLUMNS if _keep_rows else _PLAN_COLUMNS)
+                found = store.lookup(keys, LOAD_COLUMNS if _keep_rows else _PLAN_COLUMNS)
         fingerprint = code_fingerprint(self.func)
         states: list[State] = []
         for key in keys:
@@ -243,6 +215,8 @@ class Memento:
             for config, state in zip(plan.configs, plan.states):
                 if state in ("new", "failed"):
                     raise CacheMiss(config)
+        from memento.execution import _Run
+
         return _Run(
             self, plan, force_run, notify_on_complete, raise_on_failure, force_cache
         ).execute()
@@ -262,27 +236,6 @@ class Memento:
         return run_all(self, self._matrices, run_kwargs)
 
 
-class _NoNotifications:
-    """Stands in for a dispatcher when there is no provider (saves importing smtplib & co)."""
-
-    def emit(self, event: Any) -> None:
-        pass
-
-    def tick(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _notifier(provider: Any) -> Any:
-    if provider is None:
-        return _NoNotifications()
-    from memento.notifications import NotificationDispatcher
-
-    return NotificationDispatcher(provider)
-
-
 def _is_stale(stored: str | None, current: str) -> bool:
     """Stored by different code: fingerprints of the same scheme version that differ."""
     if not stored or not current:
@@ -299,525 +252,6 @@ def _print_plan(plan: Plan) -> None:
         out.write(f"  [{labels[state]:>13}] {config}\n")
     out.write("Exiting due to dry run\n")
     out.flush()
-
-
-class _Pending:
-    """An experiment waiting to run, or running."""
-
-    __slots__ = ("attempt", "config", "index", "key")
-
-    def __init__(self, index: int, key: str, config: Config, attempt: int = 1) -> None:
-        self.index = index
-        self.key = key
-        self.config = config
-        self.attempt = attempt
-
-
-class _Run:
-    """One call of ``Memento.run``: owns the store, the executor and the bookkeeping."""
-
-    def __init__(
-        self,
-        memento: Memento,
-        plan: Plan,
-        force_run: bool,
-        notify: bool,
-        raise_on_failure: bool,
-        force_cache: bool = False,
-    ) -> None:
-        from memento.executors.local import make_executor
-
-        self.m = memento
-        self.plan = plan
-        self.force_run = force_run
-        self.notify_on_complete = notify
-        self.raise_on_failure = raise_on_failure
-        self.store = Store(plan.store_path)
-        self.executor, self.owns_executor = make_executor(memento.executor, memento.num_workers)
-        self.notifier = _notifier(memento.notification_provider)
-        self.results: list[Result | None] = [None] * len(plan.keys)
-        self.run_id = uuid.uuid4().hex[:12]
-        self.fingerprint = plan.fingerprint
-        # force_cache runs nothing, so stale results are served then, whatever the policy.
-        self.reuse_stale = memento.on_code_change != "rerun" or force_cache
-        self.experiment = plan.experiment
-        identity = experiment_identity(memento.func, memento.version)
-        self.function = FunctionRef(memento.func, digest(identity))
-        self.done = self.failed = self.cached = 0
-        self.failures: list[Any] = []
-        self.failed_events: list[Any] = []
-        self.batch_size = 1
-        self.runtimes: deque[float] = deque(maxlen=50)
-        self.display: Any = None
-
-    # -- the whole run ---------------------------------------------------------------------
-    def execute(self) -> ResultList:
-        from memento.events import RunStarted
-
-        started = time.monotonic()
-        plan = self.plan
-        to_run: list[_Pending] = []
-        cached_idx: list[int] = []
-        for i, (config, key, state) in enumerate(zip(plan.configs, plan.keys, plan.states)):
-            reuse = state == "cached" or (state == "stale" and self.reuse_stale)
-            if reuse and not self.force_run:
-                cached_idx.append(i)
-            else:
-                to_run.append(_Pending(i, key, config))
-        stale = plan.count("stale")
-        if stale and not self.force_run:
-            if self.m.on_code_change == "warn":
-                logger.warning(
-                    "%d stored result(s) of %s were computed by an older version of its code "
-                    "and are reused; pass on_code_change='rerun' to recompute them, or "
-                    "'ignore' to silence this",
-                    stale,
-                    self.experiment,
-                )
-            elif self.m.on_code_change == "rerun" and not self.reuse_stale:
-                logger.info(
-                    "%d stored result(s) of %s were computed by older code; computing them again",
-                    stale,
-                    self.experiment,
-                )
-        store = self.store
-        store.start_run(self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx))
-        run_state = "failed"
-        try:
-            for i in self._load_cached(cached_idx):
-                to_run.append(_Pending(i, plan.keys[i], plan.configs[i]))
-            self.notifier.emit(
-                RunStarted(
-                    total=len(plan.keys),
-                    to_run=len(to_run),
-                    cached=len(cached_idx),
-                    failed_before=plan.count("failed"),
-                    store_path=str(store.path),
-                    experiment=self.experiment,
-                )
-            )
-            if to_run:
-                self._start_display(len(to_run))
-                try:
-                    self._execute(to_run)
-                finally:
-                    self._stop_display()
-            run_state = "finished"
-        except KeyboardInterrupt:
-            run_state = "interrupted"
-            raise
-        finally:
-            try:
-                store.finish_run(self.run_id, self.done, self.failed, run_state)
-            finally:
-                if run_state != "interrupted" and self.notify_on_complete:
-                    self._emit_finished(started)
-                self.notifier.close()
-                store.close()
-        results = ResultList(r for r in self.results if r is not None)
-        if self.failures and self.raise_on_failure:
-            error = AggregateException(self.failures)
-            error.results = results  # type: ignore[attr-defined]
-            raise error
-        return results
-
-    def _emit_finished(self, started: float) -> None:
-        from memento.events import RunFinished
-
-        self.notifier.emit(
-            RunFinished(
-                done=self.done,
-                cached=self.cached,
-                failed=self.failed,
-                elapsed=datetime.timedelta(seconds=time.monotonic() - started),
-                store_path=str(self.store.path),
-                failures=tuple(self.failed_events),
-            )
-        )
-
-    # -- cached results --------------------------------------------------------------------
-    def _load_cached(self, indices: list[int]) -> list[int]:
-        """Read stored results into place; return the indices that must run after all
-        (their row vanished since planning, or their value cannot be unpickled)."""
-        if not indices:
-            return []
-        keys = [self.plan.keys[i] for i in indices]
-        rows = self.plan.rows if self.plan.rows is not None else {}
-        if any(key not in rows for key in keys):
-            rows = self.store.lookup(keys, _LOAD_COLUMNS)
-        missing = []
-        for i, key in zip(indices, keys):
-            row = rows.get(key)
-            if row is None or row[0] != "done":  # removed since planning
-                missing.append(i)
-                continue
-            (_, _, value, value_file, start, runtime, cpu, rss, vms, metrics, attempts, host) = row
-            try:
-                inner = self.store.load_value(value, value_file)
-            except Exception as exc:
-                logger.warning("Stored result %s cannot be loaded (%s); running it again", key, exc)
-                missing.append(i)
-                continue
-            self.results[i] = Result(
-                self.plan.configs[i],
-                inner,
-                _metric_tables(metrics),
-                _datetime(start),
-                _timedelta(runtime),
-                _timedelta(cpu),
-                _memory(rss, vms),
-                was_cached=True,
-                key=key,
-                attempts=attempts or 1,
-                host=host or "",
-            )
-            self.cached += 1
-        return missing
-
-    # -- running ---------------------------------------------------------------------------
-    def _job(self, batch: list[_Pending]) -> Job:
-        ex = self.executor
-        return Job(
-            function=self.function,
-            tasks=[Task(p.key, p.config, p.attempt) for p in batch],
-            checkpoint_dir=str(self.store.checkpoint_directory),
-            thread_cpu=ex.in_process and ex.name == "thread",
-            reset_memory_peak=ex.own_process,
-            alarm_timeout=self.m.timeout if ex.name == "inline" else None,
-            pickle_values=not ex.in_process,
-            progress=self._on_progress if ex.in_process else None,
-        )
-
-    def _execute(self, to_run: list[_Pending]) -> None:
-        from memento.worker import install_output_router, uninstall_output_router
-
-        ex = self.executor
-        queue: deque[_Pending] = deque(to_run)
-        running: dict[cf.Future[Any], list[_Pending]] = {}
-        self.store.mark_running(
-            self.run_id, self.experiment, ((p.key, _params_json(p.config)) for p in to_run)
-        )
-        ex.prepare(self.store)
-        routed = ex.name == "thread"
-        if routed:
-            install_output_router()
-        updates = getattr(ex, "progress_updates", None)
-        if updates is not None and self.display is not None:
-            threading.Thread(target=self._forward_progress, args=(updates(),), daemon=True).start()
-        timeout = self.m.timeout
-        try:
-            limit = ex.max_in_flight()
-            while queue or running:
-                while queue and len(running) < limit:
-                    batch = self._next_batch(queue, limit - len(running))
-                    future = ex.submit(run_job, self._job(batch), timeout=timeout)
-                    running[future] = batch
-                    if self.display is not None:
-                        for p in batch:
-                            self.display.submitted(p.key, str(p.config))
-                ex.flush()
-                done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                self.notifier.tick()
-                if not done:
-                    continue
-                finished: list[tuple[_Pending, Outcome]] = []
-                for future in done:
-                    batch = running.pop(future)
-                    finished.extend(self._collect(future, batch, queue))
-                self._record(finished, queue)
-        except KeyboardInterrupt:
-            # Keep what already finished, then stop the workers at once.
-            finished = []
-            for future, batch in list(running.items()):
-                if future.done() and not future.cancelled():
-                    try:
-                        finished.extend(self._collect(future, batch, deque()))
-                    except BaseException:
-                        pass
-            try:
-                self._record([(p, o) for p, o in finished if o.ok], deque())
-            finally:
-                ex.shutdown(wait=False, cancel=True)
-            raise
-        finally:
-            if routed:
-                uninstall_output_router()
-            if self.owns_executor:
-                ex.shutdown()
-
-    def _next_batch(self, queue: deque[_Pending], free: int) -> list[_Pending]:
-        size = 1
-        if self.executor.batching and self.m.timeout is None and self.runtimes:
-            mean = sum(self.runtimes) / len(self.runtimes)
-            size = int(_BATCH_TARGET / max(mean, 1e-6))
-            # Leave every worker some jobs, so the tail of the grid stays parallel.
-            fair = len(queue) // max(1, 2 * self.executor.max_workers)
-            size = max(1, min(size, _MAX_BATCH, fair))
-        return [queue.popleft() for _ in range(min(size, len(queue)))]
-
-    def _collect(
-        self, future: cf.Future[Any], batch: list[_Pending], queue: deque[_Pending]
-    ) -> list[tuple[_Pending, Outcome]]:
-        try:
-            outcomes: list[Outcome] = self.executor.result(future)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            if len(batch) > 1:
-                # We cannot tell which experiment of the batch broke its worker: run each alone.
-                queue.extendleft(reversed(batch))
-                self.runtimes.clear()
-                return []
-            return [(batch[0], _infrastructure_outcome(batch[0], exc))]
-        for outcome in outcomes:
-            self.runtimes.append(outcome.runtime)
-        return list(zip(batch, outcomes))
-
-    def _record(self, finished: list[tuple[_Pending, Outcome]], queue: deque[_Pending]) -> None:
-        import cloudpickle
-
-        from memento.events import ExperimentFailed, ExperimentFinished
-
-        rows: list[StoredOutcome] = []
-        final: list[tuple[_Pending, Outcome]] = []
-        for pending, outcome in finished:
-            if outcome.ok and outcome.value is None and self.executor.in_process:
-                try:
-                    outcome.value = cloudpickle.dumps(outcome.local_value)
-                except Exception as exc:
-                    outcome = _infrastructure_outcome(
-                        pending,
-                        TypeError(
-                            f"The experiment returned a {type(outcome.local_value).__qualname__} "
-                            f"that cannot be pickled, so it cannot be stored: {exc}"
-                        ),
-                    )
-            if not outcome.ok and pending.attempt <= self.m.retries:
-                logger.info(
-                    "Retrying %s after %s (attempt %d of %d)",
-                    pending.config,
-                    outcome.error_type,
-                    pending.attempt + 1,
-                    self.m.retries + 1,
-                )
-                queue.append(
-                    _Pending(pending.index, pending.key, pending.config, pending.attempt + 1)
-                )
-                continue
-            rows.append(self._stored(pending, outcome))
-            final.append((pending, outcome))
-        if not rows:
-            return
-        # The durable point: one transaction for everything that finished together.
-        self.store.write_outcomes(rows)
-        checkpoints = self.store.checkpoint_directory
-        any_checkpoints = checkpoints.is_dir()
-        for pending, outcome in final:
-            if outcome.ok and any_checkpoints:
-                try:
-                    (checkpoints / f"{pending.key}.ckpt").unlink()
-                except FileNotFoundError:
-                    pass
-            result = self._result(pending, outcome)
-            self.results[pending.index] = result
-            runtime = datetime.timedelta(seconds=outcome.runtime)
-            if outcome.ok:
-                self.done += 1
-                self.notifier.emit(
-                    ExperimentFinished(pending.config, pending.key, runtime, pending.attempt)
-                )
-            else:
-                self.failed += 1
-                self.failures.append(result.error)
-                event = ExperimentFailed(
-                    pending.config,
-                    pending.key,
-                    outcome.error_type or "Exception",
-                    outcome.error_message or "",
-                    outcome.traceback or "",
-                    pending.attempt,
-                )
-                self.failed_events.append(event)
-                self.notifier.emit(event)
-            if self.display is not None:
-                self.display.finished(pending.key, outcome.ok, outcome.runtime)
-
-    def _stored(self, pending: _Pending, o: Outcome) -> StoredOutcome:
-        import cloudpickle
-
-        try:
-            config_blob = cloudpickle.dumps(pending.config.asdict())
-        except Exception:
-            config_blob = None
-        return StoredOutcome(
-            key=pending.key,
-            experiment=self.experiment,
-            status="done" if o.ok else "failed",
-            params=_params_display(pending.config),
-            config=config_blob,
-            value=o.value,
-            error_type=o.error_type,
-            error_message=o.error_message,
-            traceback=o.traceback,
-            error=o.error,
-            attempts=pending.attempt,
-            host=o.host,
-            pid=o.pid,
-            start_time=o.start_time or None,
-            end_time=o.end_time or None,
-            runtime=o.runtime if o.start_time else None,
-            cpu_time=o.cpu_time or None,
-            peak_rss=o.peak_rss,
-            peak_vms=o.peak_vms,
-            metrics=o.metrics,
-            progress=o.progress,
-            fingerprint=self.fingerprint,
-            version=self.m.version,
-            run_id=self.run_id,
-        )
-
-    def _result(self, pending: _Pending, o: Outcome) -> Result:
-        error = None
-        inner = None
-        if o.ok:
-            if self.executor.in_process:
-                inner = o.local_value
-            else:
-                import cloudpickle
-
-                inner = cloudpickle.loads(o.value) if o.value is not None else None
-        else:
-            error = _rebuild_error(pending, o)
-        return Result(
-            pending.config,
-            inner,
-            _metric_tables(o.metrics),
-            _datetime(o.start_time or None),
-            _timedelta(o.runtime if o.start_time else None),
-            _timedelta(o.cpu_time),
-            _memory(o.peak_rss, o.peak_vms),
-            was_cached=False,
-            key=pending.key,
-            error=error,
-            attempts=pending.attempt,
-            host=o.host,
-        )
-
-    # -- live progress -----------------------------------------------------------------------
-    def _start_display(self, total: int) -> None:
-        if not self.m.progress:
-            return
-        from memento.progress import ProgressDisplay
-
-        self.display = ProgressDisplay(
-            total=total,
-            cached=self.cached,
-            experiment=self.experiment,
-            workers=self.executor.max_workers,
-        )
-        self.display.start()
-
-    def _stop_display(self) -> None:
-        display, self.display = self.display, None
-        if display is not None:
-            display.stop()
-
-    def _forward_progress(self, updates: Any) -> None:
-        for key, done, total in updates:
-            self._on_progress(key, done, total)
-
-    def _on_progress(self, key: str, done: float, total: float | None) -> None:
-        if self.display is not None:
-            self.display.progress(key, done, total)
-
-
-def _infrastructure_outcome(pending: _Pending, exc: BaseException) -> Outcome:
-    import traceback as tb
-
-    text = "".join(tb.format_exception_only(type(exc), exc))
-    return Outcome(
-        key=pending.key,
-        ok=False,
-        error_type=type(exc).__qualname__,
-        error_message=str(exc),
-        traceback=getattr(exc, "traceback", "") or text,
-        error=_pickled(exc),
-        attempt=pending.attempt,
-    )
-
-
-def _pickled(exc: BaseException) -> bytes | None:
-    try:
-        import cloudpickle
-
-        return bytes(cloudpickle.dumps(exc))
-    except Exception:
-        return None
-
-
-def _rebuild_error(pending: _Pending, o: Outcome) -> BaseException:
-    error: BaseException | None = None
-    if o.error is not None:
-        try:
-            import cloudpickle
-
-            error = cloudpickle.loads(o.error)
-        except Exception:
-            error = None
-    if error is None:
-        error = ExperimentError(
-            o.error_message or "", exc_type=o.error_type, traceback=o.traceback or ""
-        )
-    for name, value in (
-        ("config", pending.config),
-        ("traceback", o.traceback or ""),
-        ("key", pending.key),
-        ("attempts", pending.attempt),
-    ):
-        try:
-            setattr(error, name, value)
-        except (AttributeError, TypeError):
-            wrapped = ExperimentError(
-                f"{o.error_type}: {o.error_message}",
-                exc_type=o.error_type,
-                traceback=o.traceback or "",
-                config=pending.config,
-            )
-            return wrapped
-    return error
-
-
-def _params_display(config: Config) -> dict[str, Any]:
-    return {
-        k: v if isinstance(v, (str, int, float, bool, type(None))) else display_value(v)
-        for k, v in config.asdict().items()
-    }
-
-
-def _params_json(config: Config) -> str:
-    return json.dumps(_params_display(config))
-
-
-def _metric_tables(metrics: Any) -> dict[str, MetricTable]:
-    if not metrics:
-        return {}
-    if isinstance(metrics, str):
-        metrics = json.loads(metrics)
-    return {name: MetricTable(points) for name, points in metrics.items()}
-
-
-def _datetime(ts: float | None) -> datetime.datetime | None:
-    return datetime.datetime.fromtimestamp(ts) if ts else None
-
-
-def _timedelta(seconds: float | None) -> datetime.timedelta | None:
-    return datetime.timedelta(seconds=seconds) if seconds is not None else None
-
-
-def _memory(rss: int | None, vms: int | None) -> MemoryUsage | None:
-    if rss is None and vms is None:
-        return None
-    return MemoryUsage(virtual_peak=vms or 0, hardware_peak=rss or 0)
 
 
 __all__ = ["Memento", "Plan"]
