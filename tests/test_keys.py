@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from memento.exceptions import UnencodableValue
-from memento.keys import KeyMaker, code_fingerprint, encode, experiment_identity
+from memento.fingerprint import code_fingerprint
+from memento.keys import KeyMaker, encode, experiment_identity
 
 
 class Point:

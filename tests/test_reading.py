@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from memento import Memento, MissingExtra, open_results
-from memento.keys import code_fingerprint
+from memento.fingerprint import code_fingerprint
 from memento.reading import Text, flat_records, is_stale, parse_where, value_matches
 from memento.results import ResultList
 
@@ -427,7 +427,7 @@ def test_fingerprint_is_equal_across_processes(user_code: Path) -> None:
     write_module(user_code, "experiment_mod", EXPERIMENT)
     here = fingerprint_of("experiment_mod")
     script = (
-        "from memento.keys import code_fingerprint\nimport experiment_mod\n"
+        "from memento.fingerprint import code_fingerprint\nimport experiment_mod\n"
         "print(code_fingerprint(experiment_mod.experiment))"
     )
     outputs = {

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from memento.checks import positive_int_or_none, timeout_or_none
 from memento.exceptions import CacheMiss
 from memento.execution import LOAD_COLUMNS
-from memento.keys import KeyMaker, code_fingerprint, experiment_name
+from memento.fingerprint import code_fingerprint
+from memento.keys import KeyMaker, experiment_name
 from memento.matrix import Config, generate_configurations
 from memento.results import ResultList
 from memento.store import Store, default_store_path

@@ -1,0 +1,205 @@
+"""Code fingerprints: which code computed a stored result, so that results computed by older
+code can be reported as stale (see :func:`code_fingerprint`)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import types
+from typing import Any
+
+from memento.keys import FINGERPRINT_VERSION, _code, _Encoder
+
+
+def code_fingerprint(func: Any) -> str:
+    """A hash of the experiment's code and of the code it calls from the user's own modules.
+
+    Stored beside each result, so that results computed by older code are reported as stale
+    (``Memento.plan`` and ``memento status``). What it covers:
+
+    - the experiment itself: its source text (for a partial or bound method, the function
+      underneath; for a class or a callable object, the whole class body);
+    - every function and class it refers to by a global name (``helper(...)``,
+      ``Model(...)``, ``utils.helper(...)``), found by walking the names its bytecode uses
+      (nested functions, lambdas and comprehensions included) and looking them up in the
+      function's module; also the functions in its closure and default arguments, the base
+      classes and methods of covered classes, and through decorators (``__wrapped__``);
+    - recursively, what those refer to in turn, at most 4 references deep and 200 objects
+      in all;
+    - but only *user code*: objects whose module file is not in the standard library or in
+      an installed package (site-packages / dist-packages, the ``sysconfig`` install paths),
+      and not memento itself. Code in ``__main__``, a notebook, or a project installed in
+      editable mode counts as user code.
+
+    It does not cover module-level constants and data, code reached only through attributes
+    of objects (``self.helper()`` inside a class is covered through the class body), files
+    read at run time, or installed packages (bump ``Memento(version=...)`` for those).
+
+    Whitespace, comments and docstrings are part of the source text, so editing them marks
+    results stale; line numbers are not, so moving a function does not. When the source is
+    unavailable (``python -c``, some notebooks) the bytecode is hashed instead. The result is
+    deterministic: equal code gives an equal fingerprint in every process.
+    """
+    import os
+    import site
+    import sys
+    import sysconfig
+
+    max_depth, max_objects = 4, 200
+
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    if not isinstance(target, (type, types.FunctionType)):
+        target = type(target)
+    try:
+        target = inspect.unwrap(target)
+    except ValueError:  # a cycle of __wrapped__
+        pass
+
+    roots: set[str] = set()
+    for scheme_path in ("stdlib", "platstdlib", "purelib", "platlib"):
+        for variables in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
+            try:
+                roots.add(sysconfig.get_paths(vars=variables)[scheme_path])
+            except (KeyError, ValueError):
+                pass
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:  # site in some embedded interpreters
+        pass
+    installed = tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
+
+    def is_user_code(obj: Any) -> bool:
+        if isinstance(obj, types.ModuleType):
+            module_name = obj.__name__
+        else:
+            module_name = getattr(obj, "__module__", None) or ""
+        if module_name in sys.builtin_module_names or module_name.split(".")[0] == "memento":
+            return False
+        path = getattr(sys.modules.get(module_name), "__file__", None)
+        if not path:
+            code = getattr(obj, "__code__", None)
+            path = code.co_filename if code is not None else None
+        if not path or path.startswith("<"):
+            return module_name == "__main__"  # python -c, the REPL, exec in a script
+        real = os.path.realpath(path)
+        parts = real.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts:
+            return False
+        return not real.startswith(installed)
+
+    def source(obj: Any) -> bytes:
+        try:
+            return inspect.getsource(obj).encode("utf-8")
+        except (OSError, TypeError):
+            pass
+        enc = _Encoder()
+        if isinstance(obj, types.FunctionType):
+            _code(enc, obj.__code__)
+        else:  # a class without source: the bytecode of its methods
+            for name, member in sorted(vars(obj).items()):
+                inner = getattr(member, "__func__", member)
+                if isinstance(inner, types.FunctionType):
+                    enc.text(b"s", name)
+                    _code(enc, inner.__code__)
+        return bytes(enc.out)
+
+    def code_names(code: types.CodeType) -> list[str]:
+        names = list(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                names.extend(code_names(const))
+        return names
+
+    def candidate(value: Any) -> Any:
+        """The function or class a referenced value stands for, else None."""
+        while isinstance(value, functools.partial):
+            value = value.func
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        try:
+            value = inspect.unwrap(value)
+        except Exception:
+            pass
+        return value if isinstance(value, (type, types.FunctionType)) else None
+
+    def references(obj: Any) -> list[Any]:
+        """What ``obj`` refers to, in a deterministic order (unfiltered)."""
+        found: list[Any] = []
+        functions: list[types.FunctionType] = []
+        if isinstance(obj, type):
+            found.extend(obj.__bases__)
+            for _, member in sorted(vars(obj).items()):
+                if isinstance(member, property):
+                    members = [member.fget, member.fset, member.fdel]
+                else:
+                    members = [getattr(member, "__func__", member)]
+                functions.extend(m for m in members if isinstance(m, types.FunctionType))
+        else:
+            functions.append(obj)
+        for function in functions:
+            names = code_names(function.__code__)
+            scope = function.__globals__
+            modules = [v for v in (scope.get(n) for n in names) if isinstance(v, types.ModuleType)]
+            for name in names:
+                if name in scope:
+                    found.append(scope[name])
+            # `pkg.module.helper(...)`: look the other names up in the user modules named.
+            seen_modules: set[str] = set()
+            while modules:
+                module = modules.pop(0)
+                if module.__name__ in seen_modules or not is_user_code(module):
+                    continue
+                seen_modules.add(module.__name__)
+                for name in names:
+                    value = getattr(module, name, None)
+                    if isinstance(value, types.ModuleType):
+                        modules.append(value)
+                    elif value is not None:
+                        found.append(value)
+            for cell in function.__closure__ or ():
+                try:
+                    found.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    pass
+            found.extend(function.__defaults__ or ())
+            found.extend((function.__kwdefaults__ or {}).values())
+        return found
+
+    def label(obj: Any) -> str:
+        return f"{getattr(obj, '__module__', None)}:{getattr(obj, '__qualname__', '?')}"
+
+    entries: list[tuple[str, str]] = []
+    visited = {id(target)}
+    frontier = [target]
+    for _ in range(max_depth):
+        following: list[Any] = []
+        for obj in frontier:
+            if obj is not target and not is_user_code(obj):
+                continue
+            for value in references(obj):
+                ref = candidate(value)
+                if ref is None or id(ref) in visited or len(visited) >= max_objects:
+                    continue
+                visited.add(id(ref))
+                if is_user_code(ref):
+                    entries.append((label(ref), hashlib.sha256(source(ref)).hexdigest()))
+                    following.append(ref)
+        frontier = following
+
+    root = source(target)
+    if not root and not entries:
+        return ""
+    data = b"\0".join(
+        [label(target).encode(), root]
+        + [f"{name}={digest}".encode() for name, digest in sorted(entries)]
+    )
+    return f"v{FINGERPRINT_VERSION}:" + hashlib.sha256(data).hexdigest()[:32]
+
+
+__all__ = ["FINGERPRINT_VERSION", "code_fingerprint"]
