@@ -1,31 +1,12 @@
-"""Notification providers: tell a person (or a log) how a run is going.
-
-The runner turns what happens into events (:mod:`memento.events`) and hands each one to a
-:class:`NotificationDispatcher`, in the driver process only; providers never travel to workers.
-
-::
-
-    NotificationProvider            the seam: override notify(event)
-    └── DefaultNotificationProvider do nothing (base of the legacy 1.2 subclasses)
-        ├── ConsoleNotificationProvider      "Task completed" ... on stdout, as 1.2
-        ├── FileSystemNotificationProvider   the same lines appended to a file
-        └── (messages, digest + rate limit)
-            ├── EmailNotificationProvider    SMTP, STARTTLS
-            ├── WebhookNotificationProvider  POST {"text": ...} (Slack-compatible)
-            └── AppriseNotificationProvider  100+ services through ``apprise``
-
-Secrets (SMTP passwords, webhook and Apprise URLs) never appear in reprs or log records.
-"""
+"""Providers that send messages (e-mail, webhook, Apprise), with digests and rate limits."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import smtplib
 import socket
 import ssl
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -34,150 +15,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
-from typing import IO, Any, NamedTuple
+from typing import NamedTuple
 
 from memento.events import Event, ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
 from memento.exceptions import MissingExtra
+from memento.notifications.base import (
+    MAX_CONFIG_CHARS,
+    MAX_FAILURES_LISTED,
+    MAX_MESSAGE_CHARS,
+    TRACEBACK_LINES,
+    TRACEBACKS_SHOWN,
+    DefaultNotificationProvider,
+    _clip,
+    _text,
+)
 
 logger = logging.getLogger("memento.notifications")
-
-#: Limits that keep a message readable however badly a run goes.
-MAX_FAILURES_LISTED = 20
-MAX_MESSAGE_CHARS = 300
-MAX_CONFIG_CHARS = 500
-TRACEBACK_LINES = 12
-TRACEBACKS_SHOWN = 5
-
-
-class NotificationProvider:
-    """Receives the events of a run; subclass it and override :meth:`notify`.
-
-    The default :meth:`notify` calls the no-argument methods of memento-ml 1.2, so providers
-    written for 1.2 keep working: ``task_completed()`` for each experiment that ran and
-    succeeded, ``task_failure()`` for each that failed, ``all_tasks_completed()`` at the end.
-
-    Example::
-
-        from memento.events import ExperimentFailed
-
-        class Pager(NotificationProvider):
-            def notify(self, event):
-                if isinstance(event, ExperimentFailed):
-                    page_someone(f"{event.config}: {event.exc_type}: {event.message}")
-
-        Memento(experiment, notification_provider=Pager())
-    """
-
-    def notify(self, event: Event) -> None:
-        """Handle one event. The default maps events to the legacy 1.2 methods."""
-        if isinstance(event, ExperimentFinished):
-            self.task_completed()
-        elif isinstance(event, ExperimentFailed):
-            self.task_failure()
-        elif isinstance(event, RunFinished):
-            self.all_tasks_completed()
-
-    def tick(self) -> None:
-        """Called now and then between events: send what rate limiting held back, if due."""
-
-    def close(self) -> None:
-        """Called once when the run is over, even if it was interrupted: send what is pending."""
-
-    def task_completed(self) -> None:
-        """Legacy (1.2): an experiment ran and succeeded. Does nothing by default."""
-
-    def task_failure(self) -> None:
-        """Legacy (1.2): an experiment failed. Does nothing by default."""
-
-    def all_tasks_completed(self) -> None:
-        """Legacy (1.2): the run is over. Does nothing by default."""
-
-
-class DefaultNotificationProvider(NotificationProvider):
-    """A provider that does nothing; 1.2 code subclasses it to override only some methods.
-
-    Example::
-
-        class Beep(DefaultNotificationProvider):
-            def all_tasks_completed(self):
-                print("\\a")
-    """
-
-
-class ConsoleNotificationProvider(DefaultNotificationProvider):
-    """Prints ``Task completed``, ``Task failed`` and ``All tasks completed`` to stdout, as 1.2.
-
-    A failure also prints one line to stderr naming the config and the error.
-
-    Example::
-
-        Memento(experiment, notification_provider=ConsoleNotificationProvider())
-    """
-
-    def notify(self, event: Event) -> None:
-        super().notify(event)
-        if isinstance(event, ExperimentFailed):
-            error = _clip(f"{event.exc_type}: {event.message}", MAX_MESSAGE_CHARS)
-            config = _clip(_text(event.config), MAX_CONFIG_CHARS)
-            print(f"  {config}: {error}", file=sys.stderr)
-
-    def task_completed(self) -> None:
-        print("Task completed")
-
-    def task_failure(self) -> None:
-        print("Task failed")
-
-    def all_tasks_completed(self) -> None:
-        print("All tasks completed")
-
-
-class FileSystemNotificationProvider(DefaultNotificationProvider):
-    """Appends ``Task completed``, ``Task failed`` and ``All tasks completed`` lines to a file.
-
-    ``filepath`` is a path, opened in append mode for each line (so the file can be rotated or
-    read while the run goes on), or an open text file, which is written to and flushed.
-
-    Example::
-
-        provider = FileSystemNotificationProvider("notifications.log")
-    """
-
-    def __init__(self, filepath: str | os.PathLike[str] | IO[str] | None = None) -> None:
-        if filepath is None:
-            filepath = "logs.txt"
-        self._file: IO[str] | None = None
-        self._path: str | os.PathLike[str] | None = None
-        if isinstance(filepath, (str, os.PathLike)):
-            self._path = filepath
-        elif callable(getattr(filepath, "write", None)):
-            self._file = filepath
-        else:
-            raise TypeError(
-                f"FileSystemNotificationProvider needs a path or an open text file, "
-                f"got {filepath!r}."
-            )
-
-    def __repr__(self) -> str:
-        target = self._file if self._file is not None else os.fspath(self._path or "")
-        return f"{type(self).__name__}({target!r})"
-
-    def _write(self, line: str) -> None:
-        if self._file is not None:
-            self._file.write(line + "\n")
-            self._file.flush()
-        else:
-            assert self._path is not None
-            with open(self._path, "a", encoding="utf-8") as file:
-                file.write(line + "\n")
-
-    def task_completed(self) -> None:
-        self._write("Task completed")
-
-    def task_failure(self) -> None:
-        self._write("Task failed")
-
-    def all_tasks_completed(self) -> None:
-        self._write("All tasks completed")
 
 
 # --- Message providers: digest and rate limiting, shared by e-mail, webhook and Apprise ----------
@@ -365,17 +218,6 @@ def _tail(traceback: str) -> list[str]:
     if len(lines) > TRACEBACK_LINES:  # the innermost frames say where it broke
         lines = ["...", *lines[-TRACEBACK_LINES:]]
     return [_clip(line, MAX_MESSAGE_CHARS) for line in lines]
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 15] + " ... [truncated]"
-
-
-def _text(value: Any) -> str:
-    try:
-        return str(value)
-    except Exception:  # a config whose __str__ raises must not hide the failure
-        return object.__repr__(value)
 
 
 def _plural(n: int, noun: str) -> str:
@@ -649,107 +491,3 @@ class AppriseNotificationProvider(_MessageProvider):
         )
         if not ok:
             raise RuntimeError("Apprise could not deliver to every URL (see the 'apprise' log)")
-
-
-# --- Dispatcher --------------------------------------------------------------------------------
-
-
-class NotificationDispatcher:
-    """Hands every event to every provider; a failing provider never hurts the run.
-
-    The runner builds one in the driver process, calls :meth:`emit` for each event,
-    :meth:`tick` every second or so while it waits, and :meth:`close` when the run is over
-    (also after an error or Ctrl-C), all from one thread. An exception from a provider is logged
-    once, as a warning on the ``memento.notifications`` logger; later ones at DEBUG level.
-
-    Example::
-
-        with NotificationDispatcher([ConsoleNotificationProvider(), email]) as notifications:
-            notifications.emit(RunStarted(total=3, to_run=3, cached=0, failed_before=0,
-                                          store_path="memento.sqlite"))
-            ...
-    """
-
-    def __init__(
-        self, providers: NotificationProvider | Iterable[NotificationProvider] | None = None
-    ) -> None:
-        if providers is None:
-            items: list[Any] = []
-        elif isinstance(providers, NotificationProvider) or not isinstance(providers, Iterable):
-            items = [providers]
-        else:
-            items = list(providers)
-        self.providers: tuple[NotificationProvider, ...] = tuple(_as_provider(p) for p in items)
-        self._warned: set[int] = set()
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"NotificationDispatcher({list(self.providers)!r})"
-
-    def __enter__(self) -> NotificationDispatcher:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def emit(self, event: Event) -> None:
-        """Give ``event`` to every provider's ``notify``."""
-        for index, provider in enumerate(self.providers):
-            self._call(index, provider, "notify", event)
-
-    def tick(self) -> None:
-        """Let rate-limited providers send what has become due. Cheap when nothing is."""
-        for index, provider in enumerate(self.providers):
-            self._call(index, provider, "tick")
-
-    def close(self) -> None:
-        """Send everything still pending. Calling it again does nothing."""
-        if self._closed:
-            return
-        self._closed = True
-        for index, provider in enumerate(self.providers):
-            self._call(index, provider, "close")
-
-    def _call(self, index: int, provider: NotificationProvider, method: str, *args: Any) -> None:
-        call = getattr(provider, method, None)  # duck-typed providers may lack tick/close
-        if call is None:
-            return
-        try:
-            call(*args)
-        except Exception as exc:
-            reason = _clip(f"{type(exc).__name__}: {exc}", 300)
-            if index in self._warned:
-                logger.debug("Notification provider %r failed again (%s).", provider, reason)
-                return
-            self._warned.add(index)
-            logger.warning(
-                "Notification provider %r failed in %s() (%s). The run goes on; later errors "
-                "of this provider are logged at DEBUG level only.",
-                provider,
-                method,
-                reason,
-            )
-
-
-def _as_provider(candidate: Any) -> NotificationProvider:
-    if isinstance(candidate, NotificationProvider):
-        return candidate
-    if callable(getattr(candidate, "notify", None)):
-        return candidate  # type: ignore[no-any-return]  # duck-typed: has notify(event)
-    raise TypeError(
-        f"A notification provider needs a notify(event) method; subclass "
-        f"memento.NotificationProvider (1.2 providers do already), got {candidate!r}."
-    )
-
-
-__all__ = [
-    "AppriseNotificationProvider",
-    "ConsoleNotificationProvider",
-    "DefaultNotificationProvider",
-    "EmailNotificationProvider",
-    "FileSystemNotificationProvider",
-    "NotificationDispatcher",
-    "NotificationProvider",
-    "SmtpConfiguration",
-    "WebhookNotificationProvider",
-]
