@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memento.caching import SQLiteHandle, temporary_database, warn_both
+from memento.sqlite_handles import SQLiteHandle, temporary_database, warn_both
 
 
 class FileSystemCheckpointing:
