@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 
 import click
 
+from memento.display import format_bytes as _bytes
+from memento.display import format_seconds as _seconds
 from memento.exceptions import StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,29 +140,6 @@ def _ago(ts: float | None) -> str:
             n = int(delta // size)
             return f"{when} ({n} {unit}{'s' if n != 1 else ''} ago)"
     return f"{when} (just now)"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 1:
-        return f"{value * 1000:.3g} ms"
-    if value < 60:
-        return f"{value:.3g} s"
-    minutes, secs = divmod(int(value + 0.5), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return ""
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(value)
 
 
 def _short(name: str) -> str:

@@ -53,3 +53,30 @@ def display_value(value: Any) -> str:
 def display_config(params: dict[str, Any]) -> dict[str, str]:
     """Each parameter rendered by :func:`display_value`."""
     return {k: display_value(v) for k, v in params.items()}
+
+
+def format_seconds(seconds: float | None, *, clock: bool = True) -> str:
+    """``12.3 ms``, ``4.56 s``, then ``1:02:03`` (``clock``) or ``1h 02m`` / ``2m 03s``."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    if clock:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def format_bytes(n: int | None) -> str:
+    """``512 B``, ``27.9 MB``, ``1.2 TB``."""
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from memento.display import display_value
+from memento.display import display_value, format_bytes, format_seconds
 from memento.reading import StoreSummary, config_label, flat_records, read_records, summarize
 from memento.store import Store, default_store_path
 
@@ -361,7 +361,7 @@ def _cell_text(column: str, value: Any) -> str:
     if column in ("runtime", "cpu_time") and isinstance(value, (int, float)):
         return _duration(float(value))
     if column == "peak_memory" and isinstance(value, int):
-        return _bytes(value)
+        return format_bytes(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     return _plain(value)
@@ -372,22 +372,7 @@ def _plain(value: Any) -> str:
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.3g} ms"
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
-
-
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    return format_seconds(seconds, clock=False)
 
 
 def _timestamp(ts: float) -> str:
