@@ -38,3 +38,26 @@ def subprocess_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def run_at_once(script: str, args: list[list[str]], env: dict[str, str]) -> list[str]:
+    """Start one ``python -c script *a`` per entry of ``args`` together; wait for all of them;
+    each must succeed. Returns their stdouts, in order."""
+    import subprocess
+
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-c", script, *a],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a in args
+    ]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=150)
+        assert proc.returncode == 0, err
+        outputs.append(out)
+    return outputs

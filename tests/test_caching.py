@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conftest import run_at_once
 from memento import (
     Cache,
     CacheMiss,
@@ -473,20 +474,8 @@ def test_file_provider_with_processes_writing_at_once(
 ) -> None:
     # A fresh file: the processes also race to create the store and the table.
     path = tmp_path / "fresh" / "shared.sqlite"
-    writers = [
-        subprocess.Popen(
-            [PYTHON, "-c", WRITER, str(path), str(n)],
-            env=subprocess_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(6)
-    ]
-    for writer in writers:
-        out, err = writer.communicate(timeout=150)
-        assert writer.returncode == 0, err
-        assert out.strip() == "ok"
+    outputs = run_at_once(WRITER, [[str(path), str(n)] for n in range(6)], subprocess_env)
+    assert [out.strip() for out in outputs] == ["ok"] * 6
     provider = FileSystemCacheProvider(filepath=path, table_name="shared")
     assert len(provider) == 6 * 60 + 1
     for n in range(6):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from conftest import run_at_once
 from memento import Context, FileSystemCheckpointing, Memento, default_key_provider
 from memento.store import Store
 
@@ -180,19 +181,7 @@ def test_processes_checkpointing_into_one_file_at_once(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
     path = tmp_path / "fresh" / "store.sqlite"
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), f"w{n}"],
-            env=subprocess_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(6)
-    ]
-    for writer in writers:
-        _, err = writer.communicate(timeout=150)
-        assert writer.returncode == 0, err
+    run_at_once(WRITER, [[str(path), f"w{n}"] for n in range(6)], subprocess_env)
     checkpoints = FileSystemCheckpointing(path)
     for n in range(6):
         for slot in range(5):
