@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from memento import Memento, MissingExtra, open_results
-from memento.fingerprint import code_fingerprint
-from memento.reading import Text, flat_records, is_stale, parse_where, value_matches
+from memento.fingerprint import code_fingerprint, is_stale
+from memento.reading import Text, flat_records, parse_where, value_matches
 from memento.results import ResultList
 
 XSS = "<script>alert(1)</script>"

@@ -80,3 +80,24 @@ def format_bytes(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+#: Types stored as they are in JSON (``params``) and tables; anything else is shown by name.
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def is_scalar(value: Any) -> bool:
+    """A JSON scalar or a numpy scalar: what a table cell holds as it is."""
+    return isinstance(value, JSON_SCALARS) or (
+        type(value).__module__ == "numpy" and getattr(value, "shape", None) == ()
+    )
+
+
+def is_scalar_dict(value: Any) -> bool:
+    """A non-empty dict whose values are all scalars (spread into columns in tables)."""
+    return isinstance(value, dict) and bool(value) and all(map(is_scalar, value.values()))
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` itself when JSON can hold it, else its :func:`display_value`."""
+    return value if isinstance(value, JSON_SCALARS) else display_value(value)

@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from memento.display import display_value
+from memento.display import plain_value
 from memento.exceptions import AggregateException, ExperimentError
 from memento.keys import digest, experiment_identity
 from memento.matrix import Config
@@ -558,10 +558,7 @@ def _rebuild_error(pending: _Pending, o: Outcome) -> BaseException:
 
 
 def _params_display(config: Config) -> dict[str, Any]:
-    return {
-        k: v if isinstance(v, (str, int, float, bool, type(None))) else display_value(v)
-        for k, v in config.asdict().items()
-    }
+    return {k: plain_value(v) for k, v in config.asdict().items()}
 
 
 def _params_json(config: Config) -> str:

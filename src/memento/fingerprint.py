@@ -202,4 +202,13 @@ def code_fingerprint(func: Any) -> str:
     return f"v{FINGERPRINT_VERSION}:" + hashlib.sha256(data).hexdigest()[:32]
 
 
-__all__ = ["FINGERPRINT_VERSION", "code_fingerprint"]
+def is_stale(stored: str | None, current: str | None) -> bool:
+    """Whether a result stored with fingerprint ``stored`` was computed by code other than
+    ``current``'s. Unknown fingerprints, and those of another scheme version (``v1:...``
+    against ``v2:...``, which differ whatever the code), are never stale."""
+    if not stored or not current or stored == current:
+        return False
+    return stored.split(":", 1)[0] == current.split(":", 1)[0]
+
+
+__all__ = ["FINGERPRINT_VERSION", "code_fingerprint", "is_stale"]

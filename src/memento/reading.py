@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memento.display import display_value
+from memento.display import display_value, is_scalar_dict
 from memento.exceptions import StoreError
+from memento.fingerprint import is_stale
 from memento.store import Store, default_store_path
 
 #: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`is_stale`).
@@ -203,17 +204,6 @@ def latest_fingerprints(store: Store) -> dict[str, str]:
     return {experiment: fingerprint for experiment, fingerprint in rows}
 
 
-def is_stale(fingerprint: str | None, latest: str | None) -> bool:
-    """Whether a result's fingerprint shows older code than ``latest``.
-
-    Unknown fingerprints, and fingerprints of another scheme version (``v1:...`` against
-    ``v2:...``, which differ whatever the code), are never stale.
-    """
-    if not fingerprint or not latest or fingerprint == latest:
-        return False
-    return fingerprint.split(":", 1)[0] == latest.split(":", 1)[0]
-
-
 def experiments(store: Store) -> list[str]:
     """The experiment names in the store (results and in-flight ones), sorted."""
     names = {r[0] for r in store.conn.execute("SELECT DISTINCT experiment FROM results")}
@@ -310,7 +300,7 @@ def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     stale, timing, attempts, error, ``metric.<name>``, ``key``, ``experiment``, ``note``."""
     records = list(records)
     done = [r["inner"] for r in records if r["status"] == "done" and r["note"] is None]
-    expand = bool(done) and all(_scalar_dict(v) for v in done)
+    expand = bool(done) and all(is_scalar_dict(v) for v in done)
     params: dict[str, None] = {}
     inner_cols: dict[str, None] = {}
     metric_cols: dict[str, None] = {}
@@ -343,21 +333,6 @@ def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         row["note"] = r["note"]
         flat.append(row)
     return flat
-
-
-def _scalar_dict(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and bool(value)
-        and all(
-            isinstance(v, (str, int, float, bool, type(None))) or _numpy_scalar(v)
-            for v in value.values()
-        )
-    )
-
-
-def _numpy_scalar(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and getattr(value, "shape", None) == ()
 
 
 # -- the store as a whole (for `memento status`) ------------------------------------------------ -
@@ -531,7 +506,6 @@ __all__ = [
     "config_label",
     "filter_records",
     "flat_records",
-    "is_stale",
     "latest_fingerprints",
     "open_results",
     "parse_where",

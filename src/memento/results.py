@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
-from memento.display import display_value
+from memento.display import display_value, is_scalar_dict, plain_value
 from memento.matrix import Config
 
 
@@ -242,9 +242,7 @@ class ResultList(list[Result]):
         metric) and ``key``.
         """
         successes = [r.inner for r in self if r.ok]
-        expand = bool(successes) and all(
-            isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values()) for v in successes
-        )
+        expand = bool(successes) and all(is_scalar_dict(v) for v in successes)
         records = [result_record(r, expand_inner=expand) for r in self]
         columns: dict[str, None] = {}
         for record in records:
@@ -272,12 +270,10 @@ def result_record(result: Result, *, expand_inner: bool | None = None) -> dict[s
     ``expand_inner``: spread a dict-of-scalars return value into columns (``True``), keep it
     in one ``inner`` column (``False``), or decide from this result alone (``None``).
     """
-    record: dict[str, Any] = {name: _cell(value) for name, value in result.config.asdict().items()}
+    record: dict[str, Any] = {k: plain_value(v) for k, v in result.config.asdict().items()}
     inner = result.inner
     if expand_inner is None:
-        expand_inner = (
-            isinstance(inner, dict) and bool(inner) and all(_is_scalar(v) for v in inner.values())
-        )
+        expand_inner = is_scalar_dict(inner)
     reserved = ("status", "was_cached", "runtime", "cpu_time", "peak_memory", "error", "key")
     if not expand_inner:
         record["inner"] = inner
@@ -301,16 +297,6 @@ def result_record(result: Result, *, expand_inner: bool | None = None) -> dict[s
         record[f"metric.{name}"] = table.y.last()
     record["key"] = result.key
     return record
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool, type(None))) or (
-        type(value).__module__ == "numpy" and getattr(value, "shape", None) == ()
-    )
-
-
-def _cell(value: Any) -> Any:
-    return value if isinstance(value, (str, int, float, bool, type(None))) else display_value(value)
 
 
 __all__ = ["Column", "MemoryUsage", "MetricTable", "Result", "ResultList", "result_record"]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from memento.checks import positive_int_or_none, timeout_or_none
 from memento.exceptions import CacheMiss
 from memento.execution import LOAD_COLUMNS
-from memento.fingerprint import code_fingerprint
+from memento.fingerprint import code_fingerprint, is_stale
 from memento.keys import KeyMaker, experiment_name
 from memento.matrix import Config, generate_configurations
 from memento.results import ResultList
@@ -162,7 +162,7 @@ class Memento:
                 states.append("new")
             elif row[0] == "failed":
                 states.append("failed")
-            elif _is_stale(row[1], fingerprint):
+            elif is_stale(row[1], fingerprint):
                 states.append("stale")
             else:
                 states.append("cached")
@@ -235,13 +235,6 @@ class Memento:
         from memento.dependencies import run_all
 
         return run_all(self, self._matrices, run_kwargs)
-
-
-def _is_stale(stored: str | None, current: str) -> bool:
-    """Stored by different code: fingerprints of the same scheme version that differ."""
-    if not stored or not current:
-        return False
-    return stored.split(":")[0] == current.split(":")[0] and stored != current
 
 
 def _print_plan(plan: Plan) -> None:
