@@ -15,7 +15,7 @@ from memento.store import INLINE_LIMIT, Store, StoredOutcome, default_store_path
 
 
 def _outcome(key: str, value: bytes | None = b"x", status: str = "done") -> StoredOutcome:
-    return StoredOutcome(key=key, experiment="m:f", status=status, params={"a": 1}, value=value)
+    return StoredOutcome(key=key, experiment="m:f", status=status, params='{"a": 1}', value=value)
 
 
 def test_default_path_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,13 +74,27 @@ def _notifier(provider: Any) -> Any:
 class _Pending:
     """An experiment waiting to run, or running."""
 
-    __slots__ = ("attempt", "config", "index", "key")
+    __slots__ = ("_params", "attempt", "config", "index", "key")
 
     def __init__(self, index: int, key: str, config: Config, attempt: int = 1) -> None:
         self.index = index
         self.key = key
         self.config = config
         self.attempt = attempt
+        self._params: str | None = None
+
+    @property
+    def params(self) -> str:
+        """The parameters as the store keeps them (JSON; values shown by name), made once."""
+        if self._params is None:
+            self._params = json.dumps({k: plain_value(v) for k, v in self.config.asdict().items()})
+        return self._params
+
+    def again(self) -> _Pending:
+        """The next attempt of the same experiment."""
+        retry = _Pending(self.index, self.key, self.config, self.attempt + 1)
+        retry._params = self._params
+        return retry
 
 
 class _Run:
@@ -116,7 +130,6 @@ class _Run:
         self.done = self.failed = self.cached = 0
         self.failures: list[Any] = []
         self.failed_events: list[Any] = []
-        self.batch_size = 1
         self.runtimes: deque[float] = deque(maxlen=50)
         self.display: Any = None
 
@@ -160,7 +173,7 @@ class _Run:
                 RunStarted(
                     total=len(plan.keys),
                     to_run=len(to_run),
-                    cached=len(cached_idx),
+                    cached=self.cached,
                     failed_before=plan.count("failed"),
                     store_path=str(store.path),
                     experiment=self.experiment,
@@ -264,9 +277,7 @@ class _Run:
         ex = self.executor
         queue: deque[_Pending] = deque(to_run)
         running: dict[cf.Future[Any], list[_Pending]] = {}
-        self.store.mark_running(
-            self.run_id, self.experiment, ((p.key, _params_json(p.config)) for p in to_run)
-        )
+        self.store.mark_running(self.run_id, self.experiment, ((p.key, p.params) for p in to_run))
         ex.prepare(self.store)
         routed = ex.name == "thread"
         if routed:
@@ -279,7 +290,7 @@ class _Run:
             limit = ex.max_in_flight()
             while queue or running:
                 while queue and len(running) < limit:
-                    batch = self._next_batch(queue, limit - len(running))
+                    batch = self._next_batch(queue)
                     future = ex.submit(run_job, self._job(batch), timeout=timeout)
                     running[future] = batch
                     if self.display is not None:
@@ -315,7 +326,7 @@ class _Run:
             if self.owns_executor:
                 ex.shutdown()
 
-    def _next_batch(self, queue: deque[_Pending], free: int) -> list[_Pending]:
+    def _next_batch(self, queue: deque[_Pending]) -> list[_Pending]:
         size = 1
         if self.executor.batching and self.m.timeout is None and self.runtimes:
             mean = sum(self.runtimes) / len(self.runtimes)
@@ -370,9 +381,7 @@ class _Run:
                     pending.attempt + 1,
                     self.m.retries + 1,
                 )
-                queue.append(
-                    _Pending(pending.index, pending.key, pending.config, pending.attempt + 1)
-                )
+                queue.append(pending.again())
                 continue
             rows.append(self._stored(pending, outcome))
             final.append((pending, outcome))
@@ -413,18 +422,11 @@ class _Run:
                 self.display.finished(pending.key, outcome.ok, outcome.runtime)
 
     def _stored(self, pending: _Pending, o: Outcome) -> StoredOutcome:
-        import cloudpickle
-
-        try:
-            config_blob = cloudpickle.dumps(pending.config.asdict())
-        except Exception:
-            config_blob = None
         return StoredOutcome(
             key=pending.key,
             experiment=self.experiment,
             status="done" if o.ok else "failed",
-            params=_params_display(pending.config),
-            config=config_blob,
+            params=pending.params,
             value=o.value,
             error_type=o.error_type,
             error_message=o.error_message,
@@ -555,14 +557,6 @@ def _rebuild_error(pending: _Pending, o: Outcome) -> BaseException:
             )
             return wrapped
     return error
-
-
-def _params_display(config: Config) -> dict[str, Any]:
-    return {k: plain_value(v) for k, v in config.asdict().items()}
-
-
-def _params_json(config: Config) -> str:
-    return json.dumps(_params_display(config))
 
 
 def _metric_tables(metrics: Any) -> dict[str, MetricTable]:

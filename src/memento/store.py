@@ -44,7 +44,6 @@ CREATE TABLE IF NOT EXISTS results (
     experiment    TEXT NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('done', 'failed')),
     params        TEXT NOT NULL,
-    config        BLOB,
     value         BLOB,
     value_file    TEXT,
     error_type    TEXT,
@@ -107,7 +106,6 @@ _RESULT_COLUMNS = (
     "experiment",
     "status",
     "params",
-    "config",
     "value",
     "value_file",
     "error_type",
@@ -157,8 +155,8 @@ class StoredOutcome:
     key: str
     experiment: str
     status: str
-    params: dict[str, str]
-    config: bytes | None = None
+    #: The parameters as JSON text, non-JSON values shown by name.
+    params: str
     value: bytes | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -369,8 +367,7 @@ class Store:
                     o.key,
                     o.experiment,
                     o.status,
-                    json.dumps(o.params),
-                    o.config,
+                    o.params,
                     value,
                     value_file,
                     o.error_type,
