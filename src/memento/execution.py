@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from memento.display import plain_value
 from memento.exceptions import AggregateException, ExperimentError
-from memento.keys import digest, experiment_identity
 from memento.matrix import Config
 from memento.results import MemoryUsage, MetricTable, Result, ResultList
 from memento.store import Store, StoredOutcome
@@ -125,8 +124,7 @@ class _Run:
         # force_cache runs nothing, so stale results are served then, whatever the policy.
         self.reuse_stale = memento.on_code_change != "rerun" or force_cache
         self.experiment = plan.experiment
-        identity = experiment_identity(memento.func, memento.version)
-        self.function = FunctionRef(memento.func, digest(identity))
+        self.function = FunctionRef(memento.func, plan.identity)
         self.done = self.failed = self.cached = 0
         self.failures: list[Any] = []
         self.failed_events: list[Any] = []

@@ -484,6 +484,11 @@ class KeyMaker:
         self._settings_cache: tuple[dict[str, Any], Any] | None = None
         self._chunks: dict[tuple[str, type, Any], bytes] = {}
 
+    @property
+    def identity(self) -> str:
+        """The hash of the experiment's encoded identity (name, version, code of lambdas)."""
+        return digest(self._prefix)
+
     def _base(self, settings: dict[str, Any]) -> Any:
         cached = self._settings_cache
         if cached is not None and cached[0] is settings:

@@ -45,6 +45,8 @@ class Plan:
     fingerprint: str = ""
     #: What happens to stale results: see ``Memento(on_code_change=...)``.
     on_code_change: str = "warn"
+    #: The hash of the experiment's identity (see ``KeyMaker.identity``).
+    identity: str = ""
 
     def count(self, state: State) -> int:
         return sum(1 for s in self.states if s == state)
@@ -175,6 +177,7 @@ class Memento:
             found if _keep_rows else None,
             fingerprint=fingerprint,
             on_code_change=self.on_code_change,
+            identity=keymaker.identity,
         )
 
     # -- running ---------------------------------------------------------------------------
