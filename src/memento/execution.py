@@ -19,11 +19,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from memento.display import plain_value
-from memento.exceptions import AggregateException, ExperimentError
+from memento.exceptions import AggregateException
 from memento.matrix import Config
 from memento.results import MemoryUsage, MetricTable, Result, ResultList
 from memento.store import Store, StoredOutcome
-from memento.worker import FunctionRef, Job, Outcome, Task, run_job
+from memento.worker import FunctionRef, Job, Outcome, Task, rebuild_error, run_job
 
 if TYPE_CHECKING:
     from memento.runner import Memento, Plan
@@ -526,35 +526,16 @@ def _pickled(exc: BaseException) -> bytes | None:
 
 
 def _rebuild_error(pending: _Pending, o: Outcome) -> BaseException:
-    error: BaseException | None = None
-    if o.error is not None:
-        try:
-            import cloudpickle
-
-            error = cloudpickle.loads(o.error)
-        except Exception:
-            error = None
-    if error is None:
-        error = ExperimentError(
-            o.error_message or "", exc_type=o.error_type, traceback=o.traceback or ""
-        )
-    for name, value in (
-        ("config", pending.config),
-        ("traceback", o.traceback or ""),
-        ("key", pending.key),
-        ("attempts", pending.attempt),
-    ):
-        try:
-            setattr(error, name, value)
-        except (AttributeError, TypeError):
-            wrapped = ExperimentError(
-                f"{o.error_type}: {o.error_message}",
-                exc_type=o.error_type,
-                traceback=o.traceback or "",
-                config=pending.config,
-            )
-            return wrapped
-    return error
+    return rebuild_error(
+        o.error,
+        o.error_type or "Exception",
+        o.error_message or "",
+        o.traceback or "",
+        config=pending.config,
+        traceback=o.traceback or "",
+        key=pending.key,
+        attempts=pending.attempt,
+    )
 
 
 def _metric_tables(metrics: Any) -> dict[str, MetricTable]:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from memento.exceptions import AggregateException, ExperimentError
+from memento.exceptions import AggregateException
 
 TASK_PRIORITY_LOW: int = 3
 TASK_PRIORITY_MEDIUM: int = 2
@@ -125,19 +125,14 @@ def _run_task(payload: bytes, label: str) -> _TaskOutcome:
 
 
 def _failure(exc: BaseException, start: float) -> _TaskOutcome:
-    import cloudpickle
+    from memento.worker import describe_error
 
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        data: bytes | None = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(data)  # type: ignore[arg-type]  # must also rebuild on the other side
-    except Exception:
-        data = None
+    error_type, message, text, data = describe_error(exc)
     return _TaskOutcome(
         ok=False,
         error=data,
-        error_type=type(exc).__qualname__,
-        message=str(exc),
+        error_type=error_type,
+        message=message,
         traceback=text,
         runtime=time.monotonic() - start,
     )
@@ -312,6 +307,7 @@ class TaskManager:
         import cloudpickle
 
         from memento.events import ExperimentFailed, ExperimentFinished
+        from memento.worker import attach, rebuild_error
 
         try:
             outcome: _TaskOutcome = executor.result(future)  # WorkerDied, ExperimentTimeout
@@ -337,8 +333,14 @@ class TaskManager:
             notifier.emit(ExperimentFinished(task.label, task.label, runtime))
             return
         if error is None:
-            error = _rebuild_error(outcome)
-        errors[task.index] = _labelled(error, task.label, outcome.traceback)
+            error = rebuild_error(
+                outcome.error, outcome.error_type, outcome.message, outcome.traceback,
+                config=task.label, traceback=outcome.traceback,
+            )  # fmt: skip
+        else:
+            text = outcome.traceback or getattr(error, "traceback", "")
+            error = attach(error, config=task.label, traceback=text)
+        errors[task.index] = error
         event = ExperimentFailed(
             task.label, task.label, outcome.error_type, outcome.message, outcome.traceback
         )
@@ -347,35 +349,6 @@ class TaskManager:
 
     def __repr__(self) -> str:
         return f"TaskManager(workers={self._workers}, {len(self._tasks)} tasks waiting)"
-
-
-def _rebuild_error(outcome: _TaskOutcome) -> BaseException:
-    if outcome.error is not None:
-        try:
-            import cloudpickle
-
-            error: BaseException = cloudpickle.loads(outcome.error)
-            return error
-        except Exception:
-            pass
-    return ExperimentError(
-        outcome.message, exc_type=outcome.error_type, traceback=outcome.traceback
-    )
-
-
-def _labelled(error: BaseException, label: str, text: str) -> BaseException:
-    """Give the exception ``.config`` (the task's label) and ``.traceback`` (worker text)."""
-    try:
-        error.config = label  # type: ignore[attr-defined]
-        error.traceback = text or getattr(error, "traceback", "")  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):
-        return ExperimentError(
-            f"{type(error).__qualname__}: {error}",
-            exc_type=type(error).__qualname__,
-            traceback=text,
-            config=label,
-        )
-    return error
 
 
 __all__ = [

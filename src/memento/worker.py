@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memento.context import Context, FileCheckpoints
-from memento.exceptions import ExperimentTimeout
+from memento.exceptions import ExperimentError, ExperimentTimeout
 from memento.matrix import Config
 
 _functions: dict[str, Any] = {}  # digest -> loaded experiment, once per worker process
@@ -195,17 +195,60 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
 
 def _fill_error(outcome: Outcome, exc: BaseException) -> None:
     outcome.ok = False
-    outcome.error_type = type(exc).__qualname__
-    outcome.error_message = str(exc)
-    outcome.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    (outcome.error_type, outcome.error_message, outcome.traceback, outcome.error) = describe_error(
+        exc
+    )
+
+
+def describe_error(exc: BaseException) -> tuple[str, str, str, bytes | None]:
+    """In the worker: an exception as data for the driver: type name, message, traceback text,
+    and the pickled exception (``None`` when it would not come back in one piece)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         import cloudpickle
 
-        data = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(data)  # an exception that pickles but cannot be rebuilt is useless
-        outcome.error = data
+        data: bytes | None = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)  # type: ignore[arg-type]  # one that pickles but cannot be rebuilt
     except Exception:
-        outcome.error = None
+        data = None
+    return type(exc).__qualname__, str(exc), text, data
+
+
+def rebuild_error(
+    pickled: bytes | None, exc_type: str, message: str, text: str, **attributes: Any
+) -> BaseException:
+    """In the driver: the worker's exception back (or an :class:`ExperimentError` standing in
+    for it), with ``attributes`` (``config``, ``traceback``, ...) attached."""
+    error: BaseException | None = None
+    if pickled is not None:
+        try:
+            import cloudpickle
+
+            error = cloudpickle.loads(pickled)
+        except Exception:
+            error = None
+    if error is None:
+        error = ExperimentError(message, exc_type=exc_type, traceback=text)
+    return attach(error, **attributes)
+
+
+def attach(error: BaseException, **attributes: Any) -> BaseException:
+    """Set ``attributes`` on ``error``; an exception that refuses them (``__slots__``) is
+    wrapped in an :class:`ExperimentError` that carries them instead."""
+    try:
+        for name, value in attributes.items():
+            setattr(error, name, value)
+    except (AttributeError, TypeError):
+        wrapped = ExperimentError(
+            f"{type(error).__qualname__}: {error}",
+            exc_type=type(error).__qualname__,
+            traceback=attributes.get("traceback", ""),
+            config=attributes.get("config"),
+        )
+        for name, value in attributes.items():
+            setattr(wrapped, name, value)
+        return wrapped
+    return error
 
 
 def _label(config: Config) -> str:
