@@ -322,7 +322,6 @@ def _print_plans(memento: Memento, order: list[Mapping[str, Any]], cache_path: A
     out = sys.stdout
     counts: dict[Any, int] = {}
     known: dict[Any, list[Any] | None] = {}  # id -> inner values, when all are stored
-    labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": "stale"}
     out.write(f"Plan for {len(order)} matrices, in dependency order:\n")
     for matrix in order:
         matrix_id = matrix["id"]
@@ -337,8 +336,7 @@ def _print_plans(memento: Memento, order: list[Mapping[str, Any]], cache_path: A
             counts[matrix_id] = len(plan.keys)
             known[matrix_id] = _stored_values(plan)
             out.write(f"Matrix {matrix_id!r}: {plan.summary()} (store: {plan.store_path})\n")
-            for config, state in zip(plan.configs, plan.states, strict=True):
-                out.write(f"  [{labels[state]:>13}] {config}\n")
+            out.writelines(plan.lines())
             continue
         placeholders = {
             str(d): [_Placeholder(d, i) for i in range(counts[d])] for d in dependencies

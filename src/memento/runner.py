@@ -61,6 +61,15 @@ class Plan:
         parts = [f"{self.count(s)} {label}" for s, label in labels]
         return f"{len(self.keys)} configs: " + ", ".join(parts)
 
+    def lines(self) -> list[str]:
+        """One line per config, with its state, as a dry run prints them."""
+        stale = "stale: rerun" if self.on_code_change == "rerun" else "stale: reuse"
+        labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": stale}
+        return [
+            f"  [{labels[state]:>13}] {config}\n"
+            for config, state in zip(self.configs, self.states)
+        ]
+
 
 class Memento:
     """Runs an experiment over a configuration matrix, in parallel, durably.
@@ -243,10 +252,7 @@ class Memento:
 def _print_plan(plan: Plan) -> None:
     out = sys.stdout
     out.write(f"Plan for {plan.experiment}: {plan.summary()} (store: {plan.store_path})\n")
-    stale = "stale: rerun" if plan.on_code_change == "rerun" else "stale: reuse"
-    labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": stale}
-    for config, state in zip(plan.configs, plan.states):
-        out.write(f"  [{labels[state]:>13}] {config}\n")
+    out.writelines(plan.lines())
     out.write("Exiting due to dry run\n")
     out.flush()
 

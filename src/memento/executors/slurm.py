@@ -40,7 +40,7 @@ from memento.exceptions import (
     ExperimentTimeout,
     WorkerDied,
 )
-from memento.executors.base import Executor
+from memento.executors.base import Executor, settle
 from memento.executors.slurm_support import (
     _OVER,
     _import_submitit,
@@ -316,7 +316,7 @@ class SlurmExecutor(Executor):
             self._forget([k for p in watched for k in p.keys])
             for p in buffered + watched:
                 if not p.future.cancel():
-                    _resolve(p, exception=cf.CancelledError(f"Slurm job {p.job_id} cancelled"))
+                    settle(p.future, exception=cf.CancelledError(f"Slurm job {p.job_id} cancelled"))
             with self._lock:
                 self._by_future.clear()
         else:
@@ -385,7 +385,7 @@ class SlurmExecutor(Executor):
                 f"sbatch failed, so {len(items)} job(s) were not submitted: {exc}"
             )
             for p in items:
-                _resolve(p, exception=error)
+                settle(p.future, exception=error)
             return
         now = time.monotonic()
         for p, job in zip(items, jobs):
@@ -534,7 +534,7 @@ class SlurmExecutor(Executor):
                         f"The experiment ran longer than its timeout of {p.timeout:g} s; "
                         f"Slurm job {p.job_id} was cancelled"
                     )
-                    _resolve(p, exception=_with_job(timeout, p))
+                    settle(p.future, exception=_with_job(timeout, p))
                     continue
             if state in _OVER or p.gone:
                 if p.terminal is None:
@@ -555,7 +555,7 @@ class SlurmExecutor(Executor):
                 f"Slurm job {p.job_id} ended without a result (state {state}). "
                 f"The end of its stderr ({job.paths.stderr}):\n{_tail(job.paths.stderr)}"
             )
-            _resolve(p, exception=_with_job(error, p))
+            settle(p.future, exception=_with_job(error, p))
             return
         job._results_timeout_s = 0  # the file is there; never wait for it
         try:
@@ -566,21 +566,21 @@ class SlurmExecutor(Executor):
                 exc_type=type(exc).__name__,
                 traceback=str(exc),
             )
-            _resolve(p, exception=_with_job(error, p))
+            settle(p.future, exception=_with_job(error, p))
             return
         if tag == "ok":
             note = f"\n[Slurm job {p.job_id}; stderr: {job.paths.stderr}]"
             for outcome in value:
                 if not getattr(outcome, "ok", True) and outcome.traceback is not None:
                     outcome.traceback += note + _tail_note(job.paths.stderr)
-            _resolve(p, result=value)
+            settle(p.future, result=value)
         else:
             error = ExperimentError(
                 f"Slurm job {p.job_id} failed: {type(value).__name__}: {value}",
                 exc_type=type(value).__name__,
                 traceback=trace + f"\n[Slurm job {p.job_id}]" + _tail_note(job.paths.stderr),
             )
-            _resolve(p, exception=_with_job(error, p))
+            settle(p.future, exception=_with_job(error, p))
 
     # -- the store's jobs table --------------------------------------------------------------
     def _record(self, jobs: Iterable[tuple[str, str]]) -> None:
@@ -596,16 +596,6 @@ class SlurmExecutor(Executor):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _resolve(p: _Pending, *, result: Any = None, exception: BaseException | None = None) -> None:
-    try:
-        if exception is not None:
-            p.future.set_exception(exception)
-        else:
-            p.future.set_result(result)
-    except cf.InvalidStateError:
-        pass  # cancelled meanwhile
-
-
 def _with_job(error: BaseException, p: _Pending) -> BaseException:
     error.job_id = p.job_id  # type: ignore[attr-defined]
     if p.job is not None:
