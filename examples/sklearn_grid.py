@@ -1,4 +1,4 @@
-"""The classic memento grid: scikit-learn models x datasets (pip install 'memento[sklearn]').
+"""The classic memento grid: scikit-learn models x datasets (pip install 'memento-grid[sklearn]').
 
 python examples/sklearn_grid.py
 """
