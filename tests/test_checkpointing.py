@@ -128,7 +128,10 @@ def test_context_with_file_system_checkpointing(tmp_path: Path) -> None:
     assert checkpoints.get("experiment-1") == {"epoch": 3}
     assert not Context("experiment-2", checkpoints).checkpoint_exist()
     context.record({"loss": (1, 0.5)})
-    assert context.collect_metrics() == {"loss": [(1, 0.5)]}
+    assert context.metric_rows() == {"loss": [(1, 0.5)]}
+    # collect_metrics() gives 1.2's tables: a DataFrame per metric when pandas is installed.
+    table = context.collect_metrics()["loss"]
+    assert list(table.columns) == ["x", "y"] and table["y"].tolist() == [0.5]
 
 
 def test_context_without_provider_says_so() -> None:

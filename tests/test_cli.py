@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -334,15 +335,15 @@ def bad_stores(tmp_path: Path, good: Path) -> dict[str, Path]:
     text = tmp_path / "text.sqlite"
     text.write_text("this is not a database\n" * 100)
     other = tmp_path / "other.sqlite"
-    with sqlite3.connect(other) as conn:
+    with closing(sqlite3.connect(other)) as conn, conn:
         conn.execute("CREATE TABLE things (x)")
     future = tmp_path / "future.sqlite"
     shutil.copy(good, future)
-    with sqlite3.connect(future) as conn:
+    with closing(sqlite3.connect(future)) as conn, conn:
         conn.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
     alien = tmp_path / "alien.sqlite"
     shutil.copy(good, alien)
-    with sqlite3.connect(alien) as conn:
+    with closing(sqlite3.connect(alien)) as conn, conn:
         conn.execute("UPDATE meta SET value = 'something-else' WHERE name = 'format'")
     return {
         "missing": tmp_path / "missing.sqlite",

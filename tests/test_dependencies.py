@@ -60,7 +60,11 @@ REPORT = {"id": "report", "dependencies": ["model"], "parameters": {}}
         ({"id": "b", "dependencies": ["a"], "parameters": {"a": [1]}}, ValueError, "rename"),
         ({"id": "b", "dependencies": ["settings"], "parameters": {}}, ValueError, "settings"),
         ({"id": "b", "parameters": {"x": 1}}, TypeError, "list"),
-        ({"id": "b", "parameters": {"x": [1]}, "extra": 1}, ValueError, "extra"),
+        (
+            {"id": "b", "parameters": {"x": [1]}, "dependncies": []},
+            ValueError,
+            "did you mean 'dependencies'",
+        ),
         ({"id": "b"}, ValueError, "parameters"),
     ],
 )

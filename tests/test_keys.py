@@ -115,11 +115,13 @@ def test_unencodable_value_names_the_parameter_and_the_hook() -> None:
     assert "Parameter 'lock'" in message and "__memento_key__" in message
 
 
-def test_cycles_are_reported() -> None:
+def test_cycles_encode_as_back_references() -> None:
     a: list[object] = []
     a.append(a)
-    with pytest.raises(UnencodableValue, match="cycle"):
-        encode(a)
+    b: list[object] = []
+    b.append(b)
+    assert encode(a) == encode(b)  # by shape, not by address
+    assert encode(a) != encode([[]])
 
 
 def test_settings_and_version_are_part_of_the_key() -> None:

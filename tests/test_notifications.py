@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import inspect
 import io
 import ipaddress
 import json
@@ -124,13 +125,20 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # as sent: the parsed headers are normalised
+        self.recipients: list[list[str]] = []
         self.logins: list[bytes] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
+        self.raw.append(envelope.content)
+        self.recipients.append(list(envelope.rcpt_tos))
         return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
 
 
 @dataclass
@@ -225,15 +233,17 @@ def test_email_failure_names_config_error_and_traceback(
     )
     with NotificationDispatcher(provider) as dispatcher:
         dispatcher.emit(started())
-        dispatcher.emit(finished(1))
+        dispatcher.emit(finished(1))  # a mail too: e-mail is not in digest mode by default
         dispatcher.emit(failed(2))
 
-    (message,) = server.inbox.messages
-    assert message["Subject"] == "[Memento] Task failed"
+    assert server.inbox.subjects() == ["[Memento] Task completed", "[Memento] Task failed"]
+    message = server.inbox.messages[1]
     assert message["From"] == "Memento <bot@example.org>"
-    assert message["To"] == "me@example.org, you@example.org"
+    assert b"\nTo: me@example.org,you@example.org\n" in server.inbox.raw[1].replace(b"\r", b"")
+    assert server.inbox.recipients[1] == ["me@example.org", "you@example.org"]
     assert message.get_content_type() == "text/plain"
-    body = message.get_content()
+    body = message.get_content().replace("\r\n", "\n")
+    assert body.startswith("Task failed\n\n")  # 1.2's body, then the details
     assert "Config(lr=0.5, depth=2)" in body
     assert "ValueError: loss diverged at step 2" in body
     assert 'File "exp.py", line 12, in train' in body
@@ -362,7 +372,8 @@ def test_email_digest_batches_50_failures_one_connection_per_mail(
         SmtpConfiguration("127.0.0.1", server.port, require_tls=False),
         "bot@example.org",
         ["me@example.org"],
-    )  # digest=True, min_interval=60
+        digest=True,
+    )  # min_interval defaults to 60 in digest mode
     failures = [failed(i, message="x" * 5000 if i == 3 else "") for i in range(50)]
     dispatcher = NotificationDispatcher(provider)
     dispatcher.emit(started(60))
@@ -673,7 +684,7 @@ def test_all_is_complete() -> None:
     public = {
         name
         for name, value in vars(notifications).items()
-        if isinstance(value, type)
+        if (isinstance(value, type) or inspect.isfunction(value))
         and not name.startswith("_")
         and value.__module__.startswith(notifications.__name__)
     }

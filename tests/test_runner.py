@@ -64,7 +64,9 @@ def test_result_fields(store_path: Path) -> None:
     assert len(r.key) == 32
     assert list(r.metrics["loss"]["y"]) == [1.0, 0.5, 1.0 / 3]
     assert list(r.metrics["acc"]["x"]) == [0, 1, 2]
-    assert r.metrics["acc"].columns == ("x", "y")
+    # With pandas installed each metric is a DataFrame with columns x and y, as in 1.2.
+    assert type(r.metrics["acc"]).__name__ == "DataFrame"
+    assert list(r.metrics["acc"].columns) == ["x", "y"]
     assert r.start_time is not None and r.runtime is not None and r.cpu_time is not None
     assert r.runtime.total_seconds() >= 0
     assert isinstance(r.memory, MemoryUsage) and r.memory.hardware_peak > 1_000_000

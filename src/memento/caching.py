@@ -35,6 +35,7 @@ import os
 import pickle
 import re
 import sqlite3
+import threading
 import time
 import types
 from abc import ABC, abstractmethod
@@ -358,6 +359,20 @@ class FileSystemCacheProvider(CacheProvider):
         """Close this process's connection (a later call opens a new one)."""
         self._handle.close()
 
+    def __enter__(self) -> sqlite3.Connection:
+        """``with provider as database: database.execute(sql)``, as in memento-ml 1.2.
+
+        Gives a new ``sqlite3.Connection`` to the provider's file, committed (or rolled back,
+        if the block raised) and closed when the block ends. The file is a memento store: the
+        cache is the table :attr:`table_name` (``key``, ``value`` (the pickle, or NULL when it
+        is in ``value_file``), ``value_file``, ``updated``), beside the store's own tables
+        (docs/store.md). A provider built on a ``connection`` gives that connection, untouched.
+        """
+        return enter_connection(self, self.filepath, self._connection)
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        exit_connection(self, failed=exc_type is not None)
+
     def _directory(self) -> Path:
         assert self.filepath is not None
         return side_directory(self.filepath)
@@ -390,6 +405,42 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+_entered = threading.local()  # per thread: {id(provider): [connections from __enter__]}
+
+
+def enter_connection(
+    owner: object, path: Path | None, given: sqlite3.Connection | None
+) -> sqlite3.Connection:
+    """A connection for ``with owner as conn`` (1.2's file-backed providers): ``given``, or a
+    new connection to ``path`` that :func:`exit_connection` commits and closes."""
+    if given is not None:
+        return given  # the caller's connection stays theirs, as in 1.2
+    assert path is not None
+    conn = sqlite3.connect(path, timeout=30.0)
+    stacks: dict[int, list[sqlite3.Connection]] = _entered.__dict__.setdefault("stacks", {})
+    stacks.setdefault(id(owner), []).append(conn)  # with-blocks may nest
+    return conn
+
+
+def exit_connection(owner: object, *, failed: bool) -> None:
+    """End the innermost ``with owner as conn`` of this thread. 1.2 left its connection open,
+    with any write it held uncommitted (and the file locked) until garbage collection."""
+    stacks: dict[int, list[sqlite3.Connection]] = _entered.__dict__.get("stacks", {})
+    stack = stacks.get(id(owner))
+    if not stack:
+        return  # built on a given connection
+    conn = stack.pop()
+    if not stack:
+        del stacks[id(owner)]
+    try:
+        if failed:
+            conn.rollback()
+        else:
+            conn.commit()
+    finally:
+        conn.close()
 
 
 def check_table_name(name: Any) -> str:

@@ -114,6 +114,24 @@ class FileSystemCheckpointing:
         """Close this process's connection (a later call opens a new one)."""
         self._handle.close()
 
+    def __enter__(self) -> sqlite3.Connection:
+        """``with checkpoints as database: database.execute(sql)``, as in memento-ml 1.2.
+
+        Gives a new ``sqlite3.Connection`` to the file, committed (or rolled back, if the block
+        raised) and closed when the block ends. The checkpoints are the table ``checkpoints``
+        (``key``, ``value`` (the cloudpickle), ``updated``); 1.2 called it
+        ``checkpoint_table``. The file is a memento store, so its other tables are there too
+        (docs/store.md). A provider built on a ``connection`` gives that connection, untouched.
+        """
+        from memento.caching import enter_connection
+
+        return enter_connection(self, self._path, self._connection)
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        from memento.caching import exit_connection
+
+        exit_connection(self, failed=exc_type is not None)
+
     def __getstate__(self) -> dict[str, Any]:
         if self._connection is not None:
             raise TypeError(

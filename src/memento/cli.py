@@ -7,6 +7,7 @@
     memento show    [STORE] KEY_OR_PREFIX         one result: config, summary, metrics, traceback
     memento forget  [STORE] (--failed | --stale | --key K | --all) [--yes]
     memento report  [STORE] [-o report.html]      a self-contained HTML report
+    memento import-1.2 OLD NEW -e SCRIPT.py:FUNC  copy a memento-ml 1.2 store's results
 
 ``STORE`` defaults to ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the working
 directory (a directory means ``memento.sqlite`` inside it). Every command except ``forget``
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 
 import click
 
+from memento import __version__
 from memento.display import format_bytes as _bytes
 from memento.display import format_seconds as _seconds
 from memento.exceptions import StoreError
@@ -164,7 +166,7 @@ def _cell(value: Any, limit: int = 60) -> str:
 
 # -- the group ------------------------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="memento", prog_name="memento")
+@click.version_option(version=__version__, prog_name="memento")
 def cli() -> None:
     """Look into a memento store: what ran, what failed, what is stale, and the results.
 
@@ -581,6 +583,43 @@ def report(store: str | None, output: str, experiment: str | None) -> None:
     path = _store_path(store)
     counts = write_report(path, output, experiment=experiment)
     click.echo(f"Wrote {output} ({counts['results']} results, {counts['plots']} metric plots).")
+
+
+# -- import-1.2 -----------------------------------------------------------------------------------
+@cli.command("import-1.2")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path())
+@click.option(
+    "--experiment",
+    "-e",
+    required=True,
+    metavar="SCRIPT.py:FUNCTION",
+    help="The experiment: SCRIPT.py:FUNCTION or package.module:FUNCTION.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Where 1.2 ran, holding memento_cache/ [default: OLD's directory].",
+)
+@click.option("--experiment-version", help="The Memento(version=...) the experiment now uses.")
+@_clean_errors
+def import_12(
+    old: str, new: str, experiment: str, cache_dir: str | None, experiment_version: str | None
+) -> None:
+    """Copy the results of the memento-ml 1.2 store OLD into the memento store NEW, so that
+    Memento(FUNCTION).run(matrix, cache_path=NEW) finds them. OLD and memento_cache/ are only
+    read; results already in NEW are kept; rows that cannot be loaded are skipped and listed.
+
+    Warning: the results are pickles, and loading them runs code stored in them; the script
+    named by --experiment is imported too (not its __main__ block). Import only stores you
+    trust. See docs/cli.md.
+    """
+    from memento.legacy_store import import_legacy_store
+
+    report = import_legacy_store(
+        old, new, experiment, cache_dir=cache_dir, version=experiment_version
+    )
+    click.echo("\n".join(report.lines()))
 
 
 def main(args: Sequence[str] | None = None) -> None:

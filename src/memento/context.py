@@ -6,9 +6,9 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 # Throttle for progress messages sent from a worker to the driver (seconds).
 PROGRESS_INTERVAL = 0.5
@@ -89,6 +89,13 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+class Metric(NamedTuple):
+    """One recorded point of a metric (memento-ml 1.2's ``memento.task_interface.Metric``)."""
+
+    x: Any
+    y: Any
+
+
 class Context:
     """Handed to each experiment as its first argument.
 
@@ -104,8 +111,9 @@ class Context:
                 context.checkpoint({"epoch": epoch + 1})
             return loss
 
-    ``key`` is the experiment's stable key. Checkpoints survive crashes and are removed once the
-    experiment's result is stored.
+    ``key`` is the experiment's stable key, and the key its checkpoints are stored under.
+    Checkpoints survive crashes and are removed once the experiment's result is stored.
+    ``checkpoint_key`` is kept for memento-ml 1.2 code: it is ``None``, as it always was in 1.2.
     """
 
     def __init__(
@@ -116,8 +124,9 @@ class Context:
         progress_sink: Callable[[str, float, float | None], None] | None = None,
     ) -> None:
         self.key = key
+        self.checkpoint_key: str | None = None
         self._checkpoints = checkpoint_provider
-        self._metrics: dict[str, list[tuple[Any, Any]]] = {}
+        self._metrics: dict[str, list[Metric]] = {}
         self._progress_done = 0.0
         self._progress_total: float | None = None
         self._progress_sink = progress_sink
@@ -131,9 +140,16 @@ class Context:
             )
         return self._checkpoints
 
-    def checkpoint(self, state: Any) -> None:
-        """Save ``state`` durably; :meth:`restore` returns it after an interruption."""
-        self._provider().set(self.key, state)
+    def checkpoint(self, *state: Any) -> None:
+        """Save ``state`` durably; :meth:`restore` returns it after an interruption.
+
+        ``checkpoint(a)`` then ``restore()`` gives ``a``; ``checkpoint(a, b)`` gives ``(a, b)``.
+        """
+        if not state:
+            raise TypeError(
+                "context.checkpoint() needs the state to save, e.g. context.checkpoint(state)"
+            )
+        self._provider().set(self.key, state[0] if len(state) == 1 else state)
 
     def restore(self) -> Any:
         """The state last given to :meth:`checkpoint`; ``KeyError`` when there is none."""
@@ -144,9 +160,23 @@ class Context:
         return self._provider().contains(self.key)
 
     # -- metrics ---------------------------------------------------------------------------
-    def record(self, values: dict[str, Any]) -> None:
-        """Record metrics: ``{"name": y}`` (x is the current timestamp) or ``{"name": (x, y)}``."""
-        if not isinstance(values, dict):
+    def record(
+        self,
+        values: Mapping[str, Any] | None = None,
+        *,
+        value_dict: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record metrics: ``{"name": y}`` (x is the current timestamp) or ``{"name": (x, y)}``.
+
+        ``value_dict=`` is memento-ml 1.2's name for ``values``.
+        """
+        if value_dict is not None:
+            if values is not None:
+                raise TypeError(
+                    "context.record got both values and value_dict; pass one dict of metrics"
+                )
+            values = value_dict
+        if not isinstance(values, Mapping):
             raise TypeError(
                 f"context.record takes a dict of name -> y or (x, y), got {type(values).__name__}"
             )
@@ -160,11 +190,24 @@ class Context:
                 x, y = value
             else:
                 x, y = now, value
-            self._metrics.setdefault(str(name), []).append((_plain(x), _plain(y)))
+            self._metrics.setdefault(str(name), []).append(Metric(plain_number(x), plain_number(y)))
 
-    def collect_metrics(self) -> dict[str, list[tuple[Any, Any]]]:
-        """The recorded metrics as name -> list of (x, y)."""
-        return {name: list(points) for name, points in self._metrics.items()}
+    def collect_metrics(self) -> dict[str, Any]:
+        """The recorded metrics, name -> table with columns ``x`` and ``y``.
+
+        Each table is a pandas ``DataFrame`` when pandas is installed (as in memento-ml 1.2),
+        else a :class:`~memento.results.MetricTable`. Example::
+
+            context.record({"loss": (0, 0.9)})
+            context.collect_metrics()["loss"]["y"].max()   # 0.9
+        """
+        from memento.results import metric_table
+
+        return {name: metric_table(points) for name, points in self._metrics.items()}
+
+    def metric_rows(self) -> dict[str, list[tuple[Any, Any]]]:
+        """The recorded metrics as plain data, name -> list of ``(x, y)``: what is stored."""
+        return {name: [(m.x, m.y) for m in points] for name, points in self._metrics.items()}
 
     # -- progress --------------------------------------------------------------------------
     def progress(self, delta: float, total: float | None = None) -> None:
@@ -194,7 +237,7 @@ class Context:
         return self._progress_done, self._progress_total
 
 
-def _plain(value: Any) -> Any:
+def plain_number(value: Any) -> Any:
     """numpy scalars and other number-likes become plain Python numbers."""
     if isinstance(value, (int, float)) and type(value) in (int, float, bool):
         return value
@@ -207,4 +250,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["CheckpointProvider", "Context", "FileCheckpoints", "atomic_write"]
+__all__ = [
+    "CheckpointProvider",
+    "Context",
+    "FileCheckpoints",
+    "Metric",
+    "atomic_write",
+    "plain_number",
+]

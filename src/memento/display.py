@@ -11,17 +11,22 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _MAX = 60
 
 
-def display_value(value: Any) -> str:
+def display_value(value: Any, _seen: frozenset[int] = frozenset()) -> str:
     """A short, readable rendering of a config value.
 
     Classes and functions appear by name (``SVC``, ``train``), partials as
-    ``partial(f, 1)``, numpy arrays by dtype and shape, other objects by their repr when it
+    ``partial(f, 1)``, modules and numpy ufuncs by name (``json``, ``log``), numpy arrays by
+    dtype and shape, a list inside itself as ``[...]``, other objects by their repr when it
     carries no memory address, else by their class name.
     """
     if isinstance(value, type):
         return value.__qualname__
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
         return value.__qualname__
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    if type(value).__name__ == "ufunc" and type(value).__module__ == "numpy":
+        return str(value.__name__)
     if isinstance(value, types.MethodType):
         return f"{display_value(value.__self__)}.{value.__func__.__name__}"
     if isinstance(value, functools.partial):
@@ -34,7 +39,10 @@ def display_value(value: Any) -> str:
     if type(value).__module__ == "numpy" and hasattr(value, "shape") and value.shape != ():
         return f"array({value.dtype}, shape={value.shape})"
     if isinstance(value, (list, tuple)) and len(value) <= 8:
-        inner = ", ".join(display_value(v) for v in value)
+        if id(value) in _seen:  # a reference cycle
+            return "[...]" if isinstance(value, list) else "(...)"
+        seen = _seen | {id(value)}
+        inner = ", ".join(display_value(v, seen) for v in value)
         return (
             f"[{inner}]"
             if isinstance(value, list)

@@ -12,6 +12,7 @@
     │   │   │                             (also a TimeoutError)
     │   │   └── WorkerDied                its worker process died (segfault, ``os._exit``, kill)
     │   ├── StoreError                    the store file is missing, corrupt or of unknown version
+    │   │   └── LegacyStoreError          it was written by memento-ml 1.2 (left untouched)
     │   └── MissingExtra (ImportError)    an optional engine is not installed
     ├── TypeError / ValueError            a bad matrix, parameter or argument (raised up front)
     └── UnencodableValue (TypeError)      a config value that cannot be turned into a stable key
@@ -115,6 +116,30 @@ class StoreError(MementoError):
     """The store cannot be used: missing, corrupt, or written by an unknown version."""
 
 
+class LegacyStoreError(StoreError):
+    """The file at ``cache_path`` was written by memento-ml 1.2. It is never modified.
+
+    ``path`` is the file. Its results can be copied into a new store with
+    ``memento import-1.2 OLD NEW --experiment SCRIPT.py:FUNCTION`` (see docs/cli.md).
+    """
+
+    def __init__(self, path: Any) -> None:
+        import shlex
+
+        self.path = path
+        quoted = shlex.quote(str(path))
+        super().__init__(
+            f"{path} was written by memento-ml 1.2, whose store format this memento does not "
+            "use; the file has been left unchanged. To keep its results, copy them into a new "
+            f"store with: memento import-1.2 {quoted} NEW.sqlite --experiment SCRIPT.py:FUNCTION "
+            "(see memento import-1.2 --help), then run with cache_path='NEW.sqlite'. "
+            "Otherwise give a new cache_path."
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.path,))
+
+
 class MissingExtra(MementoError, ImportError):
     """An optional dependency is missing; the message names the ``pip install`` to run."""
 
@@ -134,12 +159,23 @@ class UnencodableValue(TypeError):
     """
 
 
+def __getattr__(name: str) -> Any:
+    # memento-ml 1.2's ``memento.exceptions`` imported ``Config``; code imported it from here.
+    # Loaded on use so that this module stays at the bottom of the import graph.
+    if name == "Config":
+        from memento.matrix import Config
+
+        return Config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AggregateException",
     "CacheMiss",
     "CyclicDependency",
     "ExperimentError",
     "ExperimentTimeout",
+    "LegacyStoreError",
     "MementoError",
     "MissingExtra",
     "StoreError",

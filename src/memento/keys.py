@@ -19,12 +19,19 @@ function                   tag + module + qualified name; lambdas and local func
 functools.partial          tag + function + args + sorted keywords
 bound method               tag + the object + the method's name
 numpy array / scalar       tag + dtype + shape + bytes
+numpy ufunc                tag + the module it is found in + its name (``np.log``)
+compiled regex             tag + pattern + flags
+module                     tag + its name
+a reference cycle          a back-reference: tag + how many levels up the value is already
+                           being encoded (so ``a = [a]`` is ``[<1 up>]``, never an address)
 ``__memento_key__``        tag + class + the hook's return value, encoded
 scikit-learn estimator     tag + class + its state (parameters and fitted attributes)
 other objects              tag + class + their pickle-protocol state (``__reduce_ex__``)
 =========================  ==============================================================
 
-So ``1``, ``1.0`` and ``True`` are three different keys. A value that cannot be encoded raises
+So ``1``, ``1.0`` and ``True`` are three different keys. Values encoded before a tag was added
+keep their encoding: new tags only cover what used to be unencodable. A value that cannot be
+encoded raises
 :class:`~memento.exceptions.UnencodableValue`, naming where it sits and pointing to the
 ``__memento_key__`` hook.
 """
@@ -35,7 +42,9 @@ import copyreg
 import enum
 import functools
 import hashlib
+import re
 import struct
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -57,7 +66,8 @@ class _Encoder:
 
     def __init__(self) -> None:
         self.out = bytearray()
-        self._active: set[int] = set()
+        # id -> depth of the containers being encoded, from the root down to the current one.
+        self._active: dict[int, int] = {}
 
     def sized(self, tag: bytes, data: bytes) -> None:
         self.out += tag
@@ -81,23 +91,34 @@ class _Encoder:
         sub.encode(value, path)
         return bytes(sub.out)
 
-    def _enter(self, value: Any, path: str) -> int:
-        marker = id(value)
-        if marker in self._active:
-            raise UnencodableValue(f"{path} contains itself (a reference cycle)")
-        self._active.add(marker)
-        return marker
+    def _enter(self, value: Any) -> bool:
+        """Start encoding a container; on a reference cycle (``value`` is already being
+        encoded further up), write a back-reference instead and return False.
+
+        The back-reference counts levels up from here, so it depends only on the shape of
+        the value, never on ids or addresses: equal cyclic values get equal encodings."""
+        depth = self._active.get(id(value))
+        if depth is not None:
+            self.out += b"^"
+            self.out += _pack_len(len(self._active) - depth)
+            return False
+        self._active[id(value)] = len(self._active)
+        return True
+
+    def _leave(self, value: Any) -> None:
+        del self._active[id(value)]
 
     def _encode_other(self, value: Any, path: str) -> None:
         hook = getattr(type(value), "__memento_key__", None)
         if hook is not None and not isinstance(value, type):
-            marker = self._enter(value, path)
+            if not self._enter(value):
+                return
             try:
                 self.out += b"H"
                 _class_name(self, type(value), path)
                 self.encode(hook(value), f"{path}.__memento_key__()")
             finally:
-                self._active.discard(marker)
+                self._leave(value)
             return
         if isinstance(value, type):
             self.out += b"c"
@@ -145,7 +166,8 @@ class _Encoder:
         self._encode_state(value, path)
 
     def _encode_state(self, value: Any, path: str, drop: tuple[str, ...] = ()) -> None:
-        marker = self._enter(value, path)
+        if not self._enter(value):
+            return
         try:
             try:
                 reduced = value.__reduce_ex__(4)
@@ -175,7 +197,7 @@ class _Encoder:
             self.encode(listitems, path)
             self.encode(dictitems, path)
         finally:
-            self._active.discard(marker)
+            self._leave(value)
 
 
 def _unencodable(value: Any, path: str, why: str) -> UnencodableValue:
@@ -231,20 +253,22 @@ def _bytes(enc: _Encoder, value: bytes, path: str) -> None:
 
 def _sequence(tag: bytes) -> Callable[[_Encoder, Any, str], None]:
     def encode(enc: _Encoder, value: Any, path: str) -> None:
-        marker = enc._enter(value, path)
+        if not enc._enter(value):
+            return
         try:
             enc.out += tag
             enc.out += _pack_len(len(value))
             for i, item in enumerate(value):
                 enc.encode(item, f"{path}[{i}]")
         finally:
-            enc._active.discard(marker)
+            enc._leave(value)
 
     return encode
 
 
 def _dict(enc: _Encoder, value: dict[Any, Any], path: str) -> None:
-    marker = enc._enter(value, path)
+    if not enc._enter(value):
+        return
     try:
         if all(type(k) is str for k in value):
             # The common case (parameters, settings): keys sort as text, no nested encoders.
@@ -269,11 +293,16 @@ def _dict(enc: _Encoder, value: dict[Any, Any], path: str) -> None:
             enc.out += k
             enc.out += v
     finally:
-        enc._active.discard(marker)
+        enc._leave(value)
 
 
 def _set(enc: _Encoder, value: Any, path: str) -> None:
-    items = sorted(enc.nested(v, f"{path} item") for v in value)
+    if not enc._enter(value):
+        return
+    try:
+        items = sorted(enc.nested(v, f"{path} item") for v in value)
+    finally:
+        enc._leave(value)
     enc.out += b"S" if isinstance(value, frozenset) else b"z"
     enc.out += _pack_len(len(items))
     for item in items:
@@ -288,7 +317,7 @@ def _function(enc: _Encoder, value: types.FunctionType, path: str) -> None:
         if id(value) in enc._active:  # a local function that refers to itself
             enc.out += b"<"
             return
-        marker = enc._enter(value, path)
+        enc._enter(value)
         try:
             _code(enc, value.__code__)
             closure = tuple(c.cell_contents for c in value.__closure__ or ())
@@ -296,7 +325,7 @@ def _function(enc: _Encoder, value: types.FunctionType, path: str) -> None:
             enc.encode(value.__defaults__, f"{path} defaults")
             enc.encode(value.__kwdefaults__, f"{path} keyword defaults")
         finally:
-            enc._active.discard(marker)
+            enc._leave(value)
 
 
 def _is_anonymous(func: types.FunctionType) -> bool:
@@ -328,9 +357,14 @@ def _numpy(enc: _Encoder, value: Any, path: str) -> None:
 
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
-            enc.out += b"A"
-            enc.text(b"s", str(value.shape))
-            enc.encode(value.tolist(), path)
+            if not enc._enter(value):  # an object array may hold itself
+                return
+            try:
+                enc.out += b"A"
+                enc.text(b"s", str(value.shape))
+                enc.encode(value.tolist(), path)
+            finally:
+                enc._leave(value)
             return
         enc.out += b"a"
         enc.text(b"s", value.dtype.str)
@@ -349,7 +383,48 @@ def _numpy(enc: _Encoder, value: Any, path: str) -> None:
         enc.out += b"y"
         enc.text(b"s", value.str)
         return
+    if isinstance(value, np.ufunc):
+        enc.out += b"U"
+        enc.text(b"s", _ufunc_module(value, path))
+        enc.text(b"s", value.__name__)
+        return
     enc._encode_state(value, path)
+
+
+_UFUNC_MODULES: dict[int, tuple[Any, str]] = {}  # id -> (the ufunc, kept alive; its module)
+
+
+def _ufunc_module(value: Any, path: str) -> str:
+    """The module a ufunc is imported from: its ``__module__`` (``numpy`` for numpy's own),
+    else the shortest-named imported module that holds it under its name (scipy's)."""
+    module = getattr(value, "__module__", None)
+    if isinstance(module, str) and module:
+        return module
+    cached = _UFUNC_MODULES.get(id(value))
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    name = value.__name__
+    # `__main__` last: a script's `from scipy.special import expit` must not name it.
+    holders = sorted(
+        (module_name.startswith("__"), module_name.count("."), module_name)
+        for module_name, module_object in list(sys.modules.items())
+        if getattr(module_object, name, None) is value
+    )
+    if not holders:
+        raise UnencodableValue(
+            f"{path} is the numpy ufunc {name!r}, which memento cannot turn into a stable key: "
+            "no imported module holds it under its name (np.frompyfunc makes such ufuncs from "
+            "a Python function; pass that function instead, or an object with a "
+            "__memento_key__(self) method)"
+        )
+    _UFUNC_MODULES[id(value)] = (value, holders[0][2])
+    return holders[0][2]
+
+
+def _pattern(enc: _Encoder, value: re.Pattern[Any], path: str) -> None:
+    enc.out += b"P"
+    enc.encode(value.pattern, f"{path}.pattern")
+    _int(enc, value.flags, path)
 
 
 def _as_text(enc: _Encoder, value: Any, path: str) -> None:
@@ -378,6 +453,7 @@ _EXACT: dict[type, Callable[[_Encoder, Any, str], None]] = {
     functools.partial: _partial,
     range: lambda enc, v, p: enc.text(b"R", f"{v.start}:{v.stop}:{v.step}"),
     types.ModuleType: lambda enc, v, p: enc.text(b"M", v.__name__),
+    re.Pattern: _pattern,
 }
 
 _SCALARS = {t: _EXACT[t] for t in (type(None), bool, int, float, str)}
@@ -427,8 +503,15 @@ def encode(value: Any, path: str = "value") -> bytes:
     Raises :class:`~memento.exceptions.UnencodableValue` when a part of it cannot be encoded.
     """
     enc = _Encoder()
-    enc.encode(value, path)
+    try:
+        enc.encode(value, path)
+    except RecursionError:
+        raise _too_deep(value, path) from None
     return bytes(enc.out)
+
+
+def _too_deep(value: Any, path: str) -> UnencodableValue:
+    return _unencodable(value, path, "it is nested too deeply to encode")
 
 
 def digest(data: bytes) -> str:
@@ -527,6 +610,8 @@ class KeyMaker:
             enc.encode(value, f"config[{name!r}]")
         except UnencodableValue as exc:
             raise _name_parameter(exc, params) from None
+        except RecursionError:
+            raise _name_parameter(_too_deep(value, f"config[{name!r}]"), params) from None
         return bytes(enc.out)
 
     def _encode(self, params: dict[str, Any]) -> bytes:

@@ -7,26 +7,35 @@ Pure code, no I/O. A matrix is a dict::
         "settings": {"regularization": 0.1},           # optional, shared by every config
         "exclude": [{"model": SVC, "dataset": "cifar10"}],  # optional
         "include": [{"model": SVC, "dataset": "svhn"}],     # optional, GitHub Actions style
+        "name": "svm-grid",                             # any other key: kept as metadata
     }
 
-The cartesian product comes in memento-ml's order (the first parameter varies slowest).
+The values of a parameter may be any finite iterable other than a string or a mapping (a
+list, tuple, range, set (sorted), generator, numpy array, pandas Series, dict view...). The
+cartesian product comes in memento-ml's order (the first parameter varies slowest).
+``exclude`` matches by value, as memento-ml 1.2 did (``{"a": 2}`` excludes ``np.int64(2)``
+and ``2.0``), while keys and ``Config`` equality stay type-exact.
+
 Expansion is lazy: :class:`Configurations` decodes an index into a config on demand, so a
 matrix of a million configs is never held as a million objects.
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
+import numbers
 import operator
+import warnings
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from memento.display import display_value
 
 _TOP_LEVEL_KEYS = ("parameters", "settings", "exclude", "include", "id", "dependencies")
-_VALUE_SEQUENCES = (list, tuple, range)
+_ENDLESS = (itertools.count, itertools.cycle, itertools.repeat)
 
 
 class Config:
@@ -34,10 +43,11 @@ class Config:
 
     Example::
 
-        config = Config(model="svm", C=1.0)
+        config = Config(model="svm", C=1.0, settings={"seed": 0})  # memento-ml 1.2's form
+        config = Config({"seed": 0}, model="svm", C=1.0)           # the same config
         config.model          # "svm"
         config.asdict()       # {"model": "svm", "C": 1.0}
-        config.settings       # the matrix's settings dict ({} when there are none)
+        config.settings       # {"seed": 0} (the matrix's settings; {} when there are none)
 
     ``==`` compares parameters and settings by value *and type*, so ``1``, ``1.0`` and ``True``
     differ, and numpy arrays compare by dtype, shape and contents.
@@ -49,6 +59,10 @@ class Config:
     settings: dict[str, Any]
 
     def __init__(self, settings: Mapping[str, Any] | None = None, /, **parameters: Any) -> None:
+        if "settings" in parameters:  # memento-ml 1.2: Config(x=1, settings={...})
+            if settings is not None:
+                raise TypeError("Config got settings twice, positionally and as settings=")
+            settings = parameters.pop("settings")
         object.__setattr__(self, "_params", parameters)
         object.__setattr__(self, "settings", dict(settings) if settings is not None else {})
 
@@ -79,6 +93,18 @@ class Config:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Config._make, (self._params, self.settings))
+
+    def __setstate__(self, state: Any) -> None:
+        """Load a pickle of memento-ml 1.2's ``Config``: its ``__dict__``, with the parameters
+        in ``_dict`` (``settings`` among them for a hand-made one) and, once a
+        ``Configurations`` had set them, the settings in ``settings``."""
+        if isinstance(state, tuple):  # (dict state, slot state), from a subclass with slots
+            state = {**(state[0] or {}), **(state[1] or {})}
+        params = dict(state.get("_dict", state.get("_params")) or {})
+        own_settings = params.pop("settings", None)
+        settings = state.get("settings", own_settings)
+        object.__setattr__(self, "_params", params)
+        object.__setattr__(self, "settings", settings if settings is not None else {})
 
     def asdict(self) -> dict[str, Any]:
         """Return the parameters as a new dict (settings are not included)."""
@@ -119,41 +145,97 @@ def values_equal(a: Any, b: Any) -> bool:
     try:
         return encode(a) == encode(b)
     except UnencodableValue:
-        try:
-            return bool(a == b)
-        except Exception:
-            return False
+        return _equal(a, b)
 
 
-def _matches(value: Any, wanted: Any) -> bool:
-    return values_equal(value, wanted)
+def _equal(a: Any, b: Any) -> bool:
+    """``a == b`` as memento-ml 1.2 compared excludes; numpy arrays by value, never raising."""
+    if a is b:
+        return True
+    try:
+        if _is_numpy_array(a) or _is_numpy_array(b):
+            import numpy as np
+
+            return bool(np.array_equal(a, b))
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 class Configurations(Sequence[Config]):
-    """The lazy, ordered sequence of configs a matrix expands to.
+    """The ordered sequence of configs a matrix expands to, built lazily.
 
-    Supports ``len``, iteration, indexing (negative indices and slices too) and ``.settings``.
+    Supports ``len``, iteration, indexing (negative indices and slices too), ``.settings`` and
+    ``.metadata`` (the matrix's extra top-level keys, such as ``"name"``). It can also be
+    built from a list of configs, as in memento-ml 1.2, which gives each config the settings::
+
+        configs = generate_configurations({"parameters": {"a": [1, 2]}})  # lazy
+        configs = Configurations([Config(a=1), Config(a=2)], {"seed": 0})   # from a list
     """
 
+    settings: dict[str, Any]
+    metadata: dict[str, Any]
+    _list: list[Config] | None
+    _names: tuple[str, ...]
+    _values: tuple[tuple[Any, ...], ...]
+    _excluded: Callable[[tuple[int, ...]], bool] | None
+    _merges: tuple[tuple[dict[int, int], dict[str, Any]], ...]
+    _extras: tuple[tuple[tuple[int, ...] | None, dict[str, Any]], ...]
+    _sizes: tuple[int, ...]
+    _product_size: int
+    _kept: array[int] | None
+
     def __init__(
-        self,
+        self, configs: Iterable[Config] = (), settings: Mapping[str, Any] | None = None
+    ) -> None:
+        listed = configs if isinstance(configs, list) else list(configs)
+        for i, config in enumerate(listed):
+            if not isinstance(config, Config):
+                raise TypeError(
+                    f"Configurations takes a list of Config objects; item {i} is a "
+                    f"{type(config).__name__}: {_describe(config)}"
+                )
+        shared = settings if isinstance(settings, dict) or settings is None else dict(settings)
+        if shared is not None:
+            for config in listed:  # as in 1.2: every config shares the collection's settings
+                config.settings = shared
+        self._list = listed
+        self.settings = shared if shared is not None else {}
+        self.metadata = {}
+
+    @classmethod
+    def _lazy(
+        cls,
         names: Sequence[str],
         values: Sequence[Sequence[Any]],
         settings: dict[str, Any],
         excluded: Callable[[tuple[int, ...]], bool] | None = None,
         extras: Sequence[tuple[tuple[int, ...] | None, dict[str, Any]]] = (),
         merges: Sequence[tuple[dict[int, int], dict[str, Any]]] = (),
-    ) -> None:
+    ) -> Configurations:
+        self = cls.__new__(cls)
+        self._list = None
+        self.settings = settings
+        self.metadata = {}
         self._names = tuple(names)
         self._values = tuple(tuple(v) for v in values)
-        self.settings = settings
         self._excluded = excluded
         self._merges = tuple(merges)
         # Entries appended after the product: (indices, overrides) from `include`.
         self._extras = tuple(extras)
         self._sizes = tuple(len(v) for v in self._values)
-        self._product_size = math.prod(self._sizes) if self._names else 0
-        self._kept: array[int] | None = None  # flat indices surviving `exclude`, built once
+        # No parameters at all: one empty config, as itertools.product() gives (and 1.2),
+        # unless `include` entries are given, which are then the configs.
+        self._product_size = math.prod(self._sizes) if self._names or not extras else 0
+        self._kept = None  # flat indices surviving `exclude`, built once
+        return self
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "configurations" in state and "_list" not in state:  # memento-ml 1.2's pickle
+            self.__dict__.update(_list=list(state["configurations"]), metadata={})
+            self.settings = state.get("settings") or {}
+        else:
+            self.__dict__.update(state)
 
     def _kept_indices(self) -> array[int] | None:
         if self._excluded is None:
@@ -161,10 +243,11 @@ class Configurations(Sequence[Config]):
         if self._kept is None:
             excluded = self._excluded
             kept = array("q")
-            append = kept.append
-            for flat, idx in enumerate(itertools.product(*map(range, self._sizes))):
-                if not excluded(idx):
-                    append(flat)
+            if self._product_size and not getattr(excluded, "everything", False):
+                append = kept.append
+                for flat, idx in enumerate(itertools.product(*map(range, self._sizes))):
+                    if not excluded(idx):
+                        append(flat)
             self._kept = kept
         return self._kept
 
@@ -173,6 +256,8 @@ class Configurations(Sequence[Config]):
         return self._product_size if kept is None else len(kept)
 
     def __len__(self) -> int:
+        if self._list is not None:
+            return len(self._list)
         return self._product_len() + len(self._extras)
 
     def _decode(self, flat: int) -> tuple[int, ...]:
@@ -200,6 +285,8 @@ class Configurations(Sequence[Config]):
     def __getitem__(self, index: slice) -> list[Config]: ...
 
     def __getitem__(self, index: int | slice) -> Config | list[Config]:
+        if self._list is not None:
+            return self._list[index]
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         n = len(self)
@@ -215,8 +302,13 @@ class Configurations(Sequence[Config]):
         return self._build(self._decode(flat))
 
     def __iter__(self) -> Iterator[Config]:
+        if self._list is not None:
+            yield from self._list
+            return
         excluded = self._excluded
-        if self._kept is not None or excluded is None:
+        if not self._product_size:
+            pass
+        elif self._kept is not None or excluded is None:
             kept = self._kept
             if kept is None:
                 for idx in itertools.product(*map(range, self._sizes)):
@@ -234,10 +326,11 @@ class Configurations(Sequence[Config]):
     @property
     def configurations(self) -> list[Config]:
         """Every config as a list (memento-ml 1.2's attribute; materialises the matrix)."""
-        return list(self)
+        return self._list if self._list is not None else list(self)
 
     def __repr__(self) -> str:
-        return f"<Configurations: {len(self)} configs of {list(self._names)}>"
+        names = list(self._names) if self._list is None else sorted({n for c in self for n in c})
+        return f"<Configurations: {len(self)} configs of {names}>"
 
 
 def _describe(value: Any) -> str:
@@ -246,20 +339,22 @@ def _describe(value: Any) -> str:
 
 
 def validate_matrix(matrix: Any) -> None:
-    """Check a matrix's shape; raise ``TypeError``/``ValueError`` naming the bad key and value."""
+    """Check a matrix's shape; raise ``TypeError``/``ValueError`` naming the bad key and value.
+
+    Iterators given as parameter values are not consumed here.
+    """
     if not isinstance(matrix, Mapping):
         raise TypeError(
             f"A configuration matrix must be a dict with a 'parameters' dict, "
             f"got {type(matrix).__name__}: {_describe(matrix)}"
         )
-    unknown = [k for k in matrix if k not in _TOP_LEVEL_KEYS]
-    if unknown:
-        raise ValueError(
-            f"Unknown matrix key {unknown[0]!r} (with value {_describe(matrix[unknown[0]])}); "
-            f"a matrix may only have the keys {', '.join(repr(k) for k in _TOP_LEVEL_KEYS)}"
-        )
+    _check_top_level_keys(matrix)
     if "parameters" not in matrix:
-        raise ValueError("The matrix has no 'parameters' key: give it a dict of name -> values")
+        hint = [k for k in matrix if _close_to(k, ("parameters",), cutoff=0.6)]
+        raise ValueError(
+            "The matrix has no 'parameters' key: give it a dict of name -> values"
+            + (f" (is {hint[0]!r} meant to be 'parameters'?)" if hint else "")
+        )
     parameters = matrix["parameters"]
     if not isinstance(parameters, Mapping):
         raise TypeError(
@@ -277,14 +372,7 @@ def validate_matrix(matrix: Any) -> None:
                 f"Parameter name {name!r} must be a non-empty string (a Python identifier "
                 "can be read as config.<name>; any other name with getattr or asdict())"
             )
-        if not isinstance(values, _VALUE_SEQUENCES) and not _is_numpy_vector(values):
-            raise TypeError(
-                f"Parameter {name!r} must be a list, tuple or range of values, got "
-                f"{type(values).__name__}: {_describe(values)}"
-                + (" (wrap a single value in a list: [value])" if not _is_iterable(values) else "")
-            )
-        if len(values) == 0:
-            raise ValueError(f"Parameter {name!r} has no values: give it at least one")
+        _check_values(name, values)
     settings = matrix.get("settings", {})
     if settings is None:
         settings = {}
@@ -308,58 +396,148 @@ def validate_matrix(matrix: Any) -> None:
                     f"Each entry of matrix[{field!r}] must be a dict of parameter -> value, "
                     f"got {type(entry).__name__}: {_describe(entry)}"
                 )
-            if field == "exclude":
-                for key in entry:
-                    if key not in parameters:
-                        raise ValueError(
-                            f"matrix['exclude'] entry {_describe(dict(entry))} names {key!r}, "
-                            f"which is not a parameter; parameters are {list(parameters)}"
-                        )
-            elif not entry:
+            if field == "include" and not entry:
                 raise ValueError("matrix['include'] has an empty entry: give it parameters")
-            elif "settings" in entry:
+            if field == "include" and "settings" in entry:
                 raise ValueError("'settings' is a reserved parameter name in matrix['include']")
 
 
-def _is_iterable(value: Any) -> bool:
-    if isinstance(value, (str, bytes)):
-        return False
+def _close_to(key: Any, known: Sequence[str], cutoff: float = 0.8) -> str | None:
+    """The known key that ``key`` looks like a misspelling of, if any."""
+    if not isinstance(key, str):
+        return None
+    normal = key.strip().lower().replace("-", "_")
+    if normal in known:
+        return normal
+    found = difflib.get_close_matches(normal, known, n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def _check_top_level_keys(matrix: Mapping[Any, Any]) -> None:
+    for key in matrix:
+        if key in _TOP_LEVEL_KEYS:
+            continue
+        guess = _close_to(key, _TOP_LEVEL_KEYS)
+        if guess is not None:
+            raise ValueError(
+                f"Unknown matrix key {key!r} (with value {_describe(matrix[key])}): did you "
+                f"mean {guess!r}? Keys other than {', '.join(map(repr, _TOP_LEVEL_KEYS))} are "
+                "kept as the grid's metadata, but this one looks like a misspelling."
+            )
+
+
+def _check_values(name: str, values: Any) -> None:
+    """A parameter's values must be a finite iterable, not a string or a mapping."""
+    got = f"got {type(values).__name__}: {_describe(values)}"
+    if isinstance(values, (str, bytes, bytearray)):
+        raise TypeError(
+            f"Parameter {name!r} must be a list (or another iterable) of values, {got}; "
+            f"a string is one value, so wrap it in a list: [{_describe(values)}]"
+        )
+    if isinstance(values, Mapping):
+        raise TypeError(
+            f"Parameter {name!r} must be a list (or another iterable) of values, {got}; to "
+            "use the mapping as one value wrap it in a list, for its keys pass list(d.keys())"
+        )
     try:
-        iter(value)
+        iter(values)
     except TypeError:
-        return False
-    return True
+        raise TypeError(
+            f"Parameter {name!r} must be a list (or another iterable) of values, {got} "
+            "(wrap a single value in a list: [value])"
+        ) from None
+    if isinstance(values, _ENDLESS) and operator.length_hint(values, -1) < 0:
+        raise TypeError(f"Parameter {name!r} is an endless iterator ({got}); give a list")
 
 
-def _is_numpy_vector(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 1
+def _parameter_values(name: str, values: Any) -> list[Any]:
+    """The values as a list, a set's in a deterministic order."""
+    if not isinstance(values, (set, frozenset)):
+        return list(values)
+    items = list(values)
+    for kind in (str, bytes):
+        if all(isinstance(v, kind) for v in items):
+            return sorted(items)
+    if all(isinstance(v, numbers.Real) and v == v for v in items):  # no nan: a total order
+        return sorted(items)
+    from memento.exceptions import UnencodableValue
+    from memento.keys import encode
+
+    try:
+        return sorted(items, key=encode)
+    except UnencodableValue:
+        raise TypeError(
+            f"Parameter {name!r} is a set of values that have no deterministic order "
+            f"({_describe(values)}); give them as a list"
+        ) from None
+
+
+def _is_numpy_array(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
+
+
+_NAN = ("memento", "nan")  # every nan, as one look-up key
+
+
+def _plain(value: Any) -> Any:
+    """The look-up key of a value for by-value matching: numpy scalars as Python scalars,
+    every nan as one key (``==`` alone would never match a nan)."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and dtype.kind in "biufcUS":
+            value = value.item()
+    if isinstance(value, float) and value != value:
+        return _NAN
+    return value
 
 
 class _ValueIndex:
-    """Where each value of one parameter sits, looked up by canonical encoding."""
+    """Where each value of one parameter sits: by canonical encoding (type-exact) and by
+    value (``==``, as memento-ml 1.2 matched excludes), each built on first use."""
 
     def __init__(self, values: Sequence[Any]) -> None:
-        from memento.exceptions import UnencodableValue
-        from memento.keys import encode
-
         self._values = values
-        self._by_code: dict[bytes, set[int]] = {}
+        self._by_code: dict[bytes, set[int]] | None = None
         self._unencodable: list[int] = []
-        for i, v in enumerate(values):
-            try:
-                self._by_code.setdefault(encode(v), set()).add(i)
-            except UnencodableValue:
-                self._unencodable.append(i)
+        self._by_value: dict[Any, set[int]] | None = None
+        self._unhashable: list[int] = []
 
     def find(self, wanted: Any) -> set[int]:
+        """The values with the same key as ``wanted``."""
         from memento.exceptions import UnencodableValue
         from memento.keys import encode
 
+        if self._by_code is None:
+            self._by_code = {}
+            for i, v in enumerate(self._values):
+                try:
+                    self._by_code.setdefault(encode(v), set()).add(i)
+                except UnencodableValue:
+                    self._unencodable.append(i)
         try:
             found = set(self._by_code.get(encode(wanted), ()))
         except UnencodableValue:
-            return {i for i, v in enumerate(self._values) if _matches(v, wanted)}
-        found.update(i for i in self._unencodable if _matches(self._values[i], wanted))
+            return {i for i, v in enumerate(self._values) if values_equal(v, wanted)}
+        found.update(i for i in self._unencodable if values_equal(self._values[i], wanted))
+        return found
+
+    def find_equal(self, wanted: Any) -> set[int]:
+        """The values equal to ``wanted`` (``np.int64(2)`` and ``2.0`` match ``2``), and those
+        with its key (the same experiment, e.g. an estimator built with the same parameters)."""
+        if self._by_value is None:
+            self._by_value = {}
+            for i, v in enumerate(self._values):
+                try:
+                    self._by_value.setdefault(_plain(v), set()).add(i)
+                except Exception:  # unhashable (a list, an array), or an __eq__ that raises
+                    self._unhashable.append(i)
+        found = self.find(wanted)
+        candidates: Iterable[int] = self._unhashable
+        try:
+            found.update(self._by_value.get(_plain(wanted), ()))
+        except Exception:
+            candidates = range(len(self._values))
+        found.update(i for i in candidates if _equal(self._values[i], wanted))
         return found
 
 
@@ -375,41 +553,63 @@ class _Indexes(dict[int, _ValueIndex]):
         return index
 
 
+class _Exclusion:
+    """Whether the config at some value indices is excluded: one set look-up per group of
+    entries naming the same parameters. A class, not a closure, so that it pickles."""
+
+    __slots__ = ("everything", "tests")
+
+    def __init__(
+        self,
+        tests: Sequence[tuple[Callable[[tuple[int, ...]], Any], set[Any]]],
+        everything: bool = False,
+    ) -> None:
+        self.tests = tuple(tests)
+        self.everything = everything
+
+    def __call__(self, idx: tuple[int, ...]) -> bool:
+        return self.everything or any(get(idx) in combos for get, combos in self.tests)
+
+
 def _exclusion_test(
     names: Sequence[str], values: Sequence[Sequence[Any]], exclude: Sequence[Mapping[str, Any]]
-) -> Callable[[tuple[int, ...]], bool] | None:
+) -> _Exclusion | None:
     """Compile excludes into set look-ups, grouped by the parameters each entry names.
 
     Per config, the cost is one tuple look-up per *distinct set of named parameters*, not per
     entry: entries naming the same parameters share one set of excluded index combinations.
+    An empty entry excludes everything; one naming a key that is not a parameter excludes
+    nothing (as in memento-ml 1.2), with a warning.
     """
     position = {name: i for i, name in enumerate(names)}
     groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
     indexes = _Indexes(values)
     for entry in exclude:
+        unknown = [k for k in entry if k not in position]
+        if unknown:
+            warnings.warn(
+                f"matrix['exclude'] entry {_describe(dict(entry))} names "
+                f"{', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                f"not a parameter (the parameters are {list(names)}), so it excludes nothing",
+                UserWarning,
+                stacklevel=3,
+            )
+            continue
+        if not entry:
+            return _Exclusion((), everything=True)
         positions = tuple(sorted(position[k] for k in entry))
-        choices = [indexes[p].find(entry[names[p]]) for p in positions]
+        choices = [indexes[p].find_equal(entry[names[p]]) for p in positions]
         combos = groups.setdefault(positions, set())
         combos.update(itertools.product(*choices))
-    if not groups:
-        return None
     tests: list[tuple[Callable[[tuple[int, ...]], Any], set[Any]]] = []
     for positions, combos in groups.items():
         if not combos:
             continue
         if len(positions) == 1:
-            p = positions[0]
-            singles = {c[0] for c in combos}
-            tests.append((operator.itemgetter(p), singles))
+            tests.append((operator.itemgetter(positions[0]), {c[0] for c in combos}))
         else:
             tests.append((operator.itemgetter(*positions), combos))
-    if not tests:
-        return None
-
-    def excluded(idx: tuple[int, ...]) -> bool:
-        return any(get(idx) in combos for get, combos in tests)
-
-    return excluded
+    return _Exclusion(tests) if tests else None
 
 
 def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
@@ -424,7 +624,14 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
     validate_matrix(matrix)
     parameters: Mapping[str, Any] = matrix["parameters"]
     names = list(parameters)
-    values = [list(v) for v in parameters.values()]
+    values = [_parameter_values(name, v) for name, v in parameters.items()]
+    for name, vals in zip(names, values):
+        if not vals:
+            warnings.warn(
+                f"Parameter {name!r} has no values, so the matrix's product has no configs",
+                UserWarning,
+                stacklevel=2,
+            )
     settings = matrix.get("settings") or {}
     if not isinstance(settings, dict):
         settings = dict(settings)
@@ -442,14 +649,16 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
         own = {k: v for k, v in entry.items() if k in position}
         new = {k: v for k, v in entry.items() if k not in position}
         matches = {k: indexes[position[k]].find(v) for k, v in own.items()}
-        if new and all(len(m) == 1 for m in matches.values()):
+        if names and new and all(len(m) == 1 for m in matches.values()):
             where = {position[k]: next(iter(m)) for k, m in matches.items()}
             n_matching = _count_matching(names, values, where, excluded)
             if n_matching:
                 merges.append((where, new))
                 continue
         extras.append((None, entry))
-    return Configurations(names, values, settings, excluded, extras, merges)
+    configs = Configurations._lazy(names, values, settings, excluded, extras, merges)
+    configs.metadata = {k: v for k, v in matrix.items() if k not in _TOP_LEVEL_KEYS}
+    return configs
 
 
 def _count_matching(

@@ -29,6 +29,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from memento.exceptions import AggregateException
+from memento.notifications import (
+    DefaultNotificationProvider,
+    NotificationDispatcher,
+    NotificationProvider,
+)
 
 TASK_PRIORITY_LOW: int = 3
 TASK_PRIORITY_MEDIUM: int = 2
@@ -184,7 +189,6 @@ class TaskManager:
         timeout: float | None = None,
     ) -> None:
         from memento.checks import positive_int_or_none, timeout_or_none
-        from memento.notifications import NotificationDispatcher
 
         positive_int_or_none("workers", workers)
         positive_int_or_none("max_tasks_per_worker", max_tasks_per_worker)
@@ -239,7 +243,6 @@ class TaskManager:
         failed.
         """
         from memento.executors.local import ProcessExecutor
-        from memento.notifications import NotificationDispatcher
 
         tasks, self._tasks = self._tasks, []
         results: list[Any] = [None] * len(tasks)
@@ -352,6 +355,9 @@ class TaskManager:
 
 
 __all__ = [
+    "AggregateException",
+    "DefaultNotificationProvider",
+    "NotificationProvider",
     "TASK_PRIORITY_HIGH",
     "TASK_PRIORITY_LOW",
     "TASK_PRIORITY_MEDIUM",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
+from memento.context import plain_number
 from memento.display import display_value, is_scalar_dict, plain_value
 from memento.matrix import Config
 
@@ -16,7 +18,8 @@ class MemoryUsage:
     ``hardware_peak`` is the peak resident set size, ``virtual_peak`` the peak virtual size.
     """
 
-    __slots__ = ("hardware_peak", "virtual_peak")
+    # No __slots__: memento-ml 1.2 pickled its MemoryUsage with a __dict__ state, and such
+    # pickles (and ours from when this class had slots) load by the standard mechanism.
 
     def __init__(self, virtual_peak: int, hardware_peak: int) -> None:
         self.virtual_peak = virtual_peak
@@ -60,9 +63,10 @@ class Column(tuple[Any, ...]):
 
 
 class MetricTable:
-    """A recorded metric: rows of ``(x, y)``, with columns ``x`` and ``y``.
+    """A recorded metric without pandas: rows of ``(x, y)``, with columns ``x`` and ``y``.
 
-    Example::
+    When pandas is installed, metrics are pandas ``DataFrame`` objects instead (see
+    :func:`metric_table`); this light table stands in for them otherwise. Example::
 
         table = result.metrics["loss"]
         table["y"]            # Column of y values: list(table["y"]), table["y"][-1]
@@ -148,6 +152,54 @@ class MetricTable:
         return f"MetricTable([{shown}{more}])"
 
 
+def metric_table(points: Iterable[Sequence[Any]]) -> Any:
+    """One metric's ``(x, y)`` points as a table with columns ``x`` and ``y``.
+
+    A pandas ``DataFrame`` (default index, dtypes inferred from the values, as memento-ml 1.2
+    built them) when pandas can be imported, else a :class:`MetricTable`. Example::
+
+        metric_table([(0, 0.9), (1, 0.5)])["y"].mean()   # 0.7
+    """
+    pd = optional_pandas()
+    if pd is None:
+        return MetricTable(points)
+    return pd.DataFrame([(p[0], p[1]) for p in points], columns=["x", "y"])
+
+
+def optional_pandas() -> Any | None:
+    """pandas if it can be imported, else ``None``; asked on each call, cheap once imported."""
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        return pd
+    if "pandas" in sys.modules:  # sys.modules["pandas"] = None blocks the import
+        return None
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
+def _as_table(table: Any) -> Any:
+    """A metric as :func:`metric_table` gives it; DataFrames and other objects pass through."""
+    if isinstance(table, MetricTable):
+        return metric_table(table.rows) if optional_pandas() is not None else table
+    if isinstance(table, (list, tuple)):
+        return metric_table(table)
+    return table
+
+
+def last_y(table: Any) -> Any:
+    """The last y of a metric table (a DataFrame or a :class:`MetricTable`); ``None`` if empty."""
+    if isinstance(table, MetricTable):
+        return table.y.last()
+    try:
+        column = table["y"]
+        return plain_number(column.iloc[-1]) if len(column) else None
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
 def require_pandas(purpose: str) -> Any:
     try:
         import pandas
@@ -162,16 +214,23 @@ class Result:
     """The outcome of one experiment.
 
     ``inner`` is what the experiment returned; ``metrics`` maps each recorded metric's name to
-    a :class:`MetricTable`; ``runtime`` and ``cpu_time`` are timedeltas; ``memory`` a
-    :class:`MemoryUsage`; ``was_cached`` is true exactly when this call read it from the store.
-    A failed experiment's result has ``ok == False``, ``inner is None`` and ``error`` set.
+    its table, columns ``x`` and ``y`` (see :attr:`metrics`); ``runtime`` and ``cpu_time`` are
+    timedeltas; ``memory`` a :class:`MemoryUsage`; ``was_cached`` is true exactly when this call
+    read it from the store. A failed experiment's result has ``ok == False``, ``inner is None``
+    and ``error`` set.
+
+    Results pickled by memento-ml 1.2 (its ``memento.task_interface.Result``) load as this
+    class, with ``key=""``, ``attempts=1`` and no error.
     """
+
+    _metrics: dict[str, Any]
+    _metrics_ready: bool
 
     def __init__(
         self,
         config: Config,
         inner: Any,
-        metrics: dict[str, MetricTable] | None = None,
+        metrics: Mapping[str, Any] | None = None,
         start_time: datetime.datetime | None = None,
         runtime: datetime.timedelta | None = None,
         cpu_time: datetime.timedelta | None = None,
@@ -185,7 +244,7 @@ class Result:
     ) -> None:
         self.config = config
         self.inner = inner
-        self.metrics = metrics if metrics is not None else {}
+        self.metrics = metrics
         self.start_time = start_time
         self.runtime = runtime
         self.cpu_time = cpu_time
@@ -195,6 +254,42 @@ class Result:
         self.error = error
         self.attempts = attempts
         self.host = host
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Each recorded metric's table, by name: a pandas ``DataFrame`` with columns ``x`` and
+        ``y`` when pandas is installed (as in memento-ml 1.2), else a :class:`MetricTable`.
+
+        Example::
+
+            loss = result.metrics["loss"]
+            loss["y"].min(), loss[loss["x"] > 10]["y"].mean()
+
+        Tables are built on first access, so reading results never imports pandas unless a
+        metric is looked at.
+        """
+        if not self._metrics_ready:
+            tables = self._metrics
+            for name, table in tables.items():
+                tables[name] = _as_table(table)
+            self._metrics_ready = True
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value: Mapping[str, Any] | None) -> None:
+        self._metrics = value if isinstance(value, dict) else dict(value or {})
+        self._metrics_ready = False
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Our own pickles and memento-ml 1.2's (which had ``metrics`` as a plain attribute and
+        # none of key, error, attempts, host).
+        state = dict(state)
+        metrics = state.pop("metrics", None)
+        if metrics is None:
+            metrics = state.pop("_metrics", None)
+        state.pop("_metrics_ready", None)
+        self.__dict__.update({"key": "", "error": None, "attempts": 1, "host": ""}, **state)
+        self.metrics = metrics
 
     @property
     def ok(self) -> bool:
@@ -294,9 +389,19 @@ def result_record(result: Result, *, expand_inner: bool | None = None) -> dict[s
         else None
     )
     for name, table in result.metrics.items():
-        record[f"metric.{name}"] = table.y.last()
+        record[f"metric.{name}"] = last_y(table)
     record["key"] = result.key
     return record
 
 
-__all__ = ["Column", "MemoryUsage", "MetricTable", "Result", "ResultList", "result_record"]
+__all__ = [
+    "Column",
+    "MemoryUsage",
+    "MetricTable",
+    "Result",
+    "ResultList",
+    "last_y",
+    "metric_table",
+    "optional_pandas",
+    "result_record",
+]

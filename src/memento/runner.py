@@ -208,8 +208,10 @@ class Memento:
         :param force_run: recompute everything, ignoring stored results.
         :param force_cache: run nothing; raise :class:`~memento.exceptions.CacheMiss` naming
             the first config without a stored result.
-        :param cache_path: the store's SQLite file; defaults to ``$MEMENTO_CACHE_PATH``, else
-            ``memento.sqlite`` in the working directory.
+        :param cache_path: the store's SQLite file; when ``None`` or ``""``, defaults to
+            ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the working directory. An empty
+            file is a new store. A memento-ml 1.2 store is left untouched and raises
+            :class:`~memento.exceptions.LegacyStoreError` (see ``memento import-1.2``).
         :param notify_on_complete: send the end-of-run notification.
         :param raise_on_failure: when experiments failed, raise
             :class:`~memento.exceptions.AggregateException` at the end (the default). With

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from memento.exceptions import StoreError
+from memento.exceptions import LegacyStoreError, StoreError
 from memento.store import Store, side_directory
 
 _abandoned: list[Any] = []  # connections inherited through fork: kept alive, never used
@@ -92,6 +92,9 @@ def open_store(path: Path, *, timeout: float = 30.0) -> Store:
         try:
             store.conn  # noqa: B018 - opens, creates the schema
             return store
+        except LegacyStoreError:
+            store.close()
+            raise  # its message says what to do; retrying cannot change it
         except StoreError as exc:
             store.close()
             text = str(exc)
@@ -104,10 +107,7 @@ def open_store(path: Path, *, timeout: float = 30.0) -> Store:
                 time.sleep(0.01)
                 continue
             if "not a memento store" in text:
-                raise StoreError(
-                    f"{text}. memento-ml 1.2 cache and checkpoint files cannot be reused: "
-                    "give a new filepath"
-                ) from None
+                raise StoreError(f"{text}; give a new filepath") from None
             raise
 
 

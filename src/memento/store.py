@@ -11,6 +11,11 @@ Layout for ``cache_path="runs/grid.sqlite"``::
 Every outcome is committed by the driver in its own transaction as it arrives (several that
 arrive together share one), so a crash of anything loses at most the experiments in flight.
 The store can be read with plain SQL, and opened read-only, while a run writes to it.
+
+An empty file (what ``tempfile.NamedTemporaryFile(delete=False)`` leaves) is a new store. Any
+other file is looked at read-only before it is opened for writing, so that a file that is not
+a memento store (a memento-ml 1.2 store, another program's database) is refused untouched:
+not even its journal mode changes.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memento.exceptions import StoreError
+from memento.exceptions import LegacyStoreError, StoreError
 
 STORE_FORMAT = "memento-store"
 SCHEMA_VERSION = 1
@@ -133,9 +138,12 @@ _RESULT_COLUMNS = (
 def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path:
     """``cache_path``, else ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the cwd.
 
-    A path naming an existing directory means ``memento.sqlite`` inside it.
+    ``None`` and ``""`` both fall through to the environment, as in memento-ml 1.2. A path
+    naming an existing directory means ``memento.sqlite`` inside it.
     """
-    raw = cache_path if cache_path is not None else os.environ.get("MEMENTO_CACHE_PATH")
+    raw = os.fspath(cache_path) if cache_path is not None else ""
+    if not raw:
+        raw = os.environ.get("MEMENTO_CACHE_PATH", "")
     path = Path(raw) if raw else Path(DEFAULT_FILENAME)
     path = path.expanduser()
     if path.is_dir():
@@ -146,6 +154,62 @@ def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path
 def side_directory(path: Path) -> Path:
     """The directory beside the store file that holds its large values and checkpoints."""
     return path.with_name(path.name + ".d")
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write to ``path`` or create anything beside it.
+
+    The path goes into a ``file:`` URI percent-encoded, so ``?``, ``#`` and ``%`` in it are
+    file name characters, not URI syntax.
+    """
+    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+#: The tables memento-ml 1.2 creates (``FileSystemCacheProvider``, ``FileSystemCheckpointing``).
+LEGACY_TABLES = ("cache", "checkpoint_table")
+
+
+def is_legacy_store(conn: sqlite3.Connection) -> bool:
+    """Whether the database behind ``conn`` was written by memento-ml 1.2: no ``meta`` table,
+    and a ``cache`` or ``checkpoint_table`` table with 1.2's columns ``(key, ts, value)``."""
+    tables = _tables(conn)
+    if "meta" in tables:
+        return False
+    for name in LEGACY_TABLES:
+        if name in tables:
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
+            if columns == {"key", "ts", "value"}:
+                return True
+    return False
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    """No tables, indexes or views at all: an empty file, or a database nobody filled yet."""
+    return not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+
+
+def _empty_store() -> sqlite3.Connection:
+    """An in-memory store with the schema and nothing in it: what reading an empty file sees."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn.executescript(_SCHEMA)
+    conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", _meta_rows())
+    conn.commit()
+    return conn
+
+
+def _meta_rows() -> list[tuple[str, str]]:
+    return [
+        ("format", STORE_FORMAT),
+        ("schema_version", str(SCHEMA_VERSION)),
+        ("created", str(time.time())),
+    ]
 
 
 @dataclass
@@ -213,16 +277,11 @@ class Store:
 
     def _open(self) -> sqlite3.Connection:
         if self.readonly:
-            if not self.path.is_file():
-                raise StoreError(f"No memento store at {self.path}")
-            uri = f"file:{self.path}?mode=ro"
-            try:
-                conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-                conn.execute("PRAGMA busy_timeout = 30000")
-                self._check_format(conn)
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"{self.path} is not a readable memento store ({exc})") from None
-            return conn
+            return self._open_readonly()
+        if self.path.is_file() and self.path.stat().st_size:
+            # Look before writing: opening for writing may roll back a journal and switches
+            # the file to WAL, which would modify a file that is not a memento store.
+            self._open_readonly().close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(
@@ -236,12 +295,9 @@ class Store:
             # Checking and creating the schema is one transaction, so that processes opening
             # a new store at the same moment never see each other's half-made schema.
             with _transaction(conn):
-                has_meta = conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-                ).fetchone()
-                if has_meta:
+                if "meta" in _tables(conn):
                     self._check_format(conn)
-                elif conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                elif not _is_empty(conn):
                     raise StoreError(
                         f"{self.path} is an SQLite database but not a memento store; "
                         "choose another cache_path"
@@ -251,15 +307,33 @@ class Store:
                         if statement.strip():
                             conn.execute(statement)
                     conn.executemany(
-                        "INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
-                        [
-                            ("format", STORE_FORMAT),
-                            ("schema_version", str(SCHEMA_VERSION)),
-                            ("created", str(time.time())),
-                        ],
+                        "INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)", _meta_rows()
                     )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable memento store ({exc})") from None
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A read-only connection; for an empty file (a new store), an empty in-memory one."""
+        if not self.path.is_file():
+            raise StoreError(f"No memento store at {self.path}")
+        try:
+            conn = connect_readonly(self.path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a readable memento store ({exc})") from None
+        try:
+            if _is_empty(conn):
+                conn.close()
+                return _empty_store()
+            if is_legacy_store(conn):
+                raise LegacyStoreError(self.path)
+            self._check_format(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{self.path} is not a readable memento store ({exc})") from None
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _check_format(self, conn: sqlite3.Connection) -> None:
@@ -521,4 +595,12 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-__all__ = ["DEFAULT_FILENAME", "Store", "StoredOutcome", "default_store_path", "side_directory"]
+__all__ = [
+    "DEFAULT_FILENAME",
+    "Store",
+    "StoredOutcome",
+    "connect_readonly",
+    "default_store_path",
+    "is_legacy_store",
+    "side_directory",
+]

@@ -89,11 +89,104 @@ class Job:
     #: Send each outcome's value pickled (cross-process) or as the object itself (in-process).
     pickle_values: bool = True
     progress: Callable[[str, float, float | None], None] | None = field(default=None, repr=False)
+    #: Set in a worker when the tasks' configs could not be rebuilt there (see ``_TaskWire``).
+    load_error: BaseException | None = field(default=None, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["progress"] = None  # a local callback never travels
+        # A local callback never travels; a worker sets load_error itself.
+        state["progress"] = state["load_error"] = None
+        wire = state.pop("_wire", None)  # a job passed on unchanged (Dask -> its process pool)
+        state["tasks"] = wire if wire is not None else _TaskWire.pack(self.tasks)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        wire = state["tasks"]
+        if isinstance(wire, _TaskWire):  # else a list: pickled by an earlier memento (Slurm)
+            state["tasks"], state["load_error"] = wire.unpack()
+            state["_wire"] = wire
+        self.__dict__.update(state)
+
+
+class _TaskWire:
+    """The tasks of a job as they travel to a worker.
+
+    The standard pickle (what ``multiprocessing`` and pebble use) cannot send lambdas, local
+    functions and classes, modules, or anything defined in ``__main__`` under ``spawn``, so
+    parameters and settings travel with cloudpickle, as memento-ml 1.2 sent them. One
+    cloudpickle call per job, over plain tuples (the shared settings dict once): for plain
+    data this costs less than pickling the ``Task`` and ``Config`` objects did. Keys and
+    attempts travel beside it, so a worker that cannot rebuild the configs still reports
+    each experiment's failure instead of losing the job.
+    """
+
+    __slots__ = ("attempts", "keys", "payload")
+
+    def __init__(self, keys: list[str], attempts: list[int], payload: bytes) -> None:
+        self.keys = keys
+        self.attempts = attempts
+        self.payload = payload
+
+    @classmethod
+    def pack(cls, tasks: list[Task]) -> _TaskWire:
+        import cloudpickle
+
+        # Config's whole state is its two slots (a test keeps this in step with matrix.py).
+        rows = [(t.config._params, t.config.settings) for t in tasks]
+        try:
+            payload = cloudpickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise _unpicklable(tasks, exc) from exc
+        return cls([t.key for t in tasks], [t.attempt for t in tasks], payload)
+
+    def unpack(self) -> tuple[list[Task], BaseException | None]:
+        try:
+            import cloudpickle
+
+            rows = cloudpickle.loads(self.payload)
+        except Exception as exc:
+            error = RuntimeError(
+                "The experiment's parameters or settings could not be rebuilt in the worker "
+                f"process: {type(exc).__name__}: {exc}. Every module a value comes from must be "
+                "importable there; cloudpickle.register_pickle_by_value(module) sends a "
+                "module's code along instead."
+            )
+            error.__cause__ = exc
+            empty = Config._make({}, {})
+            return [Task(k, empty, a) for k, a in zip(self.keys, self.attempts)], error
+        tasks = [
+            Task(key, Config._make(params, settings), attempt)
+            for key, attempt, (params, settings) in zip(self.keys, self.attempts, rows)
+        ]
+        return tasks, None
+
+    def __getstate__(self) -> tuple[list[str], list[int], bytes]:
+        return (self.keys, self.attempts, self.payload)
+
+    def __setstate__(self, state: tuple[list[str], list[int], bytes]) -> None:
+        self.keys, self.attempts, self.payload = state
+
+
+def _unpicklable(tasks: list[Task], exc: Exception) -> TypeError:
+    """A clear error naming the first parameter or setting that cannot travel to a worker."""
+    import cloudpickle
+
+    for task in tasks:
+        config = task.config
+        values = [(f"parameter {k}", v) for k, v in config._params.items()]
+        values += [(f"setting {k}", v) for k, v in config.settings.items()]
+        for what, value in values:
+            try:
+                cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as inner:
+                return TypeError(
+                    f"The {what} (a {type(value).__qualname__}) of config {config} cannot be "
+                    f"pickled to send it to a worker process: {inner}. Make it picklable, or "
+                    "run in this process with executor='thread' or 'inline'."
+                )
+    return TypeError(
+        f"The configs of this job cannot be pickled to send them to a worker process: {exc}"
+    )
 
 
 @dataclass
@@ -132,8 +225,17 @@ class Outcome:
 
 def run_job(job: Job) -> list[Outcome]:
     """Run every experiment of ``job`` and return their outcomes, in order."""
+    if job.load_error is not None:
+        return [_failed(task, job.load_error) for task in job.tasks]
     func = job.function.resolve()
     return [run_task(func, task, job) for task in job.tasks]
+
+
+def _failed(task: Task, exc: BaseException) -> Outcome:
+    host, pid = socket.gethostname(), os.getpid()
+    outcome = Outcome(key=task.key, ok=False, host=host, pid=pid, attempt=task.attempt)
+    _fill_error(outcome, exc)
+    return outcome
 
 
 def run_task(func: Any, task: Task, job: Job) -> Outcome:
@@ -186,7 +288,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
         if job.redirect_output:
             _router.end()
     outcome.start_time = start
-    outcome.metrics = context.collect_metrics()
+    outcome.metrics = context.metric_rows()
     done, total = context.progress_state
     outcome.progress = (done / total) if total else None
     outcome.peak_rss, outcome.peak_vms = _peak_memory()

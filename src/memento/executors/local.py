@@ -23,6 +23,20 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_start_method() -> str:
+    """How worker processes start when ``ProcessExecutor(start_method=None)``.
+
+    The method set with ``multiprocessing.set_start_method``, else ``"fork"`` on Linux, else
+    the platform's default. A method equal to the platform's default counts as not set:
+    ``multiprocessing`` fixes that one on its own as soon as anything uses it.
+    """
+    default = multiprocessing.get_all_start_methods()[0]
+    chosen = multiprocessing.get_start_method(allow_none=True)
+    if chosen is not None and chosen != default:
+        return chosen
+    return "fork" if sys.platform.startswith("linux") else default
+
+
 def _check_workers(num_workers: int | None) -> int:
     from memento.checks import positive_int_or_none
 
@@ -33,12 +47,20 @@ class ProcessExecutor(Executor):
     """Crash-isolated worker processes (a pebble ``ProcessPool``).
 
     A segfault, ``os._exit`` or OOM kill fails only the experiment it hit; a timeout kills
-    and replaces the worker. On Linux workers are forked, so scripts without an
-    ``if __name__ == "__main__":`` guard work; elsewhere functions travel with cloudpickle.
+    and replaces the worker. The experiment, its parameters and its settings travel with
+    cloudpickle, so lambdas, local functions and classes, modules, and whatever ``__main__``
+    (a script or a notebook) defines work under every start method.
+
+    ``start_method`` is ``"fork"``, ``"spawn"`` or ``"forkserver"``. By default it is the one
+    the program chose with ``multiprocessing.set_start_method`` (as memento-ml 1.2's pool
+    did), else ``"fork"`` on Linux, so that scripts without an
+    ``if __name__ == "__main__":`` guard work, else the platform's default (``"spawn"`` on
+    macOS and Windows, where a script needs that guard).
 
     Example::
 
         Memento(experiment, executor=ProcessExecutor(max_workers=4, max_tasks=100))
+        Memento(experiment, executor=ProcessExecutor(start_method="spawn"))
     """
 
     own_process = True
@@ -50,8 +72,13 @@ class ProcessExecutor(Executor):
     ) -> None:
         self.max_workers = _check_workers(max_workers)
         self.max_tasks = max_tasks
-        if start_method is None:
-            start_method = "fork" if sys.platform.startswith("linux") else None
+        methods = multiprocessing.get_all_start_methods()
+        if start_method is not None and start_method not in methods:
+            raise ValueError(
+                f"start_method must be one of {', '.join(map(repr, methods))} on this platform "
+                f"(or None for the default), got {start_method!r}"
+            )
+        #: As given: ``None`` is resolved when the workers start (:func:`default_start_method`).
         self.start_method = start_method
         self._pool: Any = None
         self._pipe: tuple[int, int] | None = None
@@ -64,7 +91,7 @@ class ProcessExecutor(Executor):
 
             from memento.worker import init_process_worker
 
-            context = multiprocessing.get_context(self.start_method)
+            context = multiprocessing.get_context(self.start_method or default_start_method())
             initargs: tuple[Any, ...] = ()
             if context.get_start_method() == "fork":
                 # Progress updates travel on a pipe the workers inherit (no lock to die with).

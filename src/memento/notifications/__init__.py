@@ -10,9 +10,11 @@ The runner turns what happens into events (:mod:`memento.events`) and hands each
         ├── ConsoleNotificationProvider      "Task completed" ... on stdout, as 1.2
         ├── FileSystemNotificationProvider   the same lines appended to a file
         └── (messages, digest + rate limit)
-            ├── EmailNotificationProvider    SMTP, STARTTLS
+            ├── EmailNotificationProvider    SMTP, STARTTLS; a mail per event, as 1.2
             ├── WebhookNotificationProvider  POST {"text": ...} (Slack-compatible)
             └── AppriseNotificationProvider  100+ services through ``apprise``
+    as_provider(obj)                accepts the above, and any object with notify(event) or
+                                    1.2's three methods (duck typing, as 1.2)
 
 Secrets (SMTP passwords, webhook and Apprise URLs) never appear in reprs or log records.
 """
@@ -25,6 +27,7 @@ from memento.notifications.base import (
     FileSystemNotificationProvider,
     NotificationDispatcher,
     NotificationProvider,
+    as_provider,
 )
 from memento.notifications.messages import (
     AppriseNotificationProvider,
@@ -43,4 +46,5 @@ __all__ = [
     "NotificationProvider",
     "SmtpConfiguration",
     "WebhookNotificationProvider",
+    "as_provider",
 ]

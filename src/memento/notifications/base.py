@@ -186,11 +186,11 @@ class NotificationDispatcher:
     ) -> None:
         if providers is None:
             items: list[Any] = []
-        elif isinstance(providers, NotificationProvider) or not isinstance(providers, Iterable):
+        elif isinstance(providers, NotificationProvider) or not _is_many(providers):
             items = [providers]
         else:
             items = list(providers)
-        self.providers: tuple[NotificationProvider, ...] = tuple(_as_provider(p) for p in items)
+        self.providers: tuple[NotificationProvider, ...] = tuple(as_provider(p) for p in items)
         self._warned: set[int] = set()
         self._closed = False
 
@@ -242,12 +242,73 @@ class NotificationDispatcher:
             )
 
 
-def _as_provider(candidate: Any) -> NotificationProvider:
+def _is_many(providers: Any) -> bool:
+    """A list of providers, not one provider that happens to be iterable."""
+    if not isinstance(providers, Iterable) or isinstance(providers, (str, bytes)):
+        return False
+    return not callable(getattr(providers, "notify", None)) and not any(
+        callable(getattr(providers, name, None)) for name in _LEGACY_METHODS
+    )
+
+
+_LEGACY_METHODS = ("task_completed", "task_failure", "all_tasks_completed")
+
+
+class _DuckProvider(NotificationProvider):
+    """Adapts an object that only has 1.2's three methods (it does not subclass the base)."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def __repr__(self) -> str:
+        return repr(self.target)  # warnings name the user's object, not this wrapper
+
+    def _forward(self, method: str) -> None:
+        call = getattr(self.target, method, None)
+        if callable(call):
+            call()
+
+    def task_completed(self) -> None:
+        self._forward("task_completed")
+
+    def task_failure(self) -> None:
+        self._forward("task_failure")
+
+    def all_tasks_completed(self) -> None:
+        self._forward("all_tasks_completed")
+
+    def tick(self) -> None:
+        self._forward("tick")
+
+    def close(self) -> None:
+        self._forward("close")
+
+
+def as_provider(candidate: Any) -> NotificationProvider:
+    """``candidate`` as a provider the dispatcher can call; ``TypeError`` if it is none.
+
+    Accepted, as in memento-ml 1.2: any :class:`NotificationProvider`; any object with a
+    ``notify(event)`` method; and any object with some of 1.2's ``task_completed()``,
+    ``task_failure()`` and ``all_tasks_completed()`` (duck typing: it need not subclass
+    anything), whose methods are then called in the driver process, one per event.
+
+    Example::
+
+        class Beeper:  # no base class
+            def task_completed(self): print("\a", end="")
+            def task_failure(self): print("\a\a", end="")
+            def all_tasks_completed(self): print("done")
+
+        as_provider(Beeper())  # accepted; Memento(..., notification_provider=Beeper()) too
+    """
     if isinstance(candidate, NotificationProvider):
         return candidate
     if callable(getattr(candidate, "notify", None)):
         return candidate  # type: ignore[no-any-return]  # duck-typed: has notify(event)
+    if any(callable(getattr(candidate, name, None)) for name in _LEGACY_METHODS):
+        return _DuckProvider(candidate)
     raise TypeError(
-        f"A notification provider needs a notify(event) method; subclass "
-        f"memento.NotificationProvider (1.2 providers do already), got {candidate!r}."
+        f"{candidate!r} is not a notification provider: give an object with a notify(event) "
+        "method or memento-ml 1.2's task_completed(), task_failure() and "
+        "all_tasks_completed() methods (subclassing memento.NotificationProvider gives both)."
     )

@@ -63,6 +63,17 @@ class _Message(NamedTuple):
     title: str
     body: str
     bad_news: bool  # some experiment failed: Apprise shows it as a failure
+    legacy: str = ""  # 1.2's body ("Task failed") when the message is about one 1.2 event
+
+
+#: What memento-ml 1.2 sent for each of its three methods, word for word.
+_LEGACY_MESSAGES = {
+    "task_completed": _Message("[Memento] Task completed", "Task completed", bad_news=False),
+    "task_failure": _Message("[Memento] Task failed", "Task failed", bad_news=True),
+    "all_tasks_completed": _Message(
+        "[Memento] All tasks completed", "All tasks completed", bad_news=False
+    ),
+}
 
 
 class _MessageProvider(DefaultNotificationProvider):
@@ -72,6 +83,12 @@ class _MessageProvider(DefaultNotificationProvider):
     otherwise successes too. At most one message leaves every ``min_interval`` seconds: events
     arriving in between are batched into the next one, sent by the next event or ``tick()``
     once the interval is over. The summary and ``close()`` send at once.
+
+    As in 1.2, each event of a run goes through ``task_completed()``, ``task_failure()`` or
+    ``all_tasks_completed()``: a subclass that overrides one replaces what is sent for that
+    event (and may call ``super()`` to send it too). Called directly, outside a run, each sends
+    1.2's message at once (``[Memento] Task completed`` / ``Task completed``) and raises if it
+    cannot be delivered.
     """
 
     _max_body = 100_000
@@ -86,6 +103,7 @@ class _MessageProvider(DefaultNotificationProvider):
         self._next_send = 0.0
         self._started: RunStarted | None = None
         self._warned = False
+        self._event: Event | None = None  # the event being handled, while notify() runs
 
     def _send(self, message: _Message) -> None:
         """Deliver one message; raise on failure (the caller logs it, redacted)."""
@@ -98,19 +116,53 @@ class _MessageProvider(DefaultNotificationProvider):
     def notify(self, event: Event) -> None:
         if isinstance(event, RunStarted):  # run_all starts several runs, then finishes once
             self._started = event
-        elif isinstance(event, ExperimentFailed):
-            self._batch.add(event)
-            self._run_failures.add(event)
-        elif isinstance(event, ExperimentFinished):
-            if not self.digest:
-                self._batch.add(event)
-        elif isinstance(event, RunFinished):
-            self._batch = _Batch()  # the summary lists every failure held back
-            self._deliver(self._summary(event))
-            self._run_failures = _Batch()
-            self._started = None
-            return
+        else:
+            if isinstance(event, ExperimentFailed):
+                self._run_failures.add(event)
+            self._event = event
+            try:
+                super().notify(event)  # the 1.2 method for it, which a subclass may override
+            finally:
+                self._event = None
+            if isinstance(event, RunFinished):
+                self._run_failures = _Batch()
+                self._started = None
         self.tick()
+
+    # The 1.2 methods: what is sent for each event, unless a subclass overrides them.
+
+    def task_completed(self) -> None:
+        """An experiment succeeded: mailed unless in digest mode. Called directly, outside a
+        run: sends 1.2's ``[Memento] Task completed`` at once."""
+        if isinstance(self._event, ExperimentFinished):
+            if not self.digest:
+                self._batch.add(self._event)
+        else:
+            self._send_legacy("task_completed")
+
+    def task_failure(self) -> None:
+        """An experiment failed: sent as it happens (rate limited). Called directly, outside a
+        run: sends 1.2's ``[Memento] Task failed`` at once."""
+        if isinstance(self._event, ExperimentFailed):
+            self._batch.add(self._event)
+        else:
+            self._send_legacy("task_failure")
+
+    def all_tasks_completed(self) -> None:
+        """The run is over: the summary, at once. Called directly, outside a run: sends 1.2's
+        ``[Memento] All tasks completed`` at once."""
+        if isinstance(self._event, RunFinished):
+            self._batch = _Batch()  # the summary lists every failure held back
+            self._deliver(self._summary(self._event))
+        else:
+            self._send_legacy("all_tasks_completed")
+
+    def _send_legacy(self, method: str) -> None:
+        message = _LEGACY_MESSAGES[method]
+        if self._event is not None:
+            self._deliver(message)  # from an override during a run: never raise into the run
+        else:
+            self._send(message)  # a direct call, as in 1.2: the caller sees any error
 
     def tick(self) -> None:
         if self._batch and time.monotonic() >= self._next_send:
@@ -148,10 +200,11 @@ class _MessageProvider(DefaultNotificationProvider):
     # Message text. Plain text only, never HTML.
 
     def _batch_message(self, batch: _Batch) -> _Message:
+        legacy = ""
         if batch.n_failed == 1 and batch.n_finished == 0:
-            title = "[Memento] Task failed"
+            title, legacy = "[Memento] Task failed", "Task failed"
         elif batch.n_failed == 0 and batch.n_finished == 1:
-            title = "[Memento] Task completed"
+            title, legacy = "[Memento] Task completed", "Task completed"
         elif batch.n_failed == 0:
             title = f"[Memento] {batch.n_finished} tasks completed"
         else:
@@ -170,7 +223,7 @@ class _MessageProvider(DefaultNotificationProvider):
                 lines.append(f"... and {batch.n_finished - len(batch.finished)} more")
             parts.append("\n".join(lines))
         parts.append(self._footer())
-        return _Message(title, "\n\n".join(parts), bad_news=batch.n_failed > 0)
+        return _Message(title, "\n\n".join(parts), batch.n_failed > 0, legacy)
 
     def _summary(self, event: RunFinished) -> _Message:
         title = "[Memento] All tasks completed"
@@ -182,7 +235,7 @@ class _MessageProvider(DefaultNotificationProvider):
         if failures:
             parts.append(_failure_list(failures[:MAX_FAILURES_LISTED], event.failed))
         parts.append(self._footer(event.store_path))
-        return _Message(title, "\n\n".join(parts), bad_news=event.failed > 0)
+        return _Message(title, "\n\n".join(parts), event.failed > 0, "All tasks completed")
 
     def _footer(self, store_path: str = "") -> str:
         started = self._started
@@ -288,12 +341,20 @@ class SmtpConfiguration(NamedTuple):
 
 
 class EmailNotificationProvider(_MessageProvider):
-    """Sends e-mails: failures as they happen (rate limited) and a summary at the end.
+    """Sends e-mails: by default one per event, as memento-ml 1.2 did.
 
-    ``smtp`` is a :class:`SmtpConfiguration` (one connection per message sent) or a connected
-    ``smtplib.SMTP`` that is used as it is. With ``digest=False`` every experiment that ran gets
-    a mail too, still at most one mail every ``min_interval`` seconds. ``tls_context`` replaces
-    the default certificate checks (for a private CA).
+    During a run: ``[Memento] Task completed`` for each experiment that ran and succeeded,
+    ``[Memento] Task failed`` for each that failed, and ``[Memento] All tasks completed`` at the
+    end (``..., 2 failed`` appended when some failed). Each body starts with 1.2's line
+    (``Task failed``) and goes on with the config, the error and its traceback, the counts.
+    With ``digest=True``, successes are not mailed: failures go out as they happen, at most one
+    mail every ``min_interval`` seconds (default 60; later ones are batched), and a summary
+    closes the run. Calling ``task_completed()``, ``task_failure()`` or
+    ``all_tasks_completed()`` directly sends 1.2's message at once.
+
+    ``smtp`` is a :class:`SmtpConfiguration` (one connection per mail sent) or a connected
+    ``smtplib.SMTP`` that is used as it is. ``tls_context`` replaces the default certificate
+    checks (for a private CA).
 
     Example::
 
@@ -302,6 +363,7 @@ class EmailNotificationProvider(_MessageProvider):
             "bot@example.org",
             ["me@example.org"],
         )
+        provider.task_completed()  # one mail, "[Memento] Task completed"
     """
 
     def __init__(
@@ -310,11 +372,13 @@ class EmailNotificationProvider(_MessageProvider):
         from_addr: str,
         to_addrs: str | Iterable[str],
         *,
-        digest: bool = True,
-        min_interval: float = 60.0,
+        digest: bool = False,
+        min_interval: float | None = None,
         timeout: float = 30.0,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        if min_interval is None:  # one mail per event unless in digest mode, as 1.2
+            min_interval = 60.0 if digest else 0.0
         super().__init__(digest=digest, min_interval=min_interval)
         if not isinstance(smtp, (SmtpConfiguration, smtplib.SMTP)):
             raise TypeError(
@@ -324,14 +388,35 @@ class EmailNotificationProvider(_MessageProvider):
         if not recipients:
             raise ValueError("EmailNotificationProvider needs at least one address in to_addrs.")
         self.smtp = smtp
-        self.from_addr = from_addr
-        self.to_addrs = recipients
+        self._from_addr = from_addr
+        # 1.2 returned to_addrs as given: a tuple stays a tuple (a copy, which compares equal).
+        self._to_addrs: list[str] | tuple[str, ...] = (
+            tuple(recipients) if isinstance(to_addrs, tuple) else recipients
+        )
         self._timeout = timeout
         self._tls_context = tls_context
 
+    @property
+    def smpt(self) -> SmtpConfiguration:
+        """The :class:`SmtpConfiguration` (1.2's spelling); ``SmtpConfiguration("localhost", 0)``
+        for a provider built on an ``smtplib.SMTP`` client, as in 1.2."""
+        if isinstance(self.smtp, SmtpConfiguration):
+            return self.smtp
+        return SmtpConfiguration("localhost", 0)
+
+    @property
+    def from_addr(self) -> str:
+        """The address mails are sent from (shown as ``Memento <from_addr>``)."""
+        return self._from_addr
+
+    @property
+    def to_addrs(self) -> list[str] | tuple[str, ...]:
+        """The addresses mails are sent to."""
+        return self._to_addrs
+
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.smtp!r}, {self.from_addr!r}, {self.to_addrs!r}, "
+            f"{type(self).__name__}({self.smtp!r}, {self.from_addr!r}, {list(self.to_addrs)!r}, "
             f"digest={self.digest!r})"
         )
 
@@ -340,10 +425,11 @@ class EmailNotificationProvider(_MessageProvider):
         return [password or ""]
 
     def create_message(self, subject: str, content: str) -> EmailMessage:
-        """A plain-text e-mail from ``from_addr`` to ``to_addrs`` (as in 1.2)."""
+        """A plain-text e-mail from ``Memento <from_addr>`` to ``to_addrs`` (joined with
+        ``","``, as in 1.2), with a ``Date`` and a ``Message-ID``."""
         message = EmailMessage()
         message["From"] = formataddr(("Memento", self.from_addr))
-        message["To"] = ", ".join(self.to_addrs)
+        message["To"] = ",".join(self.to_addrs)
         message["Subject"] = subject
         message["Date"] = formatdate(localtime=True)
         message["Message-ID"] = make_msgid(domain=self.from_addr.rpartition("@")[2] or None)
@@ -351,7 +437,12 @@ class EmailNotificationProvider(_MessageProvider):
         return message
 
     def _send(self, message: _Message) -> None:
-        mail = self.create_message(message.title, message.body)
+        body = f"{message.legacy}\n\n{message.body}" if message.legacy else message.body
+        self._send_email(self.create_message(message.title, body))
+
+    def _send_email(self, mail: EmailMessage) -> None:
+        """Send one e-mail now, raising on failure. (1.2's name: subclasses written for 1.2
+        send their own messages with ``self._send_email(self.create_message(...))``.)"""
         if isinstance(self.smtp, smtplib.SMTP):
             self.smtp.send_message(mail)
             return
