@@ -187,7 +187,7 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = 8.0) -> None:
 # -- Slurm ------------------------------------------------------------------------------------
 def slurm_skip_reason() -> str | None:
     if not installed("submitit"):
-        return "submitit is not installed (pip install 'memento[slurm]')"
+        return "submitit is not installed (pip install 'memento-grid[slurm]')"
     from memento.executors.slurm import slurm_reachable
 
     if not slurm_reachable():
@@ -221,7 +221,7 @@ def slurm_executor(folder: Path, **options: Any) -> Any:
 def dask_client() -> Iterator[Any]:
     """A client of a ``LocalCluster`` (2 worker processes, 1 thread each) on 127.0.0.1."""
     if not installed("distributed"):
-        pytest.skip("dask[distributed] is not installed (pip install 'memento[dask]')")
+        pytest.skip("dask[distributed] is not installed (pip install 'memento-grid[dask]')")
     if "dask" not in _started:
         export_test_path()
         import dask
@@ -249,7 +249,7 @@ def dask_client() -> Iterator[Any]:
 def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A scheduler and a worker as separate processes (``dask scheduler``, ``dask worker``)."""
     if not installed("distributed"):
-        pytest.skip("dask[distributed] is not installed (pip install 'memento[dask]')")
+        pytest.skip("dask[distributed] is not installed (pip install 'memento-grid[dask]')")
     given = os.environ.get("MEMENTO_TEST_DASK_ADDRESS")
     if given:
         yield given
@@ -288,7 +288,7 @@ def _port_open(port: int) -> bool:
 def ray_local() -> Iterator[None]:
     """A private Ray cluster in this process (``ray.init(address="local")``, 2 CPUs)."""
     if not installed("ray"):
-        pytest.skip("ray is not installed (pip install 'memento[ray]')")
+        pytest.skip("ray is not installed (pip install 'memento-grid[ray]')")
     if "ray" not in _started:
         os.environ.update(RAY_ENV)
         export_test_path()
@@ -317,7 +317,7 @@ def ray_local() -> Iterator[None]:
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of a Ray head started with ``ray start --head`` (its own process group)."""
     if not installed("ray"):
-        pytest.skip("ray is not installed (pip install 'memento[ray]')")
+        pytest.skip("ray is not installed (pip install 'memento-grid[ray]')")
     given = os.environ.get("MEMENTO_TEST_RAY_ADDRESS")
     if given:
         yield given

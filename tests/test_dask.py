@@ -161,5 +161,5 @@ def test_a_missing_dask_names_the_extra_to_install(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "distributed", None)
     from memento.executors import DaskExecutor
 
-    with pytest.raises(MissingExtra, match=r"pip install 'memento\[dask\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[dask\]'"):
         DaskExecutor("tcp://127.0.0.1:8786")

@@ -543,7 +543,7 @@ def test_apprise_posts_title_and_body(http_server: Callable[[int], HttpServer]) 
 
 def test_apprise_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "apprise", None)  # makes `import apprise` fail
-    with pytest.raises(MissingExtra, match=r"pip install 'memento\[notify\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[notify\]'"):
         AppriseNotificationProvider("json://127.0.0.1/x")
 
 

@@ -126,5 +126,5 @@ def test_a_missing_ray_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "ray", None)
     from memento.executors import RayExecutor
 
-    with pytest.raises(MissingExtra, match=r"pip install 'memento\[ray\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[ray\]'"):
         RayExecutor()

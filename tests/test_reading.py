@@ -187,9 +187,9 @@ def test_a_value_that_cannot_be_unpickled_gets_a_note(tmp_path: Path) -> None:
 
 def test_missing_pandas_names_the_extra(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now raises ImportError
-    with pytest.raises(MissingExtra, match=r"pip install 'memento\[pandas\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[pandas\]'"):
         open_results(store).to_dataframe()
-    with pytest.raises(MissingExtra, match=r"pip install 'memento\[pandas\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[pandas\]'"):
         ResultList().to_dataframe()
 
 

@@ -239,7 +239,7 @@ def test_a_missing_submitit_names_the_extra_to_install(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "submitit", None)
     from memento.executors import SlurmExecutor
 
-    with pytest.raises(MissingExtra, match=r"pip install 'memento\[slurm\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[slurm\]'"):
         SlurmExecutor("runs/slurm")
 
 

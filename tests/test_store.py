@@ -132,4 +132,4 @@ def test_pandas_is_not_needed_to_import_or_run(
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == f"{1 / 3} 4"
-    assert "pip install 'memento[pandas]'" in lines[1]
+    assert "pip install 'memento-grid[pandas]'" in lines[1]

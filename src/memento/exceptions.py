@@ -132,8 +132,8 @@ class LegacyStoreError(StoreError):
             f"{path} was written by memento-ml 1.2, whose store format this memento does not "
             "use; the file has been left unchanged. To keep its results, copy them into a new "
             f"store with: memento import-1.2 {quoted} NEW.sqlite --experiment SCRIPT.py:FUNCTION "
-            "(see memento import-1.2 --help), then run with cache_path='NEW.sqlite'. "
-            "Otherwise give a new cache_path."
+            "(see memento import-1.2 --help), then run with cache_path='NEW.sqlite' (or "
+            "MEMENTO_CACHE_PATH=NEW.sqlite). Otherwise give a new cache_path."
         )
 
     def __reduce__(self) -> Any:
@@ -146,7 +146,7 @@ class MissingExtra(MementoError, ImportError):
     def __init__(self, module: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs the '{module}' package, which is not installed. "
-            f"Install it with: pip install 'memento[{extra}]'"
+            f"Install it with: pip install 'memento-grid[{extra}]'"
         )
         self.name = module
 

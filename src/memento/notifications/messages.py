@@ -531,7 +531,7 @@ class AppriseNotificationProvider(_MessageProvider):
     """Sends through `Apprise <https://github.com/caronc/apprise>`_: Slack, Teams, Telegram,
     Discord, ntfy, Pushover, e-mail and 100 more, each named by a URL.
 
-    Needs ``pip install 'memento[notify]'``. Digest and rate limiting as
+    Needs ``pip install 'memento-grid[notify]'``. Digest and rate limiting as
     :class:`EmailNotificationProvider`. Apprise URLs hold tokens, so reprs and logs show only
     their scheme.
 
