@@ -264,6 +264,8 @@ def test_objects_that_are_no_provider_are_rejected_by_name() -> None:
         NotificationDispatcher([Duck(), object()])
     duck = Duck()
     assert repr(as_provider(duck)) == repr(duck)  # warnings name the user's object
+    with pytest.raises(TypeError, match="is not a notification provider"):
+        Memento(abs, notification_provider=object())  # at construction, before any run
 
 
 # --- FileSystemNotificationProvider in a run: 1.2's exact lines ---------------------------------

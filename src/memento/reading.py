@@ -66,7 +66,7 @@ class StoredResults(list[dict[str, Any]]):
         return flat_records(self)
 
     def to_dataframe(self) -> Any:
-        """A pandas DataFrame of :meth:`to_records` (needs ``pip install 'memento-grid[pandas]'``)."""
+        """A pandas DataFrame of :meth:`to_records` (needs the ``pandas`` extra)."""
         from memento.results import require_pandas
 
         pd = require_pandas("StoredResults.to_dataframe()")

@@ -345,7 +345,9 @@ class ResultList(list[Result]):
         return [{c: record.get(c) for c in columns} for record in records]
 
     def to_dataframe(self) -> Any:
-        """A pandas DataFrame with one row per config (needs ``pip install 'memento-grid[pandas]'``).
+        """A pandas DataFrame with one row per config (needs the ``pandas`` extra).
+
+        Install it with ``pip install 'memento-grid[pandas]'``.
 
         Example::
 

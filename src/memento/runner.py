@@ -131,6 +131,12 @@ class Memento:
                 f"executor must be 'process', 'thread', 'inline', a memento Executor or a "
                 f"concurrent.futures.Executor, got {executor!r}"
             )
+        if notification_provider is not None:
+            # A provider that is none fails here, not when the first run starts; the
+            # notifications package is imported only by those who use it.
+            from memento.notifications import NotificationDispatcher
+
+            NotificationDispatcher(notification_provider)
         self.func = func
         self.notification_provider = notification_provider
         self.num_workers = num_workers
