@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from clusters import EXECUTORS, dask_client, make_executor, ray_local, slurm_folder
+from conftest import run_notebook
 from memento import Memento
 from memento.executors import ProcessExecutor
 from memento.matrix import Config
@@ -334,15 +335,6 @@ NOTEBOOK_CELLS = [
 
 @pytest.mark.timeout(300)
 def test_spawned_workers_run_a_notebooks_functions_and_lambdas(tmp_path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    cells = [f"STORE = {str(tmp_path / 'nb.sqlite')!r}", *NOTEBOOK_CELLS]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=240, kernel_name="python3").execute()
-    outputs = [
-        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout").strip()
-        for cell in nb.cells
-    ]
+    outputs = run_notebook([f"STORE = {str(tmp_path / 'nb.sqlite')!r}", *NOTEBOOK_CELLS])
     expected = "[(20, True, 'back'), (30, True, 'back')]"
     assert outputs[-2:] == [expected, expected]

@@ -210,9 +210,10 @@ def old12(tmp_path: Path) -> Path:
     return store
 
 
-def run_experiment(project: Path, store: Path) -> list[list[Any]]:
+def python_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in ``project`` with this checkout's memento; it must succeed."""
     proc = subprocess.run(
-        [PYTHON, "exp.py", str(store)],
+        [PYTHON, *args],
         cwd=project,
         capture_output=True,
         text=True,
@@ -220,6 +221,11 @@ def run_experiment(project: Path, store: Path) -> list[list[Any]]:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
     )
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def run_experiment(project: Path, store: Path) -> list[list[Any]]:
+    proc = python_in(project, "exp.py", str(store))
     rows: list[list[Any]] = json.loads(proc.stdout.splitlines()[-1])
     return rows
 
@@ -358,16 +364,8 @@ def test_import_then_run_finds_every_result(old12: Path, tmp_path: Path) -> None
     project = old12.parent
     before = snapshot(project)
     new = tmp_path / "new" / "results.sqlite"
-    proc = subprocess.run(
-        [PYTHON, "-m", "memento", "import-1.2", "memento.sqlite", str(new), "-e", "exp.py:exp"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    args = ["-m", "memento", "import-1.2", "memento.sqlite", str(new), "-e", "exp.py:exp"]
+    out = python_in(project, *args).stdout
     assert f"Imported 5 result(s) of __main__:exp from {old12} into {new}." in out
     assert "Skipped 4:" in out
     assert "1: computed by experiment 'other', not 'exp'" in out

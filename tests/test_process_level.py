@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_notebook
+
 DRIVER = textwrap.dedent(
     """
     import sys
@@ -219,16 +221,7 @@ NOTEBOOK_CELLS = [
 
 @pytest.mark.timeout(240)
 def test_notebook_functions_run_on_the_process_executor(tmp_path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     store = tmp_path / "nb.sqlite"
-    cells = [f"STORE = {str(store)!r}", *NOTEBOOK_CELLS]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3").execute()
-    outputs = [
-        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
-        for cell in nb.cells
-    ]
-    assert outputs[4].strip() == "[10, 20, 30] [False, False, False]"
-    assert outputs[5].strip() == "[10, 20, 30] [True, True, True]"
+    outputs = run_notebook([f"STORE = {str(store)!r}", *NOTEBOOK_CELLS], timeout=180)
+    assert outputs[4] == "[10, 20, 30] [False, False, False]"
+    assert outputs[5] == "[10, 20, 30] [True, True, True]"

@@ -22,10 +22,8 @@ matrix of a million configs is never held as a million objects.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
-import numbers
 import operator
 import warnings
 from array import array
@@ -33,9 +31,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from memento.display import display_value
-
-_TOP_LEVEL_KEYS = ("parameters", "settings", "exclude", "include", "id", "dependencies")
-_ENDLESS = (itertools.count, itertools.cycle, itertools.repeat)
+from memento.validation import (
+    TOP_LEVEL_KEYS,
+    describe,
+    is_numpy_array,
+    parameter_values,
+    validate_matrix,
+)
 
 
 class Config:
@@ -153,7 +155,7 @@ def _equal(a: Any, b: Any) -> bool:
     if a is b:
         return True
     try:
-        if _is_numpy_array(a) or _is_numpy_array(b):
+        if is_numpy_array(a) or is_numpy_array(b):
             import numpy as np
 
             return bool(np.array_equal(a, b))
@@ -193,7 +195,7 @@ class Configurations(Sequence[Config]):
             if not isinstance(config, Config):
                 raise TypeError(
                     f"Configurations takes a list of Config objects; item {i} is a "
-                    f"{type(config).__name__}: {_describe(config)}"
+                    f"{type(config).__name__}: {describe(config)}"
                 )
         shared = settings if isinstance(settings, dict) or settings is None else dict(settings)
         if shared is not None:
@@ -333,149 +335,6 @@ class Configurations(Sequence[Config]):
         return f"<Configurations: {len(self)} configs of {names}>"
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def validate_matrix(matrix: Any) -> None:
-    """Check a matrix's shape; raise ``TypeError``/``ValueError`` naming the bad key and value.
-
-    Iterators given as parameter values are not consumed here.
-    """
-    if not isinstance(matrix, Mapping):
-        raise TypeError(
-            f"A configuration matrix must be a dict with a 'parameters' dict, "
-            f"got {type(matrix).__name__}: {_describe(matrix)}"
-        )
-    _check_top_level_keys(matrix)
-    if "parameters" not in matrix:
-        hint = [k for k in matrix if _close_to(k, ("parameters",), cutoff=0.6)]
-        raise ValueError(
-            "The matrix has no 'parameters' key: give it a dict of name -> values"
-            + (f" (is {hint[0]!r} meant to be 'parameters'?)" if hint else "")
-        )
-    parameters = matrix["parameters"]
-    if not isinstance(parameters, Mapping):
-        raise TypeError(
-            f"matrix['parameters'] must be a dict of name -> list of values, "
-            f"got {type(parameters).__name__}: {_describe(parameters)}"
-        )
-    if "settings" in parameters:
-        raise ValueError(
-            "'settings' is a reserved parameter name (config.settings holds the matrix's "
-            "settings); rename the parameter"
-        )
-    for name, values in parameters.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(
-                f"Parameter name {name!r} must be a non-empty string (a Python identifier "
-                "can be read as config.<name>; any other name with getattr or asdict())"
-            )
-        _check_values(name, values)
-    settings = matrix.get("settings", {})
-    if settings is None:
-        settings = {}
-    if not isinstance(settings, Mapping):
-        raise TypeError(
-            f"matrix['settings'] must be a dict, got {type(settings).__name__}: "
-            f"{_describe(settings)}"
-        )
-    for field in ("exclude", "include"):
-        entries = matrix.get(field, [])
-        if entries is None:
-            continue
-        if not isinstance(entries, (list, tuple)):
-            raise TypeError(
-                f"matrix[{field!r}] must be a list of dicts, got {type(entries).__name__}: "
-                f"{_describe(entries)}"
-            )
-        for entry in entries:
-            if not isinstance(entry, Mapping):
-                raise TypeError(
-                    f"Each entry of matrix[{field!r}] must be a dict of parameter -> value, "
-                    f"got {type(entry).__name__}: {_describe(entry)}"
-                )
-            if field == "include" and not entry:
-                raise ValueError("matrix['include'] has an empty entry: give it parameters")
-            if field == "include" and "settings" in entry:
-                raise ValueError("'settings' is a reserved parameter name in matrix['include']")
-
-
-def _close_to(key: Any, known: Sequence[str], cutoff: float = 0.8) -> str | None:
-    """The known key that ``key`` looks like a misspelling of, if any."""
-    if not isinstance(key, str):
-        return None
-    normal = key.strip().lower().replace("-", "_")
-    if normal in known:
-        return normal
-    found = difflib.get_close_matches(normal, known, n=1, cutoff=cutoff)
-    return found[0] if found else None
-
-
-def _check_top_level_keys(matrix: Mapping[Any, Any]) -> None:
-    for key in matrix:
-        if key in _TOP_LEVEL_KEYS:
-            continue
-        guess = _close_to(key, _TOP_LEVEL_KEYS)
-        if guess is not None:
-            raise ValueError(
-                f"Unknown matrix key {key!r} (with value {_describe(matrix[key])}): did you "
-                f"mean {guess!r}? Keys other than {', '.join(map(repr, _TOP_LEVEL_KEYS))} are "
-                "kept as the grid's metadata, but this one looks like a misspelling."
-            )
-
-
-def _check_values(name: str, values: Any) -> None:
-    """A parameter's values must be a finite iterable, not a string or a mapping."""
-    got = f"got {type(values).__name__}: {_describe(values)}"
-    if isinstance(values, (str, bytes, bytearray)):
-        raise TypeError(
-            f"Parameter {name!r} must be a list (or another iterable) of values, {got}; "
-            f"a string is one value, so wrap it in a list: [{_describe(values)}]"
-        )
-    if isinstance(values, Mapping):
-        raise TypeError(
-            f"Parameter {name!r} must be a list (or another iterable) of values, {got}; to "
-            "use the mapping as one value wrap it in a list, for its keys pass list(d.keys())"
-        )
-    try:
-        iter(values)
-    except TypeError:
-        raise TypeError(
-            f"Parameter {name!r} must be a list (or another iterable) of values, {got} "
-            "(wrap a single value in a list: [value])"
-        ) from None
-    if isinstance(values, _ENDLESS) and operator.length_hint(values, -1) < 0:
-        raise TypeError(f"Parameter {name!r} is an endless iterator ({got}); give a list")
-
-
-def _parameter_values(name: str, values: Any) -> list[Any]:
-    """The values as a list, a set's in a deterministic order."""
-    if not isinstance(values, (set, frozenset)):
-        return list(values)
-    items = list(values)
-    for kind in (str, bytes):
-        if all(isinstance(v, kind) for v in items):
-            return sorted(items)
-    if all(isinstance(v, numbers.Real) and v == v for v in items):  # no nan: a total order
-        return sorted(items)
-    from memento.exceptions import UnencodableValue
-    from memento.keys import encode
-
-    try:
-        return sorted(items, key=encode)
-    except UnencodableValue:
-        raise TypeError(
-            f"Parameter {name!r} is a set of values that have no deterministic order "
-            f"({_describe(values)}); give them as a list"
-        ) from None
-
-
-def _is_numpy_array(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
-
-
 _NAN = ("memento", "nan")  # every nan, as one look-up key
 
 
@@ -588,7 +447,7 @@ def _exclusion_test(
         unknown = [k for k in entry if k not in position]
         if unknown:
             warnings.warn(
-                f"matrix['exclude'] entry {_describe(dict(entry))} names "
+                f"matrix['exclude'] entry {describe(dict(entry))} names "
                 f"{', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
                 f"not a parameter (the parameters are {list(names)}), so it excludes nothing",
                 UserWarning,
@@ -624,7 +483,7 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
     validate_matrix(matrix)
     parameters: Mapping[str, Any] = matrix["parameters"]
     names = list(parameters)
-    values = [_parameter_values(name, v) for name, v in parameters.items()]
+    values = [parameter_values(name, v) for name, v in parameters.items()]
     for name, vals in zip(names, values):
         if not vals:
             warnings.warn(
@@ -657,7 +516,7 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
                 continue
         extras.append((None, entry))
     configs = Configurations._lazy(names, values, settings, excluded, extras, merges)
-    configs.metadata = {k: v for k, v in matrix.items() if k not in _TOP_LEVEL_KEYS}
+    configs.metadata = {k: v for k, v in matrix.items() if k not in TOP_LEVEL_KEYS}
     return configs
 
 
