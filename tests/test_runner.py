@@ -402,7 +402,7 @@ def test_store_is_readable_with_plain_sql(store_path: Path) -> None:
     rows = conn.execute(
         "SELECT params, status, fingerprint FROM results ORDER BY params"
     ).fetchall()
-    assert len(rows) == 6 and rows[0][1] == "done" and rows[0][2].startswith("v2:")
+    assert len(rows) == 6 and rows[0][1] == "done" and rows[0][2].startswith("v3:")
     assert conn.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone()[0] == "wal"
 
 

@@ -46,6 +46,13 @@ LIST_LIMIT = 20
 _FORMATS = ("table", "csv", "json")
 _STATUSES = ("done", "failed", "stale")
 
+_load_values_option = click.option(
+    "--load-values",
+    is_flag=True,
+    help="Unpickle every return value. This runs code stored in the pickles: only for a "
+    "store you trust. Without it, plain values are shown and others as their type and size.",
+)
+
 
 # -- shared plumbing ------------------------------------------------------------------------------
 def _store_path(store: str | None) -> Path:
@@ -278,6 +285,7 @@ def status(store: str | None) -> None:
     "--status", "status_", type=click.Choice(_STATUSES), help="Keep results in this state."
 )
 @click.option("--experiment", "-e", help="Keep one experiment (its name or module:name).")
+@_load_values_option
 @_clean_errors
 def results(
     store: str | None,
@@ -285,13 +293,16 @@ def results(
     where: tuple[str, ...],
     status_: str | None,
     experiment: str | None,
+    load_values: bool,
 ) -> None:
     """The results, one row per config: parameters, status, timing, metrics, return value."""
     from memento.reading import filter_records, flat_records, parse_where, read_records
 
     conditions = parse_where(where)
     with _open(store) as opened:
-        records = read_records(opened, status=status_, experiment=experiment)
+        records = read_records(
+            opened, status=status_, experiment=experiment, load_values=load_values
+        )
     if conditions:
         records = filter_records(records, conditions)
     out = sys.stdout
@@ -349,8 +360,11 @@ def _json_record(record: dict[str, Any]) -> dict[str, Any]:
         "inner",
         "note",
     )
+    from memento.safe_pickle import StoredValue
+
     out = {k: record[k] for k in keep}
-    out["inner"] = _json_safe(record["inner"])
+    inner = record["inner"]
+    out["inner"] = repr(inner) if isinstance(inner, StoredValue) else _json_safe(inner)
     out["metrics"] = {k: _json_safe(v) for k, v in record["metrics"].items()}
     return out
 
@@ -389,8 +403,9 @@ def _csv_value(value: Any) -> Any:
 @cli.command()
 @click.argument("store_or_key", metavar="[STORE] KEY_OR_PREFIX")
 @click.argument("key", required=False, metavar="")
+@_load_values_option
 @_clean_errors
-def show(store_or_key: str, key: str | None) -> None:
+def show(store_or_key: str, key: str | None, load_values: bool) -> None:
     """One result: its config, a summary, its metrics, and for a failure its traceback."""
     from memento.reading import config_label, read_records
 
@@ -399,7 +414,7 @@ def show(store_or_key: str, key: str | None) -> None:
     if not prefix:
         raise click.UsageError("Give a key, or the first characters of one.")
     with _open(store) as opened:
-        matches = read_records(opened, key_prefix=prefix)
+        matches = read_records(opened, key_prefix=prefix, load_values=load_values)
         query = "SELECT key, experiment, params, submitted FROM running ORDER BY key"
         running = [row for row in opened.conn.execute(query) if row[0].startswith(prefix)]
     if not matches and running:
@@ -575,13 +590,14 @@ def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:
     help="The HTML file to write.",
 )
 @click.option("--experiment", "-e", help="Only results of this experiment.")
+@_load_values_option
 @_clean_errors
-def report(store: str | None, output: str, experiment: str | None) -> None:
+def report(store: str | None, output: str, experiment: str | None, load_values: bool) -> None:
     """A self-contained HTML page: summary, sortable results table, one plot per metric."""
     from memento.report import write_report
 
     path = _store_path(store)
-    counts = write_report(path, output, experiment=experiment)
+    counts = write_report(path, output, experiment=experiment, load_values=load_values)
     click.echo(f"Wrote {output} ({counts['results']} results, {counts['plots']} metric plots).")
 
 

@@ -12,16 +12,25 @@ import concurrent.futures as cf
 import datetime
 import json
 import logging
+import signal
+import sys
 import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from memento.display import plain_value
 from memento.exceptions import AggregateException
 from memento.matrix import Config
 from memento.results import MemoryUsage, MetricTable, Result, ResultList
+from memento.stopping import (
+    RunInterrupted,
+    Terminated,
+    catch_sigterm,
+    install_quiet_excepthook,
+    restore_sigterm,
+)
 from memento.store import Store, StoredOutcome
 from memento.worker import FunctionRef, Job, Outcome, Task, rebuild_error, run_job
 
@@ -130,6 +139,12 @@ class _Run:
         self.failed_events: list[Any] = []
         self.runtimes: deque[float] = deque(maxlen=50)
         self.display: Any = None
+        # Keys whose worker reported that they began, not yet written to the store.
+        self.started: set[str] = set()
+        self.started_lock = threading.Lock()
+        self.marked: set[str] = set()
+        ex = self.executor
+        self.has_progress = ex.in_process or hasattr(ex, "progress_updates")
 
     # -- the whole run ---------------------------------------------------------------------
     def execute(self) -> ResultList:
@@ -164,6 +179,8 @@ class _Run:
         store = self.store
         store.start_run(self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx))
         run_state = "failed"
+        stop: KeyboardInterrupt | None = None
+        previous_sigterm = catch_sigterm()
         try:
             for i in self._load_cached(cached_idx):
                 to_run.append(_Pending(i, plan.keys[i], plan.configs[i]))
@@ -184,23 +201,45 @@ class _Run:
                 finally:
                     self._stop_display()
             run_state = "finished"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             run_state = "interrupted"
-            raise
+            stop = exc
         finally:
             try:
+                # Also clears this run's in-flight rows, so `memento status` shows none.
                 store.finish_run(self.run_id, self.done, self.failed, run_state)
             finally:
+                restore_sigterm(previous_sigterm)
                 if run_state != "interrupted" and self.notify_on_complete:
                     self._emit_finished(started)
                 self.notifier.close()
                 store.close()
+        if stop is not None:
+            self._stopped(stop)
         results = ResultList(r for r in self.results if r is not None)
         if self.failures and self.raise_on_failure:
             error = AggregateException(self.failures)
             error.results = results  # type: ignore[attr-defined]
             raise error
         return results
+
+    def _stopped(self, stop: KeyboardInterrupt) -> NoReturn:
+        """Say what an interrupted run kept, then leave: exit code 143 for SIGTERM, else a
+        :class:`RunInterrupted` (a ``KeyboardInterrupt``, as in memento-ml 1.2)."""
+        terminated = isinstance(stop, Terminated)
+        stored = self.done + self.failed
+        remaining = len(self.plan.keys) - stored - self.cached
+        sys.stderr.write(
+            f"memento: run of {self.experiment} stopped by "
+            f"{'SIGTERM' if terminated else 'Ctrl-C'}; {stored} new result(s) stored "
+            f"({self.done} done, {self.failed} failed; {self.cached} were cached) in "
+            f"{self.store.path}. Running again resumes with the {remaining} remaining.\n"
+        )
+        sys.stderr.flush()
+        if terminated:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        install_quiet_excepthook()
+        raise RunInterrupted(f"run of {self.experiment} interrupted") from None
 
     def _emit_finished(self, started: float) -> None:
         from memento.events import RunFinished
@@ -275,13 +314,14 @@ class _Run:
         ex = self.executor
         queue: deque[_Pending] = deque(to_run)
         running: dict[cf.Future[Any], list[_Pending]] = {}
-        self.store.mark_running(self.run_id, self.experiment, ((p.key, p.params) for p in to_run))
         ex.prepare(self.store)
         routed = ex.name == "thread"
         if routed:
             install_output_router()
         updates = getattr(ex, "progress_updates", None)
-        if updates is not None and self.display is not None:
+        if updates is not None:
+            # Read even without a live display: a worker's first update says that the
+            # experiment began, which is when it is marked running in the store.
             threading.Thread(target=self._forward_progress, args=(updates(),), daemon=True).start()
         timeout = self.m.timeout
         try:
@@ -297,6 +337,7 @@ class _Run:
                 ex.flush()
                 done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 self.notifier.tick()
+                self._mark_started(running)
                 if not done:
                     continue
                 finished: list[tuple[_Pending, Outcome]] = []
@@ -323,6 +364,26 @@ class _Run:
                 uninstall_output_router()
             if self.owns_executor:
                 ex.shutdown()
+
+    def _mark_started(self, running: dict[cf.Future[Any], list[_Pending]]) -> None:
+        """Write the experiments that began since the last call into the ``running`` table.
+
+        Rows are written when a worker reports that an experiment began, not at submission,
+        so ``memento status`` counts only what really runs. An executor that sends no such
+        report (a remote engine without a progress channel) has the jobs it was handed (about
+        two per worker, never the whole grid) counted as running.
+        """
+        with self.started_lock:
+            began, self.started = self.started, set()
+        by_key = {p.key: p for batch in running.values() for p in batch}
+        if not self.has_progress:
+            began.update(by_key)
+        fresh = [by_key[k] for k in began if k in by_key and k not in self.marked]
+        if fresh:
+            self.marked.update(p.key for p in fresh)
+            self.store.mark_running(
+                self.run_id, self.experiment, ((p.key, p.params) for p in fresh)
+            )
 
     def _next_batch(self, queue: deque[_Pending]) -> list[_Pending]:
         size = 1
@@ -371,6 +432,8 @@ class _Run:
                             f"that cannot be pickled, so it cannot be stored: {exc}"
                         ),
                     )
+            elif outcome.ok and outcome.value is not None and not self.executor.in_process:
+                outcome = _loaded(pending, outcome)
             if not outcome.ok and pending.attempt <= self.m.retries:
                 logger.info(
                     "Retrying %s after %s (attempt %d of %d)",
@@ -379,6 +442,7 @@ class _Run:
                     pending.attempt + 1,
                     self.m.retries + 1,
                 )
+                self.marked.discard(pending.key)  # marked running again when it begins
                 queue.append(pending.again())
                 continue
             rows.append(self._stored(pending, outcome))
@@ -450,12 +514,7 @@ class _Run:
         error = None
         inner = None
         if o.ok:
-            if self.executor.in_process:
-                inner = o.local_value
-            else:
-                import cloudpickle
-
-                inner = cloudpickle.loads(o.value) if o.value is not None else None
+            inner = o.local_value  # for another process's value: loaded by _loaded()
         else:
             error = _rebuild_error(pending, o)
         return Result(
@@ -497,6 +556,9 @@ class _Run:
             self._on_progress(key, done, total)
 
     def _on_progress(self, key: str, done: float, total: float | None) -> None:
+        # Called from the progress thread or a worker thread; the main loop writes the store.
+        with self.started_lock:
+            self.started.add(key)
         if self.display is not None:
             self.display.progress(key, done, total)
 
@@ -514,6 +576,28 @@ def _infrastructure_outcome(pending: _Pending, exc: BaseException) -> Outcome:
         error=_pickled(exc),
         attempt=pending.attempt,
     )
+
+
+def _loaded(pending: _Pending, outcome: Outcome) -> Outcome:
+    """Load a value pickled by a worker; one the driver cannot load fails only its cell.
+
+    Checked before storing, so that a value no later run could read is never stored as done
+    (such a row would abort every re-run of the grid).
+    """
+    import cloudpickle
+
+    try:
+        outcome.local_value = cloudpickle.loads(outcome.value)
+    except Exception as exc:
+        return _infrastructure_outcome(
+            pending,
+            TypeError(
+                f"The experiment's return value was pickled in its worker but cannot be "
+                f"loaded in the driver ({type(exc).__qualname__}: {exc}); return plain data, "
+                f"or types from modules the driver can import too"
+            ),
+        )
+    return outcome
 
 
 def _pickled(exc: BaseException) -> bytes | None:

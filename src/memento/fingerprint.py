@@ -3,10 +3,13 @@ code can be reported as stale (see :func:`code_fingerprint`)."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
+import textwrap
 import types
+from collections.abc import Iterable
 from typing import Any
 
 from memento.keys import FINGERPRINT_VERSION, _code, _Encoder
@@ -36,8 +39,9 @@ def code_fingerprint(func: Any) -> str:
     of objects (``self.helper()`` inside a class is covered through the class body), files
     read at run time, or installed packages (bump ``Memento(version=...)`` for those).
 
-    Whitespace, comments and docstrings are part of the source text, so editing them marks
-    results stale; line numbers are not, so moving a function does not. When the source is
+    The source is hashed as its syntax tree, without docstrings: editing comments,
+    docstrings, blank lines or formatting (or moving a function) does not mark results stale.
+    When the source is
     unavailable (``python -c``, some notebooks) the bytecode is hashed instead. The result is
     deterministic: equal code gives an equal fingerprint in every process.
     """
@@ -95,7 +99,7 @@ def code_fingerprint(func: Any) -> str:
 
     def source(obj: Any) -> bytes:
         try:
-            return inspect.getsource(obj).encode("utf-8")
+            return normalised(inspect.getsource(obj)).encode("utf-8")
         except (OSError, TypeError):
             pass
         enc = _Encoder()
@@ -199,16 +203,85 @@ def code_fingerprint(func: Any) -> str:
         [label(target).encode(), root]
         + [f"{name}={digest}".encode() for name, digest in sorted(entries)]
     )
-    return f"v{FINGERPRINT_VERSION}:" + hashlib.sha256(data).hexdigest()[:32]
+    # Each function's own hash rides along, so a stale warning can name what changed.
+    parts = [(label(target), hashlib.sha256(root).hexdigest()), *sorted(entries)]
+    per_function = ",".join(f"{name}={digest[:12]}" for name, digest in parts)
+    overall = hashlib.sha256(data).hexdigest()[:32]
+    return f"v{FINGERPRINT_VERSION}:{overall};{per_function}"
+
+
+def normalised(source: str) -> str:
+    """``source`` as a dump of its syntax tree without docstrings, line numbers or comments,
+    so edits that cannot change what the code computes give equal text; ``source`` itself
+    when it does not parse alone (a lambda cut out of a longer line)."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = node.body
+            first = body[0] if body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
 
 
 def is_stale(stored: str | None, current: str | None) -> bool:
     """Whether a result stored with fingerprint ``stored`` was computed by code other than
-    ``current``'s. Unknown fingerprints, and those of another scheme version (``v1:...``
-    against ``v2:...``, which differ whatever the code), are never stale."""
+    ``current``'s. Unknown fingerprints, and those of another scheme version (``v2:...``
+    against ``v3:...``, which differ whatever the code), are never stale.
+
+    A fingerprint is ``v3:<overall hash>;<function>=<hash>,...``: only the overall hash is
+    compared; the per-function hashes say which functions changed (:func:`changed_functions`).
+    """
     if not stored or not current or stored == current:
         return False
-    return stored.split(":", 1)[0] == current.split(":", 1)[0]
+    old, new = stored.split(";", 1)[0], current.split(";", 1)[0]
+    return old != new and old.split(":", 1)[0] == new.split(":", 1)[0]
 
 
-__all__ = ["FINGERPRINT_VERSION", "code_fingerprint", "is_stale"]
+def _functions(fingerprint: str) -> dict[str, str]:
+    _, _, listing = fingerprint.partition(";")
+    pairs = (item.rpartition("=") for item in listing.split(",") if "=" in item)
+    return {name: digest for name, _, digest in pairs}
+
+
+def changed_functions(stored: Iterable[str | None], current: str) -> list[str]:
+    """The functions (``module:qualname``) whose code differs between ``current`` and any of
+    the ``stored`` fingerprints, added and removed ones included; sorted. Fingerprints of
+    another scheme version, which carry no per-function hashes, add nothing."""
+    now = _functions(current)
+    changed: set[str] = set()
+    for fingerprint in set(stored):
+        if fingerprint and is_stale(fingerprint, current):
+            before = _functions(fingerprint)
+            changed.update(n for n in before.keys() | now.keys() if before.get(n) != now.get(n))
+    return sorted(changed)
+
+
+def stale_message(count: int, experiment: str, stored: Iterable[str | None], current: str) -> str:
+    """The warning for ``count`` stored results of ``experiment`` computed by older code,
+    naming the functions that changed since (from their ``stored`` fingerprints)."""
+    names = changed_functions(stored, current)
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    what = f" (changed since: {shown})" if names else ""
+    return (
+        f"{count} stored result(s) of {experiment} were computed by an older version of its "
+        f"code{what} and are reused; pass on_code_change='rerun' to recompute them, or "
+        "'ignore' to silence this"
+    )
+
+
+__all__ = [
+    "FINGERPRINT_VERSION",
+    "changed_functions",
+    "code_fingerprint",
+    "is_stale",
+    "normalised",
+    "stale_message",
+]

@@ -54,7 +54,7 @@ from memento.exceptions import UnencodableValue
 #: Version of the encoding below; bump it when the encoding of any value changes.
 KEY_SCHEME_VERSION = 1
 #: Version of the code fingerprint scheme (see :func:`code_fingerprint`).
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3
 
 _pack_len = struct.Struct("<Q").pack
 _NEWOBJ = getattr(copyreg, "__newobj__", None)

@@ -500,6 +500,7 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
     # product combination and that brings new keys is merged into every such combination;
     # otherwise it is appended as a config of its own (excludes never remove includes).
     merges: list[tuple[dict[int, int], dict[str, Any]]] = []
+    merged_entries: list[dict[str, Any]] = []
     extras: list[tuple[tuple[int, ...] | None, dict[str, Any]]] = []
     position = {name: i for i, name in enumerate(names)}
     indexes = _Indexes(values)
@@ -512,12 +513,55 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
             where = {position[k]: next(iter(m)) for k, m in matches.items()}
             n_matching = _count_matching(names, values, where, excluded)
             if n_matching:
+                _warn_overwrites(names, values, excluded, merges, merged_entries, where, entry)
                 merges.append((where, new))
+                merged_entries.append(entry)
                 continue
         extras.append((None, entry))
     configs = Configurations._lazy(names, values, settings, excluded, extras, merges)
     configs.metadata = {k: v for k, v in matrix.items() if k not in TOP_LEVEL_KEYS}
     return configs
+
+
+def _warn_overwrites(
+    names: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    excluded: Callable[[tuple[int, ...]], bool] | None,
+    merges: Sequence[tuple[dict[int, int], dict[str, Any]]],
+    entries: Sequence[dict[str, Any]],
+    where: dict[int, int],
+    entry: dict[str, Any],
+) -> None:
+    """Warn when ``entry`` overwrites, in some config, a value an earlier include entry added.
+
+    GitHub Actions' rule lets the later entry win; that is rarely what was meant, so say so.
+    """
+    new = {k: v for k, v in entry.items() if k not in names}
+    for (earlier_where, added), earlier in zip(merges, entries):
+        changed = [k for k in added if k in new and not _same(added[k], new[k])]
+        if not changed:
+            continue
+        if any(earlier_where.get(p, i) != i for p, i in where.items()):
+            continue  # the two entries never apply to the same config
+        if not _count_matching(names, values, {**earlier_where, **where}, excluded):
+            continue
+        warnings.warn(
+            f"matrix['include'] entry {describe(entry)} overwrites "
+            f"{', '.join(map(repr, changed))} added by the earlier entry {describe(earlier)} "
+            "in the configs both apply to (the later entry wins, as in GitHub Actions); make "
+            "the entries apply to different configs if that is not meant",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # arrays and other values without a plain truth value
+        return False
 
 
 def _count_matching(

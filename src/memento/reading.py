@@ -27,6 +27,7 @@ from typing import Any
 from memento.display import display_value, is_scalar_dict
 from memento.exceptions import StoreError
 from memento.fingerprint import is_stale
+from memento.safe_pickle import StoredValue
 from memento.store import Store, default_store_path
 
 #: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`is_stale`).
@@ -80,7 +81,7 @@ def open_results(
     where: Mapping[str, Any] | None = None,
     status: str | None = None,
     experiment: str | None = None,
-    load_values: bool = True,
+    load_values: bool = False,
 ) -> StoredResults:
     """Read the results stored at ``path``, without needing the experiment's code.
 
@@ -96,8 +97,13 @@ def open_results(
     :param status: ``"done"``, ``"failed"`` or ``"stale"`` (done by older code).
     :param experiment: keep one experiment function: its full name (``module:qualname``) or
         its qualified name alone.
-    :param load_values: unpickle return values into ``inner`` (a value whose classes cannot
-        be imported here gets ``inner=None`` and a ``note`` saying why).
+    :param load_values: ``False`` (the default) runs no code from the store: plain return
+        values (numbers, strings, bytes, ``None``, booleans, and lists, tuples, dicts and
+        sets of them) are in ``inner``; any other value is a
+        :class:`~memento.safe_pickle.StoredValue` (``<pickled sklearn.svm.SVC, 12 KiB>``,
+        with ``.load()``) and ``note`` says it was not loaded. ``True`` unpickles every value,
+        which runs code named by its pickle: only for a store you trust (a value whose
+        classes cannot be imported here gets ``inner=None`` and a ``note`` saying why).
     :raises StoreError: the store is missing, corrupt or of an unknown version.
     :raises ValueError: an unknown status, experiment or parameter name.
     """
@@ -117,7 +123,7 @@ def read_records(
     status: str | None = None,
     experiment: str | None = None,
     key_prefix: str | None = None,
-    load_values: bool = True,
+    load_values: bool = False,
 ) -> list[dict[str, Any]]:
     """Records of ``store`` (see :class:`StoredResults`), optionally filtered."""
     try:
@@ -145,10 +151,15 @@ def _record(
     latest = latest_prints.get(row["experiment"])
     fingerprint = row["fingerprint"] or ""
     inner, note = None, None
-    if row["status"] == "done" and load_values:
+    if row["status"] == "done":
         try:
-            inner = store.load_value(row["value"], row["value_file"])
-        except Exception as exc:
+            inner = store.load_value(row["value"], row["value_file"], plain_only=not load_values)
+            if isinstance(inner, StoredValue):
+                note = (
+                    f"{inner!r} not loaded: loading it runs code from the store; if you trust "
+                    "it, pass load_values=True (memento ... --load-values)"
+                )
+        except Exception as exc:  # a StoreError too: a value file outside the store
             note = (
                 f"the return value could not be loaded ({type(exc).__name__}: {exc}); load it "
                 "where the experiment's code can be imported"
@@ -325,7 +336,8 @@ def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             by_text = {str(k): v for k, v in inner.items()}
             row.update({inner_name[k]: by_text.get(k) for k in inner_cols})
         else:
-            row["inner"] = r["inner"]
+            inner = r["inner"]
+            row["inner"] = repr(inner) if isinstance(inner, StoredValue) else inner
         row.update({c: r[c] for c in META_COLUMNS})
         row.update({f"metric.{m}": r["metrics"].get(m) for m in metric_cols})
         row["key"] = r["key"]

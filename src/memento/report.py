@@ -51,12 +51,16 @@ def write_report(
     output: str | os.PathLike[str],
     *,
     experiment: str | None = None,
+    load_values: bool = False,
 ) -> dict[str, int]:
     """Write the report of ``store`` (default: ``$MEMENTO_CACHE_PATH`` or
-    ``memento.sqlite``) to ``output``; return ``{"results": n, "plots": m}``."""
+    ``memento.sqlite``) to ``output``; return ``{"results": n, "plots": m}``.
+
+    Return values are shown only when plain (see :mod:`memento.safe_pickle`);
+    ``load_values=True`` unpickles them all, which runs code from the store."""
     path = default_store_path(store)
     with Store(path, readonly=True) as opened:
-        records = read_records(opened, experiment=experiment)
+        records = read_records(opened, experiment=experiment, load_values=load_values)
         summary = summarize(opened)
     page = build_report(records, summary, title=f"memento report: {path.name}")
     Path(output).write_text(page, encoding="utf-8")

@@ -8,6 +8,7 @@ outcome as it arrives.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -118,8 +119,6 @@ class Memento:
         progress: bool = True,
         on_code_change: Literal["warn", "rerun", "ignore"] = "warn",
     ) -> None:
-        if not callable(func):
-            raise TypeError(f"Memento needs a callable experiment(context, config), got {func!r}")
         positive_int_or_none("num_workers", num_workers)
         timeout = timeout_or_none(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -137,6 +136,7 @@ class Memento:
             from memento.notifications import NotificationDispatcher
 
             NotificationDispatcher(notification_provider)
+        _check_signature(func)
         self.func = func
         self.notification_provider = notification_provider
         self.num_workers = num_workers
@@ -255,6 +255,33 @@ class Memento:
         from memento.dependencies import run_all
 
         return run_all(self, self._matrices, run_kwargs)
+
+
+def _check_signature(func: Any) -> None:
+    """Raise ``TypeError`` unless ``func`` can be called as ``func(context, config)``.
+
+    Checked at construction so that a wrong signature fails before any store or worker
+    exists, instead of failing every cell of the grid. Callables whose signature Python
+    cannot tell (some builtins and C extensions) are let through.
+    """
+    if not callable(func):
+        raise TypeError(
+            f"Memento needs a callable experiment(context, config), got "
+            f"{type(func).__name__}: {func!r}"
+        )
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError as exc:
+        name = getattr(func, "__qualname__", None) or repr(func)
+        raise TypeError(
+            f"The experiment {name}{signature} cannot be called as experiment(context, "
+            f"config) ({exc}); define it as def {getattr(func, '__name__', 'experiment')}"
+            f"(context, config)"
+        ) from None
 
 
 def _print_plan(plan: Plan) -> None:

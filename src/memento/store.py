@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from memento.exceptions import LegacyStoreError, StoreError
+from memento.store_paths import check_writable_place, file_inside, writable_place
 
 STORE_FORMAT = "memento-store"
 SCHEMA_VERSION = 1
@@ -162,9 +163,21 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     The path goes into a ``file:`` URI percent-encoded, so ``?``, ``#`` and ``%`` in it are
     file name characters, not URI syntax.
     """
-    uri = Path(path).absolute().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    base = Path(path).absolute().as_uri()
+    conn = sqlite3.connect(base + "?mode=ro", uri=True, timeout=30, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 30000")
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        if writable_place(path):
+            raise
+        # A read-only place (an archive, a read-only mount): reading a WAL database needs
+        # its -shm file, which cannot be created here. Nothing can write to the file there
+        # either, so SQLite may treat it as immutable (no locks, no -shm).
+        conn.close()
+        conn = sqlite3.connect(
+            base + "?mode=ro&immutable=1", uri=True, timeout=30, check_same_thread=False
+        )
     return conn
 
 
@@ -282,7 +295,7 @@ class Store:
             # Look before writing: opening for writing may roll back a journal and switches
             # the file to WAL, which would modify a file that is not a memento store.
             self._open_readonly().close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable_place(self.path)
         try:
             conn = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
@@ -412,13 +425,29 @@ class Store:
             record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
             yield record
 
-    def load_value(self, value: bytes | None, value_file: str | None) -> Any:
-        """Unpickle a stored return value (inline blob or side file)."""
+    def load_value(
+        self, value: bytes | None, value_file: str | None, *, plain_only: bool = False
+    ) -> Any:
+        """Unpickle a stored return value (inline blob or side file).
+
+        ``plain_only=True`` runs no code from the store: plain values are decoded, anything
+        else comes back as a :class:`memento.safe_pickle.StoredValue` (see that module).
+        """
         import cloudpickle
 
         if value_file:
-            value = (self.directory / value_file).read_bytes()
-        return None if value is None else cloudpickle.loads(value)
+            value = self.side_file(value_file).read_bytes()
+        if value is None:
+            return None
+        if plain_only:
+            from memento.safe_pickle import load_plain
+
+            return load_plain(value)
+        return cloudpickle.loads(value)
+
+    def side_file(self, name: str) -> Path:
+        """The file ``name`` (as a row stores it) inside the side directory, checked."""
+        return file_inside(self.directory, name, self.path)
 
     # -- writes ----------------------------------------------------------------------------
     def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
@@ -434,6 +463,10 @@ class Store:
 
                 value_file = f"values/{o.key}.pkl"
                 atomic_write(self.directory / value_file, value)
+                # mkstemp made it 0600: give it the store file's permissions, so that whoever
+                # can read the store can read its values. (Tighter meanwhile, never looser.)
+                _ = self.conn  # the store file exists from here on
+                os.chmod(self.directory / value_file, self.path.stat().st_mode & 0o777)
                 value = None
             keys.append((o.key,))
             rows.append(
@@ -543,14 +576,15 @@ class Store:
     def delete(self, keys: Sequence[str]) -> int:
         """Forget the results of ``keys`` (and their side files); returns how many were removed."""
         found = self.lookup(keys, ["value_file"])
+        # Every path is checked before anything is deleted, so a crafted row stops it all.
+        files = [self.side_file(name) for (name,) in found.values() if name]
         with _transaction(self.conn):
             self.conn.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in found])
-        for (value_file,) in found.values():
-            if value_file:
-                try:
-                    (self.directory / value_file).unlink()
-                except FileNotFoundError:
-                    pass
+        for file in files:
+            try:
+                file.unlink()
+            except FileNotFoundError:
+                pass
         return len(found)
 
 

@@ -5,6 +5,7 @@ an experiment's failure: the failure *is* the outcome.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import pickle
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +39,7 @@ class FunctionRef:
 
     def ensure_payload(self) -> None:
         if self.payload is None:
-            import cloudpickle
-
-            self.payload = cloudpickle.dumps(self.obj, protocol=pickle.HIGHEST_PROTOCOL)
+            self.payload = dumps_keeping_filenames(self.obj)
 
     def __getstate__(self) -> tuple[str, bytes | None]:
         self.ensure_payload()
@@ -60,6 +60,32 @@ class FunctionRef:
             func = cloudpickle.loads(self.payload)
             _functions[self.digest] = func
         return func
+
+
+def dumps_keeping_filenames(obj: Any) -> bytes:
+    """``cloudpickle.dumps(obj)``, except that code sent by value (what a script or a notebook
+    defines) keeps its file name: cloudpickle writes ``"<dynamic-code>"`` instead, and every
+    traceback from the worker would then point there rather than at the user's file and line
+    (a script's path, or the cell's name as IPython gives it)."""
+    import io
+    from collections import ChainMap
+
+    import cloudpickle
+
+    reduce_code = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+    def keep_filename(code: types.CodeType) -> Any:
+        rebuild, args = reduce_code(code)
+        return rebuild, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+    class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        dispatch_table = ChainMap(
+            {types.CodeType: keep_filename}, cloudpickle.Pickler.dispatch_table
+        )
+
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 @dataclass
@@ -228,7 +254,15 @@ def run_job(job: Job) -> list[Outcome]:
     if job.load_error is not None:
         return [_failed(task, job.load_error) for task in job.tasks]
     func = job.function.resolve()
-    return [run_task(func, task, job) for task in job.tasks]
+    outcomes = []
+    for task in job.tasks:
+        try:
+            outcomes.append(run_task(func, task, job))
+        except KeyboardInterrupt:
+            raise  # Ctrl-C in the inline executor (see run_task)
+        except BaseException as exc:  # memento's own bookkeeping broke: fail this task only
+            outcomes.append(_failed(task, exc))
+    return outcomes
 
 
 def _failed(task: Task, exc: BaseException) -> Outcome:
@@ -257,14 +291,19 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     if job.redirect_output:
         _router.begin(label)
     alarm = _Alarm(job.alarm_timeout)
+    config = _own_copy(task.config)
+    # A reused worker process gives each experiment the directory and environment it started
+    # with (threads share the driver's, which memento leaves alone).
+    saved = _Surroundings() if job.pickle_values else None
     start, cpu0 = time.time(), clock()
     outcome = Outcome(key=task.key, ok=True, host=host, pid=pid, attempt=task.attempt)
     try:
         with alarm:
-            value = func(context, task.config)
+            value = func(context, config)
     except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not job.pickle_values:
-            raise  # in the driver's own process, Ctrl-C and exit mean what they say
+        if isinstance(exc, KeyboardInterrupt) and _ctrl_c_lands_here(job):
+            raise  # the user pressed Ctrl-C: stop the run (the driver stores what finished)
+        # SystemExit (sys.exit() in the experiment) fails this cell, never the program.
         _fill_error(outcome, exc)
     else:
         if job.pickle_values:
@@ -285,6 +324,8 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     finally:
         outcome.end_time = time.time()
         outcome.cpu_time = clock() - cpu0
+        if saved is not None:
+            saved.restore()
         if job.redirect_output:
             _router.end()
     outcome.start_time = start
@@ -293,6 +334,66 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     outcome.progress = (done / total) if total else None
     outcome.peak_rss, outcome.peak_vms = _peak_memory()
     return outcome
+
+
+def _own_copy(config: Config) -> Config:
+    """``config`` with its own deep copy of the settings: what one experiment changes there,
+    the next never sees (the experiments of a job share one settings dict on the wire, and
+    in-process executors share the driver's). Settings that cannot be copied are shared."""
+    if not config.settings:
+        return config
+    try:
+        settings = copy.deepcopy(config.settings)
+    except Exception:
+        return config
+    return Config._make(config._params, settings)
+
+
+class _Surroundings:
+    """The working directory and ``os.environ`` now, to put back after an experiment."""
+
+    __slots__ = ("cwd", "environ")
+
+    def __init__(self) -> None:
+        try:
+            self.cwd: str | None = os.getcwd()
+        except OSError:
+            self.cwd = None
+        self.environ = _environ_data()
+
+    def restore(self) -> None:
+        if self.cwd is not None:
+            try:
+                changed = os.getcwd() != self.cwd
+            except OSError:  # the experiment removed the directory it moved to
+                changed = True
+            if changed:
+                try:
+                    os.chdir(self.cwd)
+                except OSError:
+                    pass
+        if _environ_data() != self.environ:
+            before = {os.fsdecode(k): os.fsdecode(v) for k, v in self.environ.items()}
+            for name in [n for n in os.environ if n not in before]:
+                del os.environ[name]  # through os.environ, so that putenv/unsetenv follow
+            for name, value in before.items():
+                if os.environ.get(name) != value:
+                    os.environ[name] = value
+
+
+def _environ_data() -> dict[Any, Any]:
+    # A copy of os.environ's own dict: a C-level copy, ~100 times cheaper than dict(os.environ)
+    # (which decodes every entry), and this runs twice per experiment.
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environ)
+
+
+def _ctrl_c_lands_here(job: Job) -> bool:
+    """Whether a ``KeyboardInterrupt`` may be the user's Ctrl-C rather than the experiment's
+    own ``raise``: only in the driver's main thread (the inline executor). Process workers
+    ignore SIGINT and Python delivers it to the main thread only, so elsewhere the
+    experiment raised it itself, and it fails that cell like any exception."""
+    return not job.pickle_values and threading.current_thread() is threading.main_thread()
 
 
 def _fill_error(outcome: Outcome, exc: BaseException) -> None:
@@ -305,7 +406,10 @@ def _fill_error(outcome: Outcome, exc: BaseException) -> None:
 def describe_error(exc: BaseException) -> tuple[str, str, str, bytes | None]:
     """In the worker: an exception as data for the driver: type name, message, traceback text,
     and the pickled exception (``None`` when it would not come back in one piece)."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception as inner:  # a broken __str__ is handled there; anything stranger here
+        text = f"{type(exc).__qualname__}: (the traceback could not be formatted: {inner!r})\n"
     try:
         import cloudpickle
 
@@ -313,7 +417,15 @@ def describe_error(exc: BaseException) -> tuple[str, str, str, bytes | None]:
         pickle.loads(data)  # type: ignore[arg-type]  # one that pickles but cannot be rebuilt
     except Exception:
         data = None
-    return type(exc).__qualname__, str(exc), text, data
+    return type(exc).__qualname__, safe_str(exc), text, data
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in saying so when the exception's ``__str__`` itself raises."""
+    try:
+        return str(exc)
+    except Exception as inner:
+        return f"<str() of the {type(exc).__qualname__} failed: {type(inner).__name__}: {inner}>"
 
 
 def rebuild_error(
@@ -327,10 +439,12 @@ def rebuild_error(
             import cloudpickle
 
             error = cloudpickle.loads(pickled)
+            str(error)  # one whose __str__ raises would break every message that shows it
         except Exception:
             error = None
     if error is None:
-        error = ExperimentError(message, exc_type=exc_type, traceback=text)
+        # Stands in for an exception that cannot come back: its type name leads the message.
+        error = ExperimentError(f"{exc_type}: {message}", exc_type=exc_type, traceback=text)
     return attach(error, **attributes)
 
 
@@ -515,12 +629,34 @@ def init_process_worker(progress_fd: int | None = None) -> None:
         except Exception:
             pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _lead_own_process_group()
     try:
         sys.stdout.flush()
         os.dup2(2, 1)
     except OSError:
         pass
     install_output_router()
+
+
+def _lead_own_process_group() -> None:
+    """Make this worker the leader of a process group of its own, so that stopping it
+    (a timeout or a cancel: pebble sends SIGTERM) also kills every process the experiment
+    started: ``subprocess`` children, ``multiprocessing`` children and their children,
+    unless they left the group themselves (``start_new_session=True``)."""
+    if not hasattr(os, "setpgrp"):
+        return
+    try:
+        os.setpgrp()
+    except OSError:
+        return
+    signal.signal(signal.SIGTERM, _kill_own_group)
+
+
+def _kill_own_group(signum: int, frame: Any) -> None:
+    # Never signal a group this worker does not lead (the driver's, say).
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)  # this worker too: pebble replaces it
+    os._exit(128 + signum)
 
 
 # -- memory ----------------------------------------------------------------------------------

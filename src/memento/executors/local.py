@@ -51,6 +51,9 @@ class ProcessExecutor(Executor):
     cloudpickle, so lambdas, local functions and classes, modules, and whatever ``__main__``
     (a script or a notebook) defines work under every start method.
 
+    ``max_tasks=n`` replaces each worker after ``n`` experiments (experiments are then never
+    batched into one job); ``max_tasks=1`` gives every experiment a fresh process.
+
     ``start_method`` is ``"fork"``, ``"spawn"`` or ``"forkserver"``. By default it is the one
     the program chose with ``multiprocessing.set_start_method`` (as memento-ml 1.2's pool
     did), else ``"fork"`` on Linux, so that scripts without an
@@ -71,7 +74,10 @@ class ProcessExecutor(Executor):
         self, max_workers: int | None = None, *, max_tasks: int = 0, start_method: str | None = None
     ) -> None:
         self.max_workers = _check_workers(max_workers)
+        #: Experiments a worker process runs before it is replaced (0: never).
         self.max_tasks = max_tasks
+        # pebble counts jobs, not experiments: a batch would run several in one process.
+        self.batching = max_tasks == 0
         methods = multiprocessing.get_all_start_methods()
         if start_method is not None and start_method not in methods:
             raise ValueError(

@@ -1,0 +1,62 @@
+"""Where a store may read, write and delete: its side directory only, and only where the
+file system lets it write.
+
+A store's rows are data from its file, which may come from someone else: a value file named
+``../../victim``, or a symbolic link leading out of ``<file>.d/``, must never be read or
+deleted. And a store in a read-only place (an archive, a read-only mount) can be read but
+not written: opening it for writing must fail before anything runs, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from memento.exceptions import StoreError
+
+
+def file_inside(root: Path, name: str, store: Path) -> Path:
+    """``root / name`` resolved (symbolic links followed), refused unless it is in ``root``."""
+    base = root.resolve()
+    target = (base / name).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise StoreError(
+            f"{store} has a result whose value file {name!r} is outside the store's "
+            f"directory {base}; memento refuses to read or delete it (the store may have "
+            "been tampered with)"
+        )
+    return target
+
+
+def writable_place(path: str | os.PathLike[str]) -> bool:
+    """Whether files can be created beside ``path``. ``os.access`` is not enough: it says
+    yes to root, and knows nothing of read-only mounts."""
+    try:
+        with tempfile.TemporaryFile(dir=Path(path).absolute().parent):
+            return True
+    except OSError:
+        return False
+
+
+def check_writable_place(path: Path) -> None:
+    """Fail before anything runs when a store cannot be written at ``path``."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot create the store's directory {parent} ({exc.strerror or exc}); "
+            "choose a cache_path in a writable directory"
+        ) from None
+    if not writable_place(path):
+        what = "write to the store" if path.is_file() else "create a new store"
+        raise StoreError(
+            f"Cannot {what} at {path}: its directory {parent} is read-only (no file can be "
+            "created in it, and SQLite needs its -wal and -shm files there). Choose a "
+            "cache_path in a writable directory; a store in a read-only place can still be "
+            "read (memento status, open_results)."
+        )
+
+
+__all__ = ["check_writable_place", "file_inside", "writable_place"]
