@@ -96,6 +96,7 @@ def test_fingerprint_ignores_comments_and_formatting_but_not_helpers(
     (tmp_path / "helper.py").write_text(HELPER.replace("x * 2", "x * 3"))
     out = _run(["a.py", str(store)], subprocess_env, tmp_path)
     assert "older version" in out.stderr, out.stderr
+    assert "(changed since: helper:helper)" in out.stderr, out.stderr  # the run's own warning
 
 
 PRINT_FINGERPRINT = """

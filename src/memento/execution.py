@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from memento.display import plain_value
 from memento.exceptions import AggregateException
+from memento.fingerprint import stale_message
 from memento.matrix import Config
 from memento.results import MemoryUsage, MetricTable, Result, ResultList
 from memento.stopping import (
@@ -163,12 +164,12 @@ class _Run:
         stale = plan.count("stale")
         if stale and not self.force_run:
             if self.m.on_code_change == "warn":
+                rows = plan.rows or {}
+                stored = [
+                    rows[k][1] for k, s in zip(plan.keys, plan.states) if s == "stale" and k in rows
+                ]
                 logger.warning(
-                    "%d stored result(s) of %s were computed by an older version of its code "
-                    "and are reused; pass on_code_change='rerun' to recompute them, or "
-                    "'ignore' to silence this",
-                    stale,
-                    self.experiment,
+                    "%s", stale_message(stale, self.experiment, stored, plan.fingerprint)
                 )
             elif self.m.on_code_change == "rerun" and not self.reuse_stale:
                 logger.info(
