@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from memento import open_results
 from memento.cli import cli
+from memento.exceptions import StoreError
 from memento.safe_pickle import StoredValue, load_plain, pickled_type
 from memento.store import Store, StoredOutcome
 
@@ -228,7 +230,6 @@ def test_a_read_only_wal_store_can_be_read(read_only_copy: Path) -> None:
 
 def test_a_new_store_in_a_read_only_directory_fails_first(read_only_copy: Path) -> None:
     from memento import Memento
-    from memento.exceptions import StoreError
 
     ran: list[int] = []
 
@@ -283,3 +284,54 @@ def test_uri_characters_in_the_directory(tmp_path: Path) -> None:
     assert all(p.name.startswith("grid.sqlite") for p in path.parent.iterdir())
     assert [p.name for p in tmp_path.iterdir() if p.name != "cwd"] == ["odd #1 %20 ?x=y"]
     assert not list(Path.cwd().iterdir())
+
+
+def test_a_force_cache_run_reads_a_store_in_a_read_only_place(tmp_path: Path) -> None:
+    """A store made by a real run, then served from a read-only mount by ``force_cache=True``."""
+    from experiments import multiply
+    from memento import Memento
+
+    source, view = tmp_path / "source", tmp_path / "view"
+    source.mkdir()
+    view.mkdir()
+    matrix = {"parameters": {"a": [1, 2], "b": [3]}}
+    Memento(multiply, progress=False, executor="inline").run(
+        matrix, cache_path=source / "grid.sqlite"
+    )
+    before = sorted(p.name for p in source.iterdir())
+    mounted = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(source), str(view)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot make a read-only mount here: {mounted.stderr!r}")
+    try:
+        results = Memento(multiply, progress=False).run(
+            matrix, cache_path=view / "grid.sqlite", force_cache=True
+        )
+        assert [r.inner for r in results] == [3, 6]
+        assert all(r.was_cached for r in results)
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+    assert sorted(p.name for p in source.iterdir()) == before
+
+
+def test_cache_deletions_and_reads_stay_inside_the_side_directory(tmp_path: Path) -> None:
+    """A crafted ``Cache`` row naming a file outside ``<file>.d/`` is neither read nor deleted."""
+    from memento.caching import FileSystemCacheProvider
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    path = tmp_path / "cache.sqlite"
+    provider = FileSystemCacheProvider(filepath=str(path))
+    provider.set("k", 1)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE cache SET value = NULL, value_file = ? WHERE key = 'k'",
+            (os.path.relpath(victim, path.parent / "cache.sqlite.d"),),
+        )
+    conn.close()
+    with pytest.raises(KeyError):
+        provider.get("k")  # refused, so a miss (logged), never the victim's bytes
+    with pytest.raises(StoreError, match="outside the store's directory"):
+        provider.remove("k")
+    assert victim.read_text() == "keep me"

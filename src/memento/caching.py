@@ -48,6 +48,7 @@ from memento.exceptions import CacheMiss
 from memento.keys import digest, encode, experiment_identity
 from memento.sqlite_handles import SQLiteHandle, temporary_database, warn_both
 from memento.store import INLINE_LIMIT, side_directory
+from memento.store_paths import file_inside
 
 logger = logging.getLogger("memento")
 
@@ -287,7 +288,7 @@ class FileSystemCacheProvider(CacheProvider):
         value, value_file = row
         try:
             if value_file:
-                value = (self._directory() / value_file).read_bytes()
+                value = self._side_file(value_file).read_bytes()
             return cloudpickle.loads(value)
         except Exception as exc:
             # A cache may always recompute: an entry that cannot be read back (its file was
@@ -321,7 +322,7 @@ class FileSystemCacheProvider(CacheProvider):
                 (sql_key, data, value_file, time.time()),
             )
         if old is not None and old[0] and value_file is None:
-            _unlink(self._directory() / old[0])
+            _unlink(self._side_file(old[0]))
 
     def contains(self, key: Any) -> bool:
         with self._handle.reading() as conn:
@@ -339,7 +340,7 @@ class FileSystemCacheProvider(CacheProvider):
             ).fetchone()
             conn.execute(f'DELETE FROM "{self._table}" WHERE key = ?', (_sql_key(key),))
         if row is not None and row[0]:
-            _unlink(self._directory() / row[0])
+            _unlink(self._side_file(row[0]))
 
     def __delitem__(self, key: Any) -> None:
         self.remove(key)
@@ -376,6 +377,11 @@ class FileSystemCacheProvider(CacheProvider):
     def _directory(self) -> Path:
         assert self.filepath is not None
         return side_directory(self.filepath)
+
+    def _side_file(self, name: str) -> Path:
+        # A row's file name is data from the file: never follow it out of the side directory.
+        assert self.filepath is not None
+        return file_inside(self._directory(), name, self.filepath)
 
     def __getstate__(self) -> dict[str, Any]:
         if self._connection is not None:

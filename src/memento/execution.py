@@ -125,7 +125,10 @@ class _Run:
         self.force_run = force_run
         self.notify_on_complete = notify
         self.raise_on_failure = raise_on_failure
-        self.store = Store(plan.store_path)
+        # force_cache runs nothing and writes nothing, so a store in a read-only place (an
+        # archive, a read-only mount) serves it.
+        self.read_only = force_cache
+        self.store = Store(plan.store_path, readonly=force_cache)
         self.executor, self.owns_executor = make_executor(memento.executor, memento.num_workers)
         self.notifier = _notifier(memento.notification_provider)
         self.results: list[Result | None] = [None] * len(plan.keys)
@@ -178,7 +181,10 @@ class _Run:
                     self.experiment,
                 )
         store = self.store
-        store.start_run(self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx))
+        if not self.read_only:
+            store.start_run(
+                self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx)
+            )
         run_state = "failed"
         stop: KeyboardInterrupt | None = None
         previous_sigterm = catch_sigterm()
@@ -208,7 +214,8 @@ class _Run:
         finally:
             try:
                 # Also clears this run's in-flight rows, so `memento status` shows none.
-                store.finish_run(self.run_id, self.done, self.failed, run_state)
+                if not self.read_only:
+                    store.finish_run(self.run_id, self.done, self.failed, run_state)
             finally:
                 restore_sigterm(previous_sigterm)
                 if run_state != "interrupted" and self.notify_on_complete:
