@@ -78,8 +78,14 @@ def test_broken_exceptions_are_recorded_under_their_own_type(
         ("lock", "Locked", 'raise Locked("locked")'),
     ]:
         error = by_kind[kind].error
-        assert error.exc_type == name, (kind, error)
-        assert str(error).startswith(f"{name}: ")  # str() works, and names the type
+        if type(error).__name__ == name:
+            # It came back whole: possible for TwoArgs when tblib's pickling support is
+            # installed in this process (dask.distributed installs it), which rebuilds
+            # exceptions without calling __init__.
+            assert kind == "two", (kind, error)
+        else:
+            assert error.exc_type == name, (kind, error)
+            assert str(error).startswith(f"{name}: ")  # str() works, and names the type
         assert line in error.traceback and "test_isolation.py" in error.traceback
 
 

@@ -345,14 +345,15 @@ class _Run:
                 ex.flush()
                 done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 self.notifier.tick()
+                if done:
+                    finished: list[tuple[_Pending, Outcome]] = []
+                    for future in done:
+                        batch = running.pop(future)
+                        finished.extend(self._collect(future, batch, queue))
+                    self._record(finished, queue)
+                # After the finished ones left the running table, so that a worker's next
+                # experiment never counts beside the one it just finished.
                 self._mark_started(running)
-                if not done:
-                    continue
-                finished: list[tuple[_Pending, Outcome]] = []
-                for future in done:
-                    batch = running.pop(future)
-                    finished.extend(self._collect(future, batch, queue))
-                self._record(finished, queue)
         except KeyboardInterrupt:
             # Keep what already finished, then stop the workers at once.
             finished = []
@@ -387,6 +388,14 @@ class _Run:
         if not self.has_progress:
             began.update(by_key)
         fresh = [by_key[k] for k in began if k in by_key and k not in self.marked]
+        if self.has_progress:
+            # A worker reports its next experiment's start on the progress pipe, which may
+            # overtake the result of the one before: never count more than the workers.
+            busy = sum(1 for k in by_key if k in self.marked)
+            room = max(0, self.executor.max_workers - busy)
+            with self.started_lock:
+                self.started.update(p.key for p in fresh[room:])
+            fresh = fresh[:room]
         if fresh:
             self.marked.update(p.key for p in fresh)
             self.store.mark_running(

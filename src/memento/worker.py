@@ -440,6 +440,10 @@ def rebuild_error(
 
             error = cloudpickle.loads(pickled)
             str(error)  # one whose __str__ raises would break every message that shows it
+            if isinstance(error, SystemExit) and error.code is None and error.args:
+                # tblib's pickling (installed by dask.distributed) rebuilds exceptions
+                # without calling __init__, which is what sets SystemExit.code.
+                error.code = error.args[0] if len(error.args) == 1 else str(error.args)
         except Exception:
             error = None
     if error is None:
