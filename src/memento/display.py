@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 import types
+from collections.abc import Mapping
 from typing import Any
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -109,3 +111,8 @@ def is_scalar_dict(value: Any) -> bool:
 def plain_value(value: Any) -> Any:
     """``value`` itself when JSON can hold it, else its :func:`display_value`."""
     return value if isinstance(value, JSON_SCALARS) else display_value(value)
+
+
+def params_json(parameters: Mapping[str, Any]) -> str:
+    """A config's parameters as the JSON text stored beside its result (``results.params``)."""
+    return json.dumps({k: plain_value(v) for k, v in parameters.items()})

@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from memento.display import plain_value
+from memento.display import params_json
 from memento.exceptions import AggregateException
 from memento.fingerprint import stale_message
 from memento.matrix import Config
@@ -96,7 +96,7 @@ class _Pending:
     def params(self) -> str:
         """The parameters as the store keeps them (JSON; values shown by name), made once."""
         if self._params is None:
-            self._params = json.dumps({k: plain_value(v) for k, v in self.config.asdict().items()})
+            self._params = params_json(self.config.asdict())
         return self._params
 
     def again(self) -> _Pending:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import importlib
-import json
 import os
 import pickle
 import pickletools
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memento.display import plain_value
+from memento.display import params_json
 from memento.exceptions import StoreError
 from memento.matrix import Config
 from memento.store import (
@@ -445,7 +444,7 @@ class _Importer:
             key=key,
             experiment=self.report.experiment,
             status="done",
-            params=json.dumps({k: plain_value(v) for k, v in config.asdict().items()}),
+            params=params_json(config.asdict()),
             value=cloudpickle.dumps(getattr(result, "inner", None)),
             start_time=start_ts,
             end_time=start_ts + seconds if start_ts is not None and seconds is not None else None,
