@@ -359,7 +359,7 @@ MESSAGES = {
     "missing": "No memento store at",
     "text": "is not a readable memento store (file is not a database)",
     "other": "is not a memento store (no meta table)",
-    "future": "has store schema version '99'; this memento reads version 1",
+    "future": "has store schema version '99'; this memento reads versions 1 to 2",
     "alien": "is not a memento store (format 'something-else')",
 }
 COMMANDS = [

@@ -183,7 +183,12 @@ class _Run:
         store = self.store
         if not self.read_only:
             store.start_run(
-                self.run_id, self.experiment, len(plan.keys), len(to_run), len(cached_idx)
+                self.run_id,
+                self.experiment,
+                len(plan.keys),
+                len(to_run),
+                len(cached_idx),
+                fingerprint=plan.fingerprint,
             )
         run_state = "failed"
         stop: KeyboardInterrupt | None = None

@@ -203,16 +203,27 @@ def _last_y(points: Any) -> Any:
 
 
 def latest_fingerprints(store: Store) -> dict[str, str]:
-    """Each experiment's most recent code fingerprint (of its last written result).
+    """Each experiment's current code fingerprint: that of its most recent run.
 
     There is no code at hand when reading a store, so a result is *stale* when its
-    fingerprint differs from the latest one written for the same experiment.
+    fingerprint differs from the one its experiment's last run had. Runs are never deleted
+    by ``forget``, so forgetting results does not change which others are stale. Stores
+    written before runs recorded their fingerprint fall back to the last written result.
     """
-    rows = store.conn.execute(
-        "SELECT experiment, fingerprint FROM results "
-        "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY updated, rowid"
+    latest = {
+        experiment: fingerprint
+        for experiment, fingerprint in store.conn.execute(
+            "SELECT experiment, fingerprint FROM results "
+            "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY updated, rowid"
+        )
+    }
+    latest.update(
+        store.conn.execute(
+            "SELECT experiment, fingerprint FROM runs "
+            "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY started, rowid"
+        )
     )
-    return {experiment: fingerprint for experiment, fingerprint in rows}
+    return latest
 
 
 def experiments(store: Store) -> list[str]:

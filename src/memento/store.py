@@ -34,7 +34,7 @@ from memento.exceptions import LegacyStoreError, StoreError
 from memento.store_paths import check_writable_place, file_inside, writable_place
 
 STORE_FORMAT = "memento-store"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_FILENAME = "memento.sqlite"
 #: Values whose pickle is larger than this go to a file in the side directory.
 INLINE_LIMIT = 512 * 1024
@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS results (
     fingerprint   TEXT,
     version       TEXT,
     run_id        TEXT,
-    updated       REAL NOT NULL
+    updated       REAL NOT NULL,
+    output        TEXT
 );
 CREATE INDEX IF NOT EXISTS results_by_experiment ON results (experiment, status);
 CREATE TABLE IF NOT EXISTS runs (
@@ -85,7 +86,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cached     INTEGER,
     done       INTEGER DEFAULT 0,
     failed     INTEGER DEFAULT 0,
-    state      TEXT NOT NULL DEFAULT 'running'
+    state      TEXT NOT NULL DEFAULT 'running',
+    fingerprint TEXT
 );
 CREATE TABLE IF NOT EXISTS running (
     key        TEXT PRIMARY KEY,
@@ -133,7 +135,15 @@ _RESULT_COLUMNS = (
     "version",
     "run_id",
     "updated",
+    "output",
 )
+
+#: What turns a store of an older schema version into the next one: columns added, nothing
+#: removed or renamed, so that an older store reads as if it had been written by this version.
+_MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    # version 2: each experiment's captured output; each run's code fingerprint.
+    1: (("results", "output", "TEXT"), ("runs", "fingerprint", "TEXT")),
+}
 
 
 def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path:
@@ -253,6 +263,8 @@ class StoredOutcome:
     fingerprint: str = ""
     version: str | None = None
     run_id: str = ""
+    #: What the experiment printed (stdout and stderr, interleaved; the end of it when long).
+    output: str | None = None
 
 
 class Store:
@@ -309,7 +321,8 @@ class Store:
             # a new store at the same moment never see each other's half-made schema.
             with _transaction(conn):
                 if "meta" in _tables(conn):
-                    self._check_format(conn)
+                    if self._check_format(conn) < SCHEMA_VERSION:
+                        _migrate(conn)
                 elif not _is_empty(conn):
                     raise StoreError(
                         f"{self.path} is an SQLite database but not a memento store; "
@@ -340,7 +353,8 @@ class Store:
                 return _empty_store()
             if is_legacy_store(conn):
                 raise LegacyStoreError(self.path)
-            self._check_format(conn)
+            if self._check_format(conn) < SCHEMA_VERSION:
+                _present_as_current(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"{self.path} is not a readable memento store ({exc})") from None
@@ -349,7 +363,9 @@ class Store:
             raise
         return conn
 
-    def _check_format(self, conn: sqlite3.Connection) -> None:
+    def _check_format(self, conn: sqlite3.Connection) -> int:
+        """The store's schema version, when this memento can read it (its own or an older
+        one it can migrate); a :class:`StoreError` otherwise."""
         try:
             meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.OperationalError:
@@ -357,11 +373,12 @@ class Store:
         if meta.get("format") != STORE_FORMAT:
             raise StoreError(f"{self.path} is not a memento store (format {meta.get('format')!r})")
         version = meta.get("schema_version", "")
-        if version != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"{self.path} has store schema version {version!r}; this memento reads version "
-                f"{SCHEMA_VERSION}. Upgrade memento, or use another cache_path."
-            )
+        if version.isdigit() and (int(version) == SCHEMA_VERSION or int(version) in _MIGRATIONS):
+            return int(version)
+        raise StoreError(
+            f"{self.path} has store schema version {version!r}; this memento reads versions "
+            f"{min(_MIGRATIONS)} to {SCHEMA_VERSION}. Upgrade memento, or use another cache_path."
+        )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -496,6 +513,7 @@ class Store:
                     o.version,
                     o.run_id,
                     now,
+                    o.output,
                 )
             )
         if not rows:
@@ -520,11 +538,21 @@ class Store:
                 rows,
             )
 
-    def start_run(self, run_id: str, experiment: str, total: int, to_run: int, cached: int) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        experiment: str,
+        total: int,
+        to_run: int,
+        cached: int,
+        fingerprint: str | None = None,
+    ) -> None:
+        """Note a run as started; ``fingerprint`` is its experiment's code fingerprint, which
+        makes results with another fingerprint stale (see ``reading.latest_fingerprints``)."""
         with _transaction(self.conn):
             self.conn.execute(
-                "INSERT INTO runs (run_id, experiment, host, pid, started, total, to_run, cached)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, experiment, host, pid, started, total, to_run, cached,"
+                " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     experiment,
@@ -534,6 +562,7 @@ class Store:
                     total,
                     to_run,
                     cached,
+                    fingerprint,
                 ),
             )
 
@@ -586,6 +615,38 @@ class Store:
             except FileNotFoundError:
                 pass
         return len(found)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    return int(row[0])
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store of an older schema up to date, inside the caller's transaction (so that
+    two processes opening the same old store migrate it once)."""
+    version = _schema_version(conn)
+    while version < SCHEMA_VERSION:
+        for table, column, kind in _MIGRATIONS[version]:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        version += 1
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _present_as_current(conn: sqlite3.Connection) -> None:
+    """Let a read-only connection to an older store be read as the current schema: a
+    temporary view per migrated table, with the added columns as NULL, shadows the table
+    (SQLite looks a name up in ``temp`` before ``main``). Nothing is written to the file."""
+    added: dict[str, list[str]] = {}
+    for version in range(_schema_version(conn), SCHEMA_VERSION):
+        for table, column, _kind in _MIGRATIONS[version]:
+            added.setdefault(table, []).append(column)
+    for table, columns in added.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        extra = "".join(f", NULL AS {c}" for c in columns if c not in present)
+        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *{extra} FROM main.{table}")
 
 
 def _when_unlocked(statement: Any, seconds: float = 30.0) -> Any:
