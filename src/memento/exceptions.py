@@ -112,6 +112,14 @@ class WorkerDied(ExperimentError):
     """The worker process running the experiment died: a signal, ``os._exit`` or an OOM kill."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Raised by ``Memento.run`` after Ctrl-C or SIGTERM, once the run's summary is printed.
+
+    It is a ``KeyboardInterrupt`` (code written for memento-ml 1.2 keeps catching it); when a
+    script does not catch it, it ends without a traceback, as the summary said everything.
+    """
+
+
 class StoreError(MementoError):
     """The store cannot be used: missing, corrupt, or written by an unknown version."""
 
@@ -178,6 +186,7 @@ __all__ = [
     "LegacyStoreError",
     "MementoError",
     "MissingExtra",
+    "RunInterrupted",
     "StoreError",
     "UnencodableValue",
     "WorkerDied",

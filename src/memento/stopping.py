@@ -10,13 +10,7 @@ import sys
 import threading
 from typing import Any
 
-
-class RunInterrupted(KeyboardInterrupt):
-    """Raised by ``Memento.run`` after Ctrl-C, once the run's summary is printed.
-
-    It is a ``KeyboardInterrupt`` (code written for memento-ml 1.2 keeps catching it); when a
-    script does not catch it, it ends without a traceback, as the summary said everything.
-    """
+from memento.exceptions import RunInterrupted
 
 
 class Terminated(KeyboardInterrupt):
