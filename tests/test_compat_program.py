@@ -170,8 +170,9 @@ def test_a_12_program_runs_unchanged(tmp_path: Path, subprocess_env: dict[str, s
     assert report["acc_mean"] == 0.0 and report["loss_max"] == 10.0
     assert report["acc_masked"] == [0.0, 0.0]
     assert report["both_columns"] == ["x", "y"]
-    # the resumed experiment recorded only its steps after the checkpoint (4 + 4 + 4 + 2 + 4)
-    assert report["concat_rows"] == 18
+    # 4 rows each: the resumed experiment's checkpoint kept its rows of steps 0 and 1, and it
+    # recorded steps 2 and 3 after the resume
+    assert report["concat_rows"] == 20
     assert report["cached_again"] == [True] * 5
     # run_all: the dependent matrix sees the results of the one it depends on.
     assert report["run_all"] == {"base": [2, 4], "next": [102, 104]}

@@ -57,11 +57,11 @@ def _in_background(run: Any) -> tuple[threading.Thread, dict[str, Any]]:
 
 
 def _checkpoint_step(store: Path) -> int:
-    import cloudpickle
+    from memento.context import FileCheckpoints
 
     for path in (side_directory(store) / "checkpoints").glob("*.ckpt"):
         try:
-            return int(cloudpickle.loads(path.read_bytes())["i"])
+            return int(FileCheckpoints(path.parent).get(path.stem)["i"])
         except Exception:
             return -1
     return -1

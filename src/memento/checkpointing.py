@@ -73,7 +73,14 @@ class FileSystemCheckpointing:
         return str(self._path) if self._path is not None else None
 
     def get(self, key: Any) -> Any:
-        """The checkpoint stored under ``key``; ``KeyError`` when there is none."""
+        """The state checkpointed under ``key``; ``KeyError`` when there is none."""
+        from memento.context import unpack_checkpoint
+
+        return unpack_checkpoint(self.get_saved(key)).state
+
+    def get_saved(self, key: Any) -> Any:
+        """The checkpoint under ``key`` as it was saved (by a :class:`~memento.context.Context`:
+        the state with the metrics and progress); ``KeyError`` when there is none."""
         import cloudpickle
 
         with self._handle.reading() as conn:

@@ -16,7 +16,13 @@ PROGRESS_INTERVAL = 0.5
 
 class CheckpointProvider(Protocol):
     """Where checkpoints go: anything with ``get`` (raising ``KeyError``), ``set``, ``remove``
-    and ``contains``, keyed by the experiment's key."""
+    and ``contains``, keyed by the experiment's key.
+
+    :meth:`Context.checkpoint` hands ``set`` the state wrapped with the metrics and progress
+    recorded so far (see :func:`pack_checkpoint`); :meth:`Context.restore` unwraps what ``get``
+    returns. The built-in providers unwrap in ``get`` too, so that calling it directly gives the
+    state alone; they give :meth:`Context.restore` the whole checkpoint through ``get_saved``.
+    """
 
     def get(self, key: str) -> Any: ...
 
@@ -41,6 +47,11 @@ class FileCheckpoints:
         return self.directory / f"{key}.ckpt"
 
     def get(self, key: str) -> Any:
+        """The state checkpointed under ``key``; ``KeyError`` when there is none."""
+        return unpack_checkpoint(self.get_saved(key)).state
+
+    def get_saved(self, key: str) -> Any:
+        """The checkpoint under ``key`` as it was saved: state, metrics and progress."""
         try:
             data = self._path(key).read_bytes()
         except FileNotFoundError:
@@ -52,7 +63,24 @@ class FileCheckpoints:
     def set(self, key: str, item: Any) -> None:
         import cloudpickle
 
-        atomic_write(self._path(key), cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+        data = cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        atomic_write(self._path(key), data, mode=self._store_mode())
+
+    def _store_mode(self) -> int | None:
+        """The store file's permissions when this is a store's ``<file>.d/checkpoints``.
+
+        Whoever can read the store can then read its checkpoints, as its value files; a
+        directory of checkpoints outside a store keeps mkstemp's private 0600.
+        """
+        side = self.directory.parent
+        if self.directory.name != "checkpoints" or len(side.name) <= 2:
+            return None
+        if not side.name.endswith(".d"):
+            return None
+        try:
+            return side.with_name(side.name[:-2]).stat().st_mode & 0o777
+        except OSError:  # no store file there: not a store's side directory after all
+            return None
 
     def remove(self, key: str) -> None:
         try:
@@ -67,16 +95,20 @@ class FileCheckpoints:
         return f"FileCheckpoints({str(self.directory)!r})"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     Temp file in the same directory, fsync, then rename: a crash at any point leaves either the
-    previous content or the complete new content.
+    previous content or the complete new content. The file gets the permissions ``mode``
+    (``0o644``...), else mkstemp's ``0o600``; set before the rename, so it never appears with
+    others.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -87,6 +119,56 @@ def atomic_write(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+# What Context.checkpoint saves: {CHECKPOINT_MARK: version, "state": ..., "metrics": ...,
+# "progress": ...}. A plain dict, not a class of ours, so that loading a checkpoint never
+# depends on where memento's classes live. Anything else is a checkpoint written before the
+# metrics were saved with it (memento up to now, memento-ml 1.2's state): the state alone.
+CHECKPOINT_MARK = "memento.checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class SavedCheckpoint(NamedTuple):
+    """A checkpoint unpacked: the state, and the metric rows and progress ``(done, total)``
+    at the time it was written (``None`` when the checkpoint does not carry them)."""
+
+    state: Any
+    metrics: dict[str, list[tuple[Any, Any]]] | None
+    progress: tuple[float, float | None] | None
+
+
+def pack_checkpoint(
+    state: Any,
+    metrics: Mapping[str, list[tuple[Any, Any]]],
+    progress: tuple[float, float | None],
+) -> dict[str, Any]:
+    """The object :meth:`Context.checkpoint` gives its provider's ``set``."""
+    return {
+        CHECKPOINT_MARK: CHECKPOINT_VERSION,
+        "state": state,
+        "metrics": {name: list(points) for name, points in metrics.items()},
+        "progress": progress,
+    }
+
+
+def unpack_checkpoint(item: Any) -> SavedCheckpoint:
+    """``item`` as :func:`pack_checkpoint` made it, or, from an earlier version, a bare state.
+
+    A later version may add fields; the state stays under ``"state"``.
+    """
+    if not (isinstance(item, dict) and isinstance(item.get(CHECKPOINT_MARK), int)):
+        return SavedCheckpoint(item, None, None)
+    metrics = item.get("metrics")
+    rows = None
+    if isinstance(metrics, dict):
+        rows = {str(name): [(x, y) for x, y in points] for name, points in metrics.items()}
+    progress = item.get("progress")
+    done_total = None
+    if isinstance(progress, (tuple, list)) and len(progress) == 2:
+        done, total = progress
+        done_total = (float(done), None if total is None else float(total))
+    return SavedCheckpoint(item.get("state"), rows, done_total)
 
 
 class Metric(NamedTuple):
@@ -112,7 +194,9 @@ class Context:
             return loss
 
     ``key`` is the experiment's stable key, and the key its checkpoints are stored under.
-    Checkpoints survive crashes and are removed once the experiment's result is stored.
+    Checkpoints survive crashes and are removed once the experiment's result is stored. A
+    checkpoint keeps the metrics recorded so far and the progress: after :meth:`restore`, the
+    result gets the rows recorded before the checkpoint and those recorded since, each once.
     ``checkpoint_key`` is kept for memento-ml 1.2 code: it is ``None``, as it always was in 1.2.
     """
 
@@ -131,6 +215,9 @@ class Context:
         self._progress_total: float | None = None
         self._progress_sink = progress_sink
         self._progress_sent = 0.0
+        # The rows recorded before this context first checkpointed or restored: no checkpoint
+        # holds them, so restore() keeps them after the checkpoint's rows. None until then.
+        self._unsaved: dict[str, list[Metric]] | None = None
 
     # -- checkpoints -----------------------------------------------------------------------
     def _provider(self) -> CheckpointProvider:
@@ -144,16 +231,48 @@ class Context:
         """Save ``state`` durably; :meth:`restore` returns it after an interruption.
 
         ``checkpoint(a)`` then ``restore()`` gives ``a``; ``checkpoint(a, b)`` gives ``(a, b)``.
+        The metrics recorded so far and the progress are saved with it.
         """
         if not state:
             raise TypeError(
                 "context.checkpoint() needs the state to save, e.g. context.checkpoint(state)"
             )
-        self._provider().set(self.key, state[0] if len(state) == 1 else state)
+        item = pack_checkpoint(
+            state[0] if len(state) == 1 else state, self.metric_rows(), self.progress_state
+        )
+        self._provider().set(self.key, item)
+        self._unsaved = {}  # every row so far is in the checkpoint now
 
     def restore(self) -> Any:
-        """The state last given to :meth:`checkpoint`; ``KeyError`` when there is none."""
-        return self._provider().get(self.key)
+        """The state last given to :meth:`checkpoint`; ``KeyError`` when there is none.
+
+        The metrics and progress go back to what they were at that checkpoint, so the result
+        holds the rows recorded before it, then those recorded since: each row once, however
+        often ``restore()`` is called. Rows this context recorded after its own last checkpoint
+        are dropped (the experiment goes back there and records them again); rows recorded
+        before its first checkpoint or restore are kept, after the checkpoint's. A checkpoint
+        written by an earlier version carries no metrics: they are left as they are.
+        """
+        provider = self._provider()
+        get_saved = getattr(provider, "get_saved", None)
+        item = get_saved(self.key) if callable(get_saved) else provider.get(self.key)
+        saved = unpack_checkpoint(item)
+        if saved.metrics is not None:
+            if self._unsaved is None:
+                self._unsaved = self._metrics
+            metrics = {
+                name: [Metric(x, y) for x, y in points] for name, points in saved.metrics.items()
+            }
+            for name, points in self._unsaved.items():
+                metrics.setdefault(name, []).extend(points)
+            self._metrics = metrics
+        if saved.progress is not None:
+            done, total = saved.progress
+            self._progress_done = done
+            if total is not None:
+                self._progress_total = total
+            self._send_progress(force=True)  # the live display shows the resumed position now
+        return saved.state
 
     def checkpoint_exist(self) -> bool:
         """Whether a checkpoint exists for this experiment."""
@@ -218,18 +337,23 @@ class Context:
         self._progress_done += float(delta)
         if total is not None:
             self._progress_total = float(total)
+        self._send_progress(force=False)
+
+    def _send_progress(self, force: bool) -> None:
+        """Report the progress to the driver: when ``force``d, when finished, else throttled."""
         sink = self._progress_sink
-        if sink is not None:
-            now = time.monotonic()
-            finished = self._progress_total is not None and (
-                self._progress_done >= self._progress_total
-            )
-            if now - self._progress_sent >= PROGRESS_INTERVAL or finished:
-                self._progress_sent = now
-                try:
-                    sink(self.key, self._progress_done, self._progress_total)
-                except Exception:
-                    pass
+        if sink is None:
+            return
+        now = time.monotonic()
+        finished = self._progress_total is not None and (
+            self._progress_done >= self._progress_total
+        )
+        if force or finished or now - self._progress_sent >= PROGRESS_INTERVAL:
+            self._progress_sent = now
+            try:
+                sink(self.key, self._progress_done, self._progress_total)
+            except Exception:
+                pass
 
     @property
     def progress_state(self) -> tuple[float, float | None]:
@@ -255,6 +379,9 @@ __all__ = [
     "Context",
     "FileCheckpoints",
     "Metric",
+    "SavedCheckpoint",
     "atomic_write",
+    "pack_checkpoint",
     "plain_number",
+    "unpack_checkpoint",
 ]
