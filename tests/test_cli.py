@@ -142,8 +142,8 @@ def test_status_while_a_run_is_writing(tmp_path: Path) -> None:
         # Two workers: two experiments run, the other two wait (they are not "running").
         assert "Running (2)" in out, out
         assert "1 in progress: pid" in out
-        counts = next(line for line in out.splitlines() if line.startswith("__main__:"))
-        assert counts.split() == ["__main__:experiment", "0", "0", "0", "2", "0"]
+        counts = next(line for line in out.splitlines() if line.startswith("driver:"))
+        assert counts.split() == ["driver:experiment", "0", "0", "0", "2", "0"]
         assert invoke("show", str(store), out.split("Running (2)")[1].split()[6]).exit_code == 0
         go.write_text("go")
         assert proc.wait(timeout=180) == 0
@@ -154,8 +154,8 @@ def test_status_while_a_run_is_writing(tmp_path: Path) -> None:
         proc.communicate()
     out = invoke("status", str(store)).output
     assert "Running" not in out and "Runs           1\n" in out
-    counts = next(line for line in out.splitlines() if line.startswith("__main__:"))
-    assert counts.split() == ["__main__:experiment", "4", "0", "0", "0", "4"]
+    counts = next(line for line in out.splitlines() if line.startswith("driver:"))
+    assert counts.split() == ["driver:experiment", "4", "0", "0", "0", "4"]
 
 
 def test_a_run_whose_driver_died_is_reported(store: Path) -> None:

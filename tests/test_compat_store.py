@@ -366,7 +366,7 @@ def test_import_then_run_finds_every_result(old12: Path, tmp_path: Path) -> None
     new = tmp_path / "new" / "results.sqlite"
     args = ["-m", "memento", "import-1.2", "memento.sqlite", str(new), "-e", "exp.py:exp"]
     out = python_in(project, *args).stdout
-    assert f"Imported 5 result(s) of __main__:exp from {old12} into {new}." in out
+    assert f"Imported 5 result(s) of exp:exp from {old12} into {new}." in out
     assert "Skipped 4:" in out
     assert "1: computed by experiment 'other', not 'exp'" in out
     assert "1: not a result of Memento.run" in out
@@ -391,7 +391,7 @@ def test_import_then_run_finds_every_result(old12: Path, tmp_path: Path) -> None
     assert {r[6] for r in rows} == {"cached"}  # not stale: the script's code fingerprint
     assert not (project / "ran.txt").exists()  # nothing ran again
     status = CliRunner().invoke(cli, ["status", str(new)]).output.splitlines()
-    assert ["__main__:exp", "5", "0", "0", "0", "5"] in [line.split() for line in status]
+    assert ["exp:exp", "5", "0", "0", "0", "5"] in [line.split() for line in status]
 
     main, mp_main, path = sys.modules["__main__"], sys.modules.get("__mp_main__"), list(sys.path)
     script = str(project / "exp.py")

@@ -268,7 +268,7 @@ def test_subprocess_stdout_is_identical_for_a_first_and_a_cached_run(
     ]
     assert runs[0].stdout == runs[1].stdout == b"results [0, 2, 4, 6, 8, 10]\n"
     err = runs[0].stderr.decode()
-    assert "memento: __main__:experiment 6/6 finished (6 done, 0 failed)" in err
+    assert "memento: driver:experiment 6/6 finished (6 done, 0 failed)" in err
     assert not CONTROL.search(err)
 
 
@@ -305,7 +305,7 @@ def test_live_display_on_a_terminal_stderr_leaves_stdout_clean(tmp_path: Path) -
     os.close(master)
     terminal = b"".join(chunks).decode(errors="replace")
     assert stdout == b"results [0, 2, 4, 6, 8, 10]\n"
-    assert "\x1b[" in terminal and "6 done" in terminal and "__main__:experiment" in terminal
+    assert "\x1b[" in terminal and "6 done" in terminal and "driver:experiment" in terminal
 
 
 @pytest.mark.timeout(300)

@@ -12,7 +12,7 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-from memento.keys import FINGERPRINT_VERSION, _code, _Encoder
+from memento.keys import FINGERPRINT_VERSION, _code, _Encoder, module_name
 
 
 def code_fingerprint(func: Any) -> str:
@@ -176,7 +176,8 @@ def code_fingerprint(func: Any) -> str:
         return found
 
     def label(obj: Any) -> str:
-        return f"{getattr(obj, '__module__', None)}:{getattr(obj, '__qualname__', '?')}"
+        # Named as keys name it: a script's function is "a:f" whether run or imported.
+        return f"{module_name(obj) or None}:{getattr(obj, '__qualname__', '?')}"
 
     entries: list[tuple[str, str]] = []
     visited = {id(target)}

@@ -34,6 +34,7 @@ from typing import Any
 
 from memento.display import params_json
 from memento.exceptions import StoreError
+from memento.keys import main_as_script_of
 from memento.matrix import Config
 from memento.store import (
     Store,
@@ -308,7 +309,9 @@ def import_legacy_store(
     if new_path.exists():
         Store(new_path, readonly=True).conn.close()  # refuse a bad NEW before loading anything
     base = Path(cache_dir).expanduser().absolute() if cache_dir else old_path.parent
-    with loaded_experiment(experiment, search=base) as func:
+    with loaded_experiment(experiment, search=base) as func, main_as_script_of(func):
+        # The functions of `__main__` in 1.2's pickles (by value, with the `__file__` of
+        # wherever 1.2 ran) are the script's: keyed as its run will key them.
         return _Importer(old_path, new_path, func, version, base).run(rows, checkpoints)
 
 
