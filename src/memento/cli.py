@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -498,6 +499,19 @@ def _show_record(r: dict[str, Any]) -> None:
         if r["traceback"]:
             click.echo("Traceback (from the worker)")
             click.echo(r["traceback"].rstrip())
+    if r.get("output"):
+        click.echo("Output (stdout and stderr, as the experiment printed them)")
+        for line in r["output"].rstrip("\n").split("\n"):
+            click.echo(f"  {_VISIBLE.sub(_visible, line)}")
+
+
+# Control characters of printed output shown as escapes (\x1b, \r), so that a stored
+# colour code or carriage return cannot redraw the terminal.
+_VISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 # -- forget ---------------------------------------------------------------------------------------

@@ -33,7 +33,17 @@ from memento.stopping import (
     restore_sigterm,
 )
 from memento.store import Store, StoredOutcome
-from memento.worker import FunctionRef, Job, Outcome, Task, rebuild_error, run_job
+from memento.worker import (
+    FunctionRef,
+    Job,
+    Outcome,
+    OutputTail,
+    Task,
+    driver_stderr,
+    prefix_lines,
+    rebuild_error,
+    run_job,
+)
 
 if TYPE_CHECKING:
     from memento.runner import Memento, Plan
@@ -319,6 +329,7 @@ class _Run:
             alarm_timeout=self.m.timeout if ex.name == "inline" else None,
             pickle_values=not ex.in_process,
             progress=self._on_progress if ex.in_process else None,
+            output=self._on_output if ex.in_process else None,
         )
 
     def _execute(self, to_run: list[_Pending]) -> None:
@@ -328,9 +339,16 @@ class _Run:
         queue: deque[_Pending] = deque(to_run)
         running: dict[cf.Future[Any], list[_Pending]] = {}
         ex.prepare(self.store)
-        routed = ex.name == "thread"
+        # What each running experiment printed so far, as it arrived: what a crash or a
+        # timeout leaves of its output.
+        self.outputs: dict[str, OutputTail] = {}
+        self.output_lock = threading.Lock()
+        routed = ex.in_process
         if routed:
             install_output_router()
+        set_output_sink = getattr(ex, "set_output_sink", None)
+        if set_output_sink is not None:
+            set_output_sink(self._on_output_records)
         updates = getattr(ex, "progress_updates", None)
         if updates is not None:
             # Read even without a live display: a worker's first update says that the
@@ -374,6 +392,10 @@ class _Run:
                 ex.shutdown(wait=False, cancel=True)
             raise
         finally:
+            if set_output_sink is not None:
+                # Every line shows before the display's last frame and before run() returns.
+                getattr(ex, "drain_output", lambda: None)()
+                set_output_sink(None)
             if routed:
                 uninstall_output_router()
             if self.owns_executor:
@@ -442,7 +464,15 @@ class _Run:
 
         rows: list[StoredOutcome] = []
         final: list[tuple[_Pending, Outcome]] = []
+        drain = getattr(self.executor, "drain_output", None)
+        if drain is not None and any(o.output is None for _, o in finished):
+            drain()  # a crash or a timeout: what it printed may still be on its way
         for pending, outcome in finished:
+            with self.output_lock:
+                arrived = self.outputs.pop(pending.key, None)
+            output = outcome.output
+            if output is None and arrived is not None:
+                output = arrived.text()
             if outcome.ok and outcome.value is None and self.executor.in_process:
                 try:
                     outcome.value = cloudpickle.dumps(outcome.local_value)
@@ -467,7 +497,10 @@ class _Run:
                 self.marked.discard(pending.key)  # marked running again when it begins
                 queue.append(pending.again())
                 continue
-            rows.append(self._stored(pending, outcome))
+            outcome.output = output
+            row = self._stored(pending, outcome)
+            row.output = output or None
+            rows.append(row)
             final.append((pending, outcome))
         if not rows:
             return
@@ -576,6 +609,39 @@ class _Run:
     def _forward_progress(self, updates: Any) -> None:
         for key, done, total in updates:
             self._on_progress(key, done, total)
+
+    def _on_output(self, key: str, label: str, text: str, first: bool) -> None:
+        # From an in-process experiment's thread, as it prints.
+        self._show_output(self._keep_output(key, label, text, first))
+
+    def _on_output_records(self, records: list[tuple[str, str, str, bool]]) -> None:
+        # From the executor's output reader: what worker processes printed.
+        self._show_output("".join(self._keep_output(*record) for record in records))
+
+    def _keep_output(self, key: str, label: str, text: str, first: bool) -> str:
+        """Add ``text`` to what ``key`` printed so far; return it as shown (prefixed)."""
+        with self.output_lock:
+            tail = None if first else self.outputs.get(key)
+            if tail is None:
+                tail = self.outputs[key] = OutputTail()
+            continued = tail.open_line
+            tail.add(text)
+        return prefix_lines(label, text, continued)
+
+    def _show_output(self, text: str) -> None:
+        """Above the live display, else on stderr: stdout stays the user's program's own."""
+        if not text:
+            return
+        display = self.display
+        if display is not None:
+            display.output(text)
+            return
+        try:
+            stream = driver_stderr()
+            stream.write(text)
+            stream.flush()
+        except Exception:  # a closed stderr must not break the run
+            pass
 
     def _on_progress(self, key: str, done: float, total: float | None) -> None:
         # Called from the progress thread or a worker thread; the main loop writes the store.

@@ -34,6 +34,8 @@ Mode = Literal["auto", "live", "plain"]
 
 #: Running experiments shown individually in the live display; the rest are counted.
 MAX_ROWS = 8
+#: Characters of experiments' output waiting to be shown before their threads wait.
+OUTPUT_BACKLOG = 1 << 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -142,6 +144,12 @@ class ProgressDisplay:
         self._live: Any = None
         self._ticker: threading.Thread | None = None
         self._wake = threading.Event()
+        # Output waiting to be shown by the printer thread (see output()).
+        self._output: list[str] = []
+        self._backlog = 0
+        self._printing = False
+        self._printer: threading.Thread | None = None
+        self._printed = threading.Condition()
 
     # -- the runner's calls ------------------------------------------------------------------
     def start(self) -> None:
@@ -193,6 +201,79 @@ class ProgressDisplay:
                 self._runtime_sum += runtime
                 self._runtime_count += 1
 
+    def output(self, text: str) -> None:
+        """Show ``text``, lines an experiment printed (prefixed already): above the live
+        display, or on the stream. Shown as written: no markup, no highlighting (``[red]``
+        stays ``[red]``); in the live display, ANSI colours are kept and other control
+        sequences dropped, so that they cannot break it.
+
+        A thread of the display shows them, in batches: a flood of output costs one redraw
+        per batch, not per line, and the experiment's thread never waits for a redraw (unless
+        more than :data:`OUTPUT_BACKLOG` characters wait already).
+        """
+        with self._printed:
+            if self._stopped and not self._output and not self._printing:
+                self._show(text)  # after the last frame: in order, nothing is pending
+                return
+            while self._backlog > OUTPUT_BACKLOG and self._printer_alive():
+                self._printed.wait(0.5)
+            self._output.append(text)
+            self._backlog += len(text)
+            if not self._printer_alive():
+                self._printer = threading.Thread(
+                    target=self._print_output, name="memento-output-display", daemon=True
+                )
+                self._printer.start()
+            self._printed.notify_all()
+
+    def _printer_alive(self) -> bool:
+        return self._printer is not None and self._printer.is_alive()
+
+    def _print_output(self) -> None:
+        while True:
+            with self._printed:
+                if not self._output:
+                    self._printed.wait_for(lambda: bool(self._output), timeout=1.0)
+                if not self._output:
+                    if self._stopped:
+                        return
+                    continue
+                batch = "".join(self._output)
+                self._output.clear()
+                self._backlog = 0
+                self._printing = True
+                self._printed.notify_all()
+            try:
+                self._show(batch)
+            finally:
+                with self._printed:
+                    self._printing = False
+                    self._printed.notify_all()
+
+    def _show(self, text: str) -> None:
+        live = self._live
+        if live is not None:
+            try:
+                from rich.text import Text
+
+                end = "\n" if text.endswith("\n") else ""
+                live.console.print(
+                    Text.from_ansi(text[: len(text) - len(end)], no_wrap=True),
+                    end=end,
+                    soft_wrap=True,
+                    markup=False,
+                    highlight=False,
+                )
+                return
+            except Exception:
+                pass
+        stream = self._stream if self._stream is not None else sys.stderr
+        try:
+            stream.write(text)
+            stream.flush()
+        except Exception:  # a closed or broken stream must not break the run
+            pass
+
     def stop(self) -> None:
         """Draw the final state and stop; calling it twice is harmless."""
         with self._lock:
@@ -200,6 +281,9 @@ class ProgressDisplay:
                 self._stopped = True
                 return
             self._stopped = True
+        with self._printed:  # output still to show goes above the last frame
+            self._printed.wait_for(lambda: not self._output and not self._printing, timeout=10)
+            self._printed.notify_all()
         self._wake.set()
         if self._ticker is not None:
             self._ticker.join(timeout=5)

@@ -184,6 +184,7 @@ def _record(
         "error_type": row["error_type"],
         "error_message": row["error_message"],
         "traceback": row["traceback"],
+        "output": row.get("output"),
         "metrics": {name: _last_y(points) for name, points in series.items()},
         "series": series,
         "inner": inner,

@@ -9,14 +9,17 @@ import copy
 import datetime
 import os
 import pickle
+import re
+import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,13 +118,15 @@ class Job:
     #: Send each outcome's value pickled (cross-process) or as the object itself (in-process).
     pickle_values: bool = True
     progress: Callable[[str, float, float | None], None] | None = field(default=None, repr=False)
+    #: Where an in-process experiment's output lines go (see :data:`OutputSink`).
+    output: Callable[[str, str, str, bool], None] | None = field(default=None, repr=False)
     #: Set in a worker when the tasks' configs could not be rebuilt there (see ``_TaskWire``).
     load_error: BaseException | None = field(default=None, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         # A local callback never travels; a worker sets load_error itself.
-        state["progress"] = state["load_error"] = None
+        state["progress"] = state["output"] = state["load_error"] = None
         wire = state.pop("_wire", None)  # a job passed on unchanged (Dask -> its process pool)
         state["tasks"] = wire if wire is not None else _TaskWire.pack(self.tasks)
         return state
@@ -236,6 +241,9 @@ class Outcome:
     host: str = ""
     pid: int = 0
     attempt: int = 1
+    #: What the experiment wrote to stdout and stderr (the last :data:`OUTPUT_LIMIT`
+    #: characters); ``None`` when it never ran in a worker (the driver may know some of it).
+    output: str | None = None
     #: The value itself, when the outcome never left the driver's process (not pickled).
     local_value: Any = field(default=None, repr=False)
 
@@ -255,13 +263,19 @@ def run_job(job: Job) -> list[Outcome]:
         return [_failed(task, job.load_error) for task in job.tasks]
     func = job.function.resolve()
     outcomes = []
-    for task in job.tasks:
-        try:
-            outcomes.append(run_task(func, task, job))
-        except KeyboardInterrupt:
-            raise  # Ctrl-C in the inline executor (see run_task)
-        except BaseException as exc:  # memento's own bookkeeping broke: fail this task only
-            outcomes.append(_failed(task, exc))
+    # Where nothing routes output (a cluster's worker), capture it for this job only.
+    held = job.redirect_output and _router.hold()
+    try:
+        for task in job.tasks:
+            try:
+                outcomes.append(run_task(func, task, job))
+            except KeyboardInterrupt:
+                raise  # Ctrl-C in the inline executor (see run_task)
+            except BaseException as exc:  # memento's own bookkeeping broke: fail this task
+                outcomes.append(_failed(task, exc))
+    finally:
+        if held:
+            _router.release()
     return outcomes
 
 
@@ -289,7 +303,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     clock = time.thread_time if job.thread_cpu else time.process_time
     label = _label(task.config)
     if job.redirect_output:
-        _router.begin(label)
+        _router.begin(label, task.key, sink=job.output, interactive=_ctrl_c_lands_here(job))
     alarm = _Alarm(job.alarm_timeout)
     config = _own_copy(task.config)
     # A reused worker process gives each experiment the directory and environment it started
@@ -327,7 +341,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
         if saved is not None:
             saved.restore()
         if job.redirect_output:
-            _router.end()
+            outcome.output = _router.end()
     outcome.start_time = start
     outcome.metrics = context.metric_rows()
     done, total = context.progress_state
@@ -477,16 +491,146 @@ def _label(config: Config) -> str:
 
 
 # -- output ----------------------------------------------------------------------------------
+#: Characters of an experiment's output kept on its outcome (the tail; at least 1 MiB).
+OUTPUT_LIMIT = 1 << 20
+#: A line longer than this is forwarded in pieces (each shown as a line of its own).
+_LINE_CAP = 1 << 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+#: One piece of an experiment's output on its way to the driver: (key, label, text, first).
+#: ``text`` holds whole lines, except from an interactive (inline) experiment that flushed a
+#: partial one (a prompt); ``first`` marks the first piece of an attempt.
+OutputRecord = tuple[str, str, str, bool]
+OutputSink = Callable[[str, str, str, bool], None]
+
+
+class OutputTail:
+    """The last :data:`OUTPUT_LIMIT` characters written, and how many came before them."""
+
+    __slots__ = ("_chunks", "_size", "cut", "limit")
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self.limit = limit
+        self._chunks: list[str] = []
+        self._size = 0
+        self.cut = 0
+
+    def add(self, text: str) -> None:
+        if text:
+            self._chunks.append(text)
+            self._size += len(text)
+            if self._size > 2 * self.limit:  # trimming at twice the limit keeps add() O(1)
+                self._trim()
+
+    def _trim(self) -> None:
+        joined = "".join(self._chunks)
+        kept = joined[-self.limit :]
+        self.cut += len(joined) - len(kept)
+        self._chunks, self._size = [kept], len(kept)
+
+    @property
+    def open_line(self) -> bool:
+        """Whether the text ends inside a line (an interactive prompt)."""
+        return bool(self._chunks) and not self._chunks[-1].endswith("\n")
+
+    def text(self) -> str:
+        if self._size > self.limit:
+            self._trim()
+        body = "".join(self._chunks)
+        if self.cut:
+            return f"[memento: {self.cut} earlier characters of output were cut]\n{body}"
+        return body
+
+
+def prefix_lines(label: str, text: str, continued: bool = False) -> str:
+    """``text`` with ``[label] `` before each line (not before the first when ``continued``:
+    it goes on a line an interactive experiment left open)."""
+    prefix = f"[{label}] "
+    lines = text.split("\n")
+    last = lines.pop()  # "" when text ends with a newline
+    out = [line if (i == 0 and continued) else prefix + line for i, line in enumerate(lines)]
+    shown = "\n".join(out) + "\n" if out else ""
+    if last:
+        shown += last if (continued and not out) else prefix + last
+    return shown
+
+
+class _Capture:
+    """The output of one running experiment: its tail, and the line being written."""
+
+    __slots__ = ("first", "interactive", "key", "label", "lock", "pending", "sink", "size", "tail")
+
+    def __init__(self, key: str, label: str, sink: OutputSink | None, interactive: bool) -> None:
+        self.key = key
+        self.label = _CONTROL.sub(" ", label)
+        self.sink = sink
+        self.interactive = interactive
+        self.tail = OutputTail()
+        self.pending: list[str] = []
+        self.size = 0
+        self.first = True
+        # Threads the experiment starts write here too (in a worker process).
+        self.lock = threading.Lock()
+
+    def write(self, text: str, original: Any) -> None:
+        with self.lock:
+            self.tail.add(text)
+            if self.sink is None:  # nobody to forward to (a cluster worker): pass it through
+                if original is not None:
+                    original.write(text)
+                return
+            self.pending.append(text)
+            self.size += len(text)
+            if "\n" not in text and self.size < _LINE_CAP:
+                return
+            joined = "".join(self.pending)
+            head, newline, rest = joined.rpartition("\n")
+            self.pending, self.size = ([rest], len(rest)) if rest else ([], 0)
+            if newline:
+                self._send(head + "\n")
+            if self.size >= _LINE_CAP:
+                self.pending, self.size = [], 0
+                self._send(rest + "\n")
+
+    def flush(self, final: bool = False) -> None:
+        """Forward the partial line: always at the end, on ``flush()`` when interactive (so
+        that a debugger's or ``input()``'s prompt shows)."""
+        with self.lock:
+            if self.pending and self.sink is not None and (final or self.interactive):
+                text = "".join(self.pending)
+                self.pending, self.size = [], 0
+                self._send(text if self.interactive and not final else text + "\n")
+
+    def _send(self, text: str) -> None:
+        assert self.sink is not None
+        first, self.first = self.first, False
+        try:
+            self.sink(self.key, self.label, text, first)
+        except Exception:  # a closed channel must not fail the experiment
+            pass
+
+
 class _LineRouter:
-    """Replaces ``sys.stdout``/``sys.stderr``: lines written while an experiment runs in this
-    thread go to stderr prefixed with ``[config]``, each whole line in one ``write`` so that
-    lines of concurrent workers never interleave; other output passes through unchanged.
+    """Replaces ``sys.stdout``/``sys.stderr``: what an experiment writes while it runs is kept
+    (the tail of it goes on its outcome) and forwarded line by line to a sink: in a worker
+    process the output pipe to the driver, in the driver the run's display. Output written
+    when no experiment runs passes through unchanged.
+
+    In a worker process one experiment runs at a time, so threads it starts are captured too;
+    with the thread executor each thread captures its own experiment.
     """
 
     def __init__(self) -> None:
         self._local = threading.local()
         self.installed = False
         self._originals: tuple[Any, Any] | None = None
+        self._holds = 0
+        self._hold_lock = threading.Lock()
+        #: The process's default sink (a worker process: the pipe to the driver).
+        self.sink: OutputSink | None = None
+        #: Attribute every thread's output to the running experiment (worker processes).
+        self.process_wide = False
+        self._shared: _Capture | None = None
 
     def install(self) -> None:
         if self.installed:
@@ -498,48 +642,94 @@ class _LineRouter:
 
     def uninstall(self) -> None:
         if self.installed and self._originals is not None:
-            sys.stdout, sys.stderr = self._originals
+            # Streams the program set since are its own: leave them.
+            if isinstance(sys.stdout, _RoutedStream):
+                sys.stdout = self._originals[0]
+            if isinstance(sys.stderr, _RoutedStream):
+                sys.stderr = self._originals[1]
             self.installed = False
 
-    def begin(self, label: str) -> None:
-        self._local.prefix = f"[{label}] "
-        self._local.buffer = ""
+    def hold(self) -> bool:
+        """Install for the length of a job, unless installed already; say whether to release."""
+        with self._hold_lock:
+            if self.installed and not self._holds:
+                return False
+            self._holds += 1
+            self.install()
+            return True
 
-    def end(self) -> None:
-        rest = getattr(self._local, "buffer", "")
-        if rest:
-            self._emit(rest + "\n")
-        self._local.prefix = None
-        self._local.buffer = ""
+    def release(self) -> None:
+        with self._hold_lock:
+            self._holds -= 1
+            if not self._holds:
+                self.uninstall()
+
+    def original(self, index: int) -> Any:
+        """The stream this router stands in for (``index`` 0: stdout, 1: stderr)."""
+        if self._originals is not None and self.installed:
+            return self._originals[index]
+        return sys.stdout if index == 0 else sys.stderr
+
+    def begin(
+        self,
+        label: str,
+        key: str = "",
+        *,
+        sink: OutputSink | None = None,
+        interactive: bool = False,
+    ) -> None:
+        capture = _Capture(key, label, sink or self.sink, interactive)
+        self._local.capture = capture
+        if self.process_wide:
+            self._shared = capture
+
+    def end(self) -> str:
+        """Stop capturing in this thread; return what the experiment wrote (its tail)."""
+        capture = self._current()
+        self._local.capture = None
+        self._shared = None
+        if capture is None:
+            return ""
+        capture.flush(final=True)
+        return capture.tail.text()
+
+    def _current(self) -> _Capture | None:
+        capture: _Capture | None = getattr(self._local, "capture", None)
+        return capture if capture is not None else self._shared
 
     def write(self, index: int, text: str) -> int:
-        prefix = getattr(self._local, "prefix", None)
-        if prefix is None:
-            original = self._originals[index] if self._originals else sys.__stderr__
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        capture = self._current()
+        original = self.original(index)
+        if capture is None:
             return int(original.write(text)) if original is not None else len(text)
-        buffer = self._local.buffer + text
-        if "\n" in buffer:
-            head, _, tail = buffer.rpartition("\n")
-            self._emit("".join(f"{prefix}{line}\n" for line in head.split("\n")))
-            buffer = tail
-        self._local.buffer = buffer
+        capture.write(text, original)
         return len(text)
 
-    def _emit(self, text: str) -> None:
-        data = text.encode("utf-8", "replace")
-        try:
-            while data:
-                written = os.write(2, data)
-                data = data[written:]
-        except OSError:
-            pass
-
     def flush(self, index: int) -> None:
-        if getattr(self._local, "prefix", None) is None and self._originals:
+        capture = self._current()
+        if capture is not None:
+            capture.flush()
+        if capture is None or capture.sink is None:
             try:
-                self._originals[index].flush()
+                self.original(index).flush()
             except Exception:
                 pass
+
+    def isatty(self, index: int) -> bool:
+        if self._current() is not None:
+            return False
+        try:
+            return bool(self.original(index).isatty())
+        except Exception:
+            return False
+
+    def fileno(self, index: int) -> int:
+        capture = self._current()
+        if capture is not None and capture.sink is not None:
+            return 2  # what bypasses the router still never lands on the driver's stdout
+        return int(self.original(index).fileno())
 
 
 class _RoutedStream:
@@ -561,10 +751,10 @@ class _RoutedStream:
         self._router.flush(self._index)
 
     def isatty(self) -> bool:
-        return False
+        return self._router.isatty(self._index)
 
     def fileno(self) -> int:
-        return 2
+        return self._router.fileno(self._index)
 
     @property
     def buffer(self) -> Any:
@@ -579,7 +769,7 @@ def install_output_router() -> None:
 
     Logging handlers created before (``logging.basicConfig`` in the user's script, inherited
     by a forked worker) write to the old stream objects; they are pointed at the router too,
-    so that log records are prefixed like prints.
+    so that log records are captured and prefixed like prints.
     """
     import logging
 
@@ -597,8 +787,124 @@ def uninstall_output_router() -> None:
     _router.uninstall()
 
 
+def driver_stderr() -> Any:
+    """Where the driver shows forwarded output without a display: its stderr, never the router
+    (a thread experiment's line would be captured again)."""
+    return _router.original(1)
+
+
+# The output pipe: records cut into chunks of at most PIPE_BUF bytes, each written in one
+# blocking os.write, which POSIX makes atomic: chunks of concurrent workers never mix, none is
+# ever dropped, and a worker that outruns the driver waits. A chunk's header says which
+# process sent it, so the reader puts each record back together.
+_PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+_HEADER = struct.Struct("<IBH")  # pid (or a marker's number), flags, payload length
+_START, _END, _MARK, _STOP = 1, 2, 4, 8
+_output_fd: int | None = None
+_send_lock = threading.Lock()
+
+
+def encode_record(pid: int, key: str, label: str, text: str, first: bool) -> list[bytes]:
+    """A record as the chunks that carry it on the output pipe."""
+    data = b"".join(
+        (
+            b"\1" if first else b"\0",
+            key.encode(),
+            b"\0",
+            label.encode("utf-8", "replace"),
+            b"\0",
+            text.encode("utf-8", "replace"),
+        )
+    )
+    size = _PIPE_BUF - _HEADER.size
+    chunks = []
+    for start in range(0, len(data), size):
+        flags = (_START if start == 0 else 0) | (_END if start + size >= len(data) else 0)
+        piece = data[start : start + size]
+        chunks.append(_HEADER.pack(pid, flags, len(piece)) + piece)
+    return chunks
+
+
+def encode_marker(number: int, *, stop: bool = False) -> bytes:
+    """A chunk the driver writes itself: a drain marker, or the reader's stop signal."""
+    return _HEADER.pack(number, _STOP if stop else _MARK, 0)
+
+
+class OutputFrames:
+    """The driver's side of the output pipe: bytes in, records (and markers) out."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._partial: dict[int, list[bytes]] = {}
+
+    def feed(self, data: bytes) -> Iterator[OutputRecord | int | None]:
+        """Records completed by ``data``; a marker as its number; ``None`` for stop."""
+        buffer = self._buffer + data
+        offset = 0
+        while len(buffer) - offset >= _HEADER.size:
+            pid, flags, length = _HEADER.unpack_from(buffer, offset)
+            end = offset + _HEADER.size + length
+            if end > len(buffer):
+                break
+            payload = buffer[offset + _HEADER.size : end]
+            offset = end
+            if flags & _STOP:
+                yield None
+                continue
+            if flags & _MARK:
+                yield pid
+                continue
+            if flags & _START:  # a worker killed mid-record left the rest behind: drop it
+                self._partial[pid] = []
+            parts = self._partial.setdefault(pid, [])
+            parts.append(payload)
+            if flags & _END:
+                del self._partial[pid]
+                record = _decode_record(b"".join(parts))
+                if record is not None:
+                    yield record
+        self._buffer = buffer[offset:]
+
+
+def _decode_record(data: bytes) -> OutputRecord | None:
+    try:
+        key, label, text = data[1:].split(b"\0", 2)
+    except ValueError:
+        return None
+    return (
+        key.decode(),
+        label.decode("utf-8", "replace"),
+        text.decode("utf-8", "replace"),
+        data[:1] == b"\1",
+    )
+
+
+def _send_output(key: str, label: str, text: str, first: bool) -> None:
+    if _output_fd is None:
+        return
+    chunks = encode_record(os.getpid(), key, label, text, first)
+    # One record at a time per process: the reader joins chunks by process id.
+    with _send_lock:
+        for chunk in chunks:
+            try:
+                os.write(_output_fd, chunk)  # blocking: never dropped, whole or not at all
+            except OSError:  # the driver is gone
+                return
+
+
+def _reset_send_lock() -> None:
+    # A child forked while another thread held the lock would wait forever.
+    global _send_lock
+    _send_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_send_lock)
+
+
 # -- process workers -------------------------------------------------------------------------
 _progress_fd: int | None = None
+_output_conn: Any = None
 
 
 def _send_progress(key: str, done: float, total: float | None) -> None:
@@ -613,16 +919,23 @@ def _send_progress(key: str, done: float, total: float | None) -> None:
         pass
 
 
-def init_process_worker(progress_fd: int | None = None) -> None:
+def init_process_worker(progress_fd: int | None = None, output: Any = None) -> None:
     """Initializer of each worker process.
 
     The worker dies with the driver (no orphan keeps computing after ``kill -9`` of the
     driver), ignores Ctrl-C (the driver handles it and stops the workers), and sends its
     stdout to stderr so that stdout stays the user's program's own. ``progress_fd`` is the
-    write end of the pipe that carries ``context.progress`` updates to the driver.
+    write end of the pipe that carries ``context.progress`` updates to the driver; ``output``
+    the write end (a ``multiprocessing`` connection, so that it reaches spawned workers too)
+    of the pipe that carries experiments' output.
     """
-    global _progress_fd
+    global _progress_fd, _output_fd, _output_conn
     _progress_fd = progress_fd
+    if output is not None:
+        _output_conn = output  # keeps the descriptor open
+        _output_fd = output.fileno()
+        _router.sink = _send_output
+        _router.process_wide = True
     if sys.platform.startswith("linux"):
         try:
             import ctypes

@@ -90,6 +90,14 @@ class ProcessExecutor(Executor):
         self._pipe: tuple[int, int] | None = None
         self._reading = False
         self._pending: set[cf.Future[Any]] = set()
+        # Experiments' output: a pipe of its own (blocking writes, nothing dropped), read by a
+        # thread that hands each record to the sink.
+        self._output: tuple[Any, Any] | None = None
+        self._output_reader: threading.Thread | None = None
+        self._output_sink: Callable[[list[Any]], None] | None = None
+        self._marks = 0
+        self._marks_seen = 0
+        self._marks_changed = threading.Condition()
 
     def _get_pool(self) -> Any:
         if self._pool is None:
@@ -98,13 +106,21 @@ class ProcessExecutor(Executor):
             from memento.worker import init_process_worker
 
             context = multiprocessing.get_context(self.start_method or default_start_method())
-            initargs: tuple[Any, ...] = ()
+            # A connection (not a bare descriptor) reaches spawned workers too; the workers
+            # write to its descriptor directly (no lock to die with, see worker.py).
+            out_read, out_write = context.Pipe(duplex=False)
+            self._output = (out_read, out_write)
+            self._output_reader = threading.Thread(
+                target=self._read_output, args=(out_read,), name="memento-output", daemon=True
+            )
+            self._output_reader.start()
+            initargs: tuple[Any, ...] = (None, out_write)
             if context.get_start_method() == "fork":
                 # Progress updates travel on a pipe the workers inherit (no lock to die with).
                 read, write = os.pipe()
                 os.set_blocking(write, False)
                 self._pipe = (read, write)
-                initargs = (write,)
+                initargs = (write, out_write)
             self._pool = ProcessPool(
                 max_workers=self.max_workers,
                 max_tasks=self.max_tasks,
@@ -145,6 +161,75 @@ class ProcessExecutor(Executor):
         finally:
             os.close(read)
 
+    def set_output_sink(self, sink: Callable[[list[Any]], None] | None) -> None:
+        """Where the output records of the workers go (lists of ``(key, label, text,
+        first)``, see :data:`memento.worker.OutputRecord`), from the reader thread. ``None``:
+        to this process's stderr, each line prefixed with its config."""
+        self._output_sink = sink
+
+    def drain_output(self, timeout: float = 10.0) -> None:
+        """Wait until the output the workers wrote so far has reached the sink."""
+        from memento.worker import encode_marker
+
+        output, reader = self._output, self._output_reader
+        if output is None or reader is None or not reader.is_alive():
+            return
+        with self._marks_changed:
+            self._marks += 1
+            number = self._marks
+        try:
+            os.write(output[1].fileno(), encode_marker(number))
+        except OSError:
+            return
+        with self._marks_changed:
+            self._marks_changed.wait_for(lambda: self._marks_seen >= number, timeout)
+
+    def _read_output(self, conn: Any) -> None:
+        from memento.worker import OutputFrames
+
+        frames = OutputFrames()
+        fd = conn.fileno()
+        try:
+            while True:
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    return
+                records = []
+                for item in frames.feed(data):
+                    if isinstance(item, tuple):
+                        records.append(item)
+                        continue
+                    self._deliver(records)
+                    records = []
+                    if item is None:  # the stop signal from shutdown()
+                        return
+                    with self._marks_changed:
+                        self._marks_seen = max(self._marks_seen, item)
+                        self._marks_changed.notify_all()
+                self._deliver(records)
+        except OSError:
+            return
+        finally:
+            conn.close()
+            with self._marks_changed:
+                self._marks_seen = 1 << 62  # nobody waits for a reader that is gone
+                self._marks_changed.notify_all()
+
+    def _deliver(self, records: list[Any]) -> None:
+        if not records:
+            return
+        sink = self._output_sink
+        try:
+            if sink is not None:
+                sink(records)
+            else:
+                from memento.worker import prefix_lines
+
+                sys.stderr.write("".join(prefix_lines(r[1], r[2]) for r in records))
+                sys.stderr.flush()
+        except Exception:  # a broken sink must not stop the reader (the workers would block)
+            pass
+
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
     ) -> cf.Future[Any]:
@@ -180,20 +265,39 @@ class ProcessExecutor(Executor):
             if not self._reading:
                 os.close(pipe[0])
             self._reading = False
-        if pool is None:
+        try:
+            if pool is None:
+                return
+            if wait and not cancel and self._pending:
+                pool.close()  # let submitted jobs finish (close() polls every 0.1 s)
+                pool.join()
+            elif cancel:
+                pool.stop()
+                pool.join()
+            else:
+                # Nothing is left to run (the runner's case: it shuts down when done). pebble's
+                # join() waits up to 0.1 s for its manager thread's next tick: let a background
+                # thread do that instead of the caller; idle workers are stopped either way.
+                pool.stop()
+                threading.Thread(target=pool.join, name="memento-pool-join", daemon=True).start()
+        finally:
+            self._stop_output(wait=not cancel)
+
+    def _stop_output(self, wait: bool) -> None:
+        """Stop the output reader once it has handed on everything written so far."""
+        from memento.worker import encode_marker
+
+        output, self._output = self._output, None
+        reader, self._output_reader = self._output_reader, None
+        if output is None:
             return
-        if wait and not cancel and self._pending:
-            pool.close()  # let submitted jobs finish (close() polls every 0.1 s)
-            pool.join()
-        elif cancel:
-            pool.stop()
-            pool.join()
-        else:
-            # Nothing is left to run (the runner's case: it shuts down when done). pebble's
-            # join() waits up to 0.1 s for its manager thread's next tick: let a background
-            # thread do that instead of the caller; idle workers are stopped either way.
-            pool.stop()
-            threading.Thread(target=pool.join, name="memento-pool-join", daemon=True).start()
+        try:
+            os.write(output[1].fileno(), encode_marker(0, stop=True))
+        except OSError:
+            pass
+        if reader is not None and wait:
+            reader.join(timeout=10)
+        output[1].close()
 
 
 class FuturesExecutor(Executor):
