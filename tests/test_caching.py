@@ -28,7 +28,7 @@ from memento import (
     default_key_provider,
 )
 from memento.exceptions import StoreError, UnencodableValue
-from memento.store import INLINE_LIMIT, Store, side_directory
+from memento.store.sqlite import INLINE_LIMIT, Store, side_directory
 
 PYTHON = sys.executable
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_at_once
 from memento import Context, FileSystemCheckpointing, Memento, default_key_provider
-from memento.store import Store
+from memento.store.sqlite import Store
 
 
 def test_set_get_contains_remove(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from memento import Memento, open_results
-from memento.cli import cli
+from memento.view.cli import cli
 from test_reading import XSS, load, make_store, write_module
 
 SCRIPT = shutil.which("memento") or str(Path(sys.executable).parent / "memento")

@@ -22,8 +22,8 @@ import pytest
 
 from experiments import record_and_return
 from memento import Config, Context, Memento, MemoryUsage, MetricTable, Result
-from memento.checkpointing import FileSystemCheckpointing
-from memento.context import FileCheckpoints
+from memento.compat.checkpointing import FileSystemCheckpointing
+from memento.worker.context import FileCheckpoints
 
 pd = pytest.importorskip("pandas")
 
@@ -246,7 +246,7 @@ def test_without_pandas_results_carry_light_tables(
 
 def test_the_12_modules_import_without_pandas() -> None:
     code = (
-        "import sys, memento.memento, memento.task_interface, memento.results\n"
+        "import sys, memento.memento, memento.task_interface, memento.results.result\n"
         "print('pandas' in sys.modules)"
     )
     done = subprocess.run(

@@ -78,14 +78,14 @@ ML_12_MODULES = {
         "default_key_provider",
     ],
     "memento.exceptions": ["AggregateException", "CacheMiss", "CyclicDependency", "Config"],
-    "memento.caching": [
+    "memento.compat.caching": [
         "CacheProvider",
         "MemoryCacheProvider",
         "FileSystemCacheProvider",
         "Cache",
         "default_key_provider",
     ],
-    "memento.parallel": [
+    "memento.compat.parallel": [
         "TaskManager",
         "delayed",
         "TASK_PRIORITY_LOW",
@@ -107,7 +107,9 @@ ML_12_MODULES = {
 
 #: 1.2 submodule names that ``memento`` itself does not export, and the object each must be.
 ML_12_NOT_TOP_LEVEL: dict[tuple[str, str], Callable[[], object]] = {
-    ("memento.task_interface", "Metric"): lambda: importlib.import_module("memento.context").Metric,
+    ("memento.task_interface", "Metric"): lambda: (
+        importlib.import_module("memento.worker.context").Metric
+    ),
     ("memento.memento", "logger"): lambda: logging.getLogger("memento"),
 }
 
@@ -169,7 +171,12 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["memento.caching", "memento.parallel", "memento.dependencies", "memento.checkpointing"],
+    [
+        "memento.compat.caching",
+        "memento.compat.parallel",
+        "memento.run.run_all",
+        "memento.compat.checkpointing",
+    ],
 )
 def test_each_module_all_is_importable_and_documented(module: str) -> None:
     mod = importlib.import_module(module)
@@ -183,8 +190,8 @@ def test_each_module_all_is_importable_and_documented(module: str) -> None:
 def test_import_memento_loads_no_engine_eagerly() -> None:
     code = (
         "import sys, memento\n"
-        "heavy = [m for m in ('memento.caching', 'memento.parallel', 'memento.runner', 'pandas',"
-        " 'pebble') if m in sys.modules]\n"
+        "heavy = [m for m in ('memento.compat.caching', 'memento.compat.parallel',"
+        " 'memento.run.memento', 'pandas', 'pebble') if m in sys.modules]\n"
         "print(heavy)"
     )
     done = subprocess.run(

@@ -29,11 +29,11 @@ import numpy as np
 import pytest
 
 from memento import Config, Configurations, Memento, generate_configurations
-from memento.caching import Cache, MemoryCacheProvider, default_key_provider
-from memento.display import display_value
+from memento._util.text import display_value
+from memento.compat.caching import Cache, MemoryCacheProvider, default_key_provider
 from memento.exceptions import UnencodableValue
-from memento.keys import KeyMaker, digest, encode
-from memento.matrix import validate_matrix
+from memento.keys.encoding import KeyMaker, digest, encode
+from memento.matrix.configs import validate_matrix
 
 # -- keys of values that had none ------------------------------------------------------------
 
@@ -107,8 +107,8 @@ KEYS_SCRIPT = textwrap.dedent(
     """
     import functools, json, re, sys
     import numpy as np
-    from memento.caching import default_key_provider
-    from memento.keys import KeyMaker
+    from memento.compat.caching import default_key_provider
+    from memento.keys.encoding import KeyMaker
     from test_compat_matrix import SelfRef, cyclic_dict, cyclic_list, kind
 
     def make(n):
@@ -157,7 +157,7 @@ RUN_SCRIPT = textwrap.dedent(
     import re, sys
     import numpy as np
     from memento import Memento
-    from memento.caching import Cache, FileSystemCacheProvider
+    from memento.compat.caching import Cache, FileSystemCacheProvider
     from test_compat_matrix import SelfRef, cyclic_dict, cyclic_list, kind
 
     store, calls = sys.argv[1], sys.argv[2]

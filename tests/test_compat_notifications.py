@@ -17,8 +17,8 @@ import pytest
 
 from experiments import fail_on_three
 from memento import AggregateException, Memento, TaskManager, delayed
-from memento.caching import FileSystemCacheProvider
-from memento.checkpointing import FileSystemCheckpointing
+from memento.compat.caching import FileSystemCacheProvider
+from memento.compat.checkpointing import FileSystemCheckpointing
 from memento.notifications import (
     EmailNotificationProvider,
     FileSystemNotificationProvider,

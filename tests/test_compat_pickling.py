@@ -30,9 +30,9 @@ from clusters import EXECUTORS, dask_client, make_executor, ray_local, slurm_fol
 from conftest import run_notebook
 from memento import Memento
 from memento.executors import ProcessExecutor
-from memento.matrix import Config
-from memento.store import Store
-from memento.worker import FunctionRef, Job, Task
+from memento.matrix.configs import Config
+from memento.store.sqlite import Store
+from memento.worker.task import FunctionRef, Job, Task
 
 __all__ = ["dask_client", "ray_local", "slurm_folder"]  # fixtures used through make_executor
 

@@ -34,7 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from memento import AggregateException, Cache, Memento, TaskManager, delayed
-from memento.caching import FileSystemCacheProvider
+from memento.compat.caching import FileSystemCacheProvider
 from memento.configurations import Config, generate_configurations
 from memento.notifications import EmailNotificationProvider, SmtpConfiguration
 from memento.task_interface import Context, Metric

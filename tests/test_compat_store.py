@@ -28,10 +28,10 @@ from click.testing import CliRunner
 
 from conftest import PYTHON
 from memento import FileSystemCacheProvider, FileSystemCheckpointing, Memento, open_results
-from memento.cli import cli
 from memento.exceptions import LegacyStoreError, StoreError
-from memento.legacy_store import function_name, import_legacy_store
-from memento.store import Store, default_store_path
+from memento.store.sqlite import Store, default_store_path
+from memento.view.cli import cli
+from memento.view.import_legacy import function_name, import_legacy_store
 
 # -- a memento-ml 1.2 store, written as 1.2 writes it -------------------------------------------
 STUB_12 = {

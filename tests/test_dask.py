@@ -24,7 +24,7 @@ from clusters import (
 from experiments import misbehave, multiply
 from memento import Memento
 from memento.exceptions import ExperimentTimeout, MissingExtra, StoreError, WorkerDied
-from memento.store import side_directory
+from memento.store.sqlite import side_directory
 
 __all__ = ["dask_address", "dask_client"]
 

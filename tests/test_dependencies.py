@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from memento import AggregateException, Config, CyclicDependency, Memento, NotificationProvider
-from memento.dependencies import check_matrix, execution_order
 from memento.events import ExperimentFailed, RunFinished
+from memento.run.run_all import check_matrix, execution_order
 
 
 def experiment(context: Any, config: Any) -> Any:

@@ -82,7 +82,7 @@ def test_callables_without_a_signature_pass() -> None:
 
 
 def test_include_with_empty_parameters_gives_one_config_per_entry(store_path: Path) -> None:
-    from memento.matrix import generate_configurations
+    from memento.matrix.configs import generate_configurations
 
     matrix = {"parameters": {}, "include": [{"a": 1}, {"a": 2}, {"b": 3}]}
     configs = list(generate_configurations(matrix))
@@ -98,7 +98,7 @@ def with_varargs_or_b(context: Any, config: Any) -> int:
 
 
 def test_an_include_entry_overwriting_an_earlier_entrys_value_warns_naming_both() -> None:
-    from memento.matrix import generate_configurations
+    from memento.matrix.configs import generate_configurations
 
     matrix = {
         "parameters": {"x": [1, 2], "y": ["u"]},
@@ -121,7 +121,7 @@ def test_an_include_entry_overwriting_an_earlier_entrys_value_warns_naming_both(
 def test_include_entries_that_never_meet_or_agree_do_not_warn() -> None:
     import warnings
 
-    from memento.matrix import generate_configurations
+    from memento.matrix.configs import generate_configurations
 
     matrix = {
         "parameters": {"x": [1, 2], "y": ["u", "v"]},

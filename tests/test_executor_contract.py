@@ -30,7 +30,7 @@ from experiments import fail_on_three, misbehave
 from memento import AggregateException, Memento
 from memento.exceptions import ExperimentTimeout, WorkerDied
 from memento.notifications import FileSystemNotificationProvider
-from memento.store import Store
+from memento.store.sqlite import Store
 
 __all__ = ["dask_client", "ray_local", "slurm_folder"]  # fixtures used through make_executor
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import experiments
-from memento.fingerprint import changed_functions, is_stale, stale_message
-from memento.keys import KeyMaker
+from memento.keys.encoding import KeyMaker
+from memento.keys.fingerprint import changed_functions, is_stale, stale_message
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -100,7 +100,7 @@ def test_fingerprint_ignores_comments_and_formatting_but_not_helpers(
 
 
 PRINT_FINGERPRINT = """
-from memento.fingerprint import code_fingerprint
+from memento.keys.fingerprint import code_fingerprint
 import experiment_mod
 print(code_fingerprint(experiment_mod.experiment))
 """

@@ -12,7 +12,7 @@ import pytest
 
 from memento import Memento
 from memento.executors.local import ProcessExecutor
-from memento.worker import FunctionRef, Job, Task, run_job
+from memento.worker.task import FunctionRef, Job, Task, run_job
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,7 +132,7 @@ def test_a_keyboard_interrupt_raised_by_a_worker_fails_its_cell(
 
 
 def _config(kind: str) -> Any:
-    from memento.matrix import Config
+    from memento.matrix.configs import Config
 
     return Config._make({"kind": kind}, {})
 
@@ -288,7 +288,7 @@ def test_a_notebooks_traceback_names_its_cell(tmp_path: Path) -> None:
 def test_a_cancel_kills_the_experiments_children(tmp_path: Path) -> None:
     import time
 
-    from memento.matrix import Config
+    from memento.matrix.configs import Config
 
     pidfile = tmp_path / "child.pid"
     config = Config._make({"a": 1}, {"pidfile": str(pidfile)})

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from memento.exceptions import UnencodableValue
-from memento.fingerprint import code_fingerprint
-from memento.keys import KeyMaker, encode, experiment_identity
+from memento.keys.encoding import KeyMaker, encode, experiment_identity
+from memento.keys.fingerprint import code_fingerprint
 
 
 class Point:
@@ -134,7 +134,7 @@ def test_settings_and_version_are_part_of_the_key() -> None:
 SCRIPT = textwrap.dedent(
     """
     import numpy as np, functools
-    from memento.keys import KeyMaker
+    from memento.keys.encoding import KeyMaker
     from test_keys import f, Point
     params = {"s": {"b", "a", "c"}, "d": {"z": 1, "y": (1.5, None, b"x")}, "p": Point(1, 2),
               "n": np.arange(4), "fs": frozenset({3, 4}), "part": functools.partial(f, 1),

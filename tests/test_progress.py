@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from memento import Memento
-from memento.progress import ProgressDisplay, Snapshot, render
+from memento.run.progress import ProgressDisplay, Snapshot, render
 
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but "\n"
 
@@ -161,7 +161,7 @@ def test_a_broken_stream_never_breaks_the_run() -> None:
 
 
 def test_rich_is_not_imported_by_import_memento() -> None:
-    code = "import sys, memento, memento.progress; print('rich' in sys.modules)"
+    code = "import sys, memento, memento.run.progress; print('rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
 
@@ -175,7 +175,7 @@ def counting(context: Any, config: Any) -> int:
 
 
 def test_the_runner_reports_to_the_display(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import memento.progress
+    import memento.run.progress
 
     calls: list[tuple[Any, ...]] = []
     lock = threading.Lock()
@@ -196,7 +196,7 @@ def test_the_runner_reports_to_the_display(tmp_path: Path, monkeypatch: pytest.M
                 calls.append(("finished", key, ok))
             super().finished(key, ok, runtime)
 
-    monkeypatch.setattr(memento.progress, "ProgressDisplay", Recording)
+    monkeypatch.setattr(memento.run.progress, "ProgressDisplay", Recording)
     results = Memento(counting, executor="thread", num_workers=2).run(
         {"parameters": {"a": [1, 2, 3]}}, cache_path=tmp_path / "s.sqlite"
     )

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from memento import Memento, MissingExtra, open_results
-from memento.fingerprint import code_fingerprint, is_stale
-from memento.reading import Text, flat_records, parse_where, value_matches
-from memento.results import ResultList
+from memento.keys.fingerprint import code_fingerprint, is_stale
+from memento.results.reading import Text, flat_records, parse_where, value_matches
+from memento.results.result import ResultList
 
 XSS = "<script>alert(1)</script>"
 
@@ -430,7 +430,7 @@ def test_fingerprint_is_equal_across_processes(user_code: Path) -> None:
     write_module(user_code, "experiment_mod", EXPERIMENT)
     here = fingerprint_of("experiment_mod")
     script = (
-        "from memento.fingerprint import code_fingerprint\nimport experiment_mod\n"
+        "from memento.keys.fingerprint import code_fingerprint\nimport experiment_mod\n"
         "print(code_fingerprint(experiment_mod.experiment))"
     )
     outputs = {

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from memento import Memento
-from memento.reading import read_records
-from memento.report import MAX_SERIES, _ticks, build_report, write_report
-from memento.store import Store
+from memento.results.reading import read_records
+from memento.store.sqlite import Store
+from memento.view.report import MAX_SERIES, _ticks, build_report, write_report
 from test_reading import XSS, make_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -21,8 +21,8 @@ import cloudpickle
 import pytest
 
 from memento import Context, FileSystemCheckpointing, Memento
-from memento.context import FileCheckpoints, pack_checkpoint
-from memento.store import side_directory
+from memento.store.sqlite import side_directory
+from memento.worker.context import FileCheckpoints, pack_checkpoint
 
 STEPS = 10
 CHECKPOINT_AFTER = 4

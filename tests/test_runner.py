@@ -263,7 +263,7 @@ def test_checkpoint_restore_after_the_worker_dies(tmp_path: Path, store_path: Pa
 
 
 def test_context_checkpoints_by_hand(tmp_path: Path) -> None:
-    from memento.context import FileCheckpoints
+    from memento.worker.context import FileCheckpoints
 
     context = Context("k1", FileCheckpoints(tmp_path))
     assert not context.checkpoint_exist()

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from memento import open_results
-from memento.cli import cli
 from memento.exceptions import StoreError
-from memento.safe_pickle import StoredValue, load_plain, pickled_type
-from memento.store import Store, StoredOutcome
+from memento.store.safe_pickle import StoredValue, load_plain, pickled_type
+from memento.store.sqlite import Store, StoredOutcome
+from memento.view.cli import cli
 
 
 class _Marker:
@@ -317,7 +317,7 @@ def test_a_force_cache_run_reads_a_store_in_a_read_only_place(tmp_path: Path) ->
 
 def test_cache_deletions_and_reads_stay_inside_the_side_directory(tmp_path: Path) -> None:
     """A crafted ``Cache`` row naming a file outside ``<file>.d/`` is neither read nor deleted."""
-    from memento.caching import FileSystemCacheProvider
+    from memento.compat.caching import FileSystemCacheProvider
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")

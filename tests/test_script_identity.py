@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     from memento import Memento
-    from memento.keys import experiment_name
+    from memento.keys.encoding import experiment_name
 
     def square(x):
         return x * x

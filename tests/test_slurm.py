@@ -29,7 +29,7 @@ from clusters import (
 from experiments import misbehave, multiply
 from memento import AggregateException, Memento
 from memento.exceptions import ExperimentError, MissingExtra, WorkerDied
-from memento.store import side_directory
+from memento.store.sqlite import side_directory
 
 __all__ = ["slurm_folder"]
 
@@ -57,7 +57,7 @@ def _in_background(run: Any) -> tuple[threading.Thread, dict[str, Any]]:
 
 
 def _checkpoint_step(store: Path) -> int:
-    from memento.context import FileCheckpoints
+    from memento.worker.context import FileCheckpoints
 
     for path in (side_directory(store) / "checkpoints").glob("*.ckpt"):
         try:

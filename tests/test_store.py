@@ -11,7 +11,7 @@ import pytest
 
 from memento import Memento
 from memento.exceptions import StoreError
-from memento.store import INLINE_LIMIT, Store, StoredOutcome, default_store_path
+from memento.store.sqlite import INLINE_LIMIT, Store, StoredOutcome, default_store_path
 
 
 def _outcome(key: str, value: bytes | None = b"x", status: str = "done") -> StoredOutcome:

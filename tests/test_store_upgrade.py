@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from memento import Memento, open_results
-from memento.cli import cli
+from memento.view.cli import cli
 
 MODULE = """
 def experiment(context, config):

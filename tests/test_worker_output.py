@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from memento import Memento
-from memento.cli import cli
-from memento.worker import OUTPUT_LIMIT
+from memento.view.cli import cli
+from memento.worker.task import OUTPUT_LIMIT
 
 LIVE_SCRIPT = textwrap.dedent(
     """

@@ -22,17 +22,17 @@ __version__ = "2.0.0.dev0"
 
 _EXPORTS = {
     # the core
-    "Memento": "memento.runner",
-    "Plan": "memento.runner",
-    "Config": "memento.matrix",
-    "Configurations": "memento.matrix",
-    "generate_configurations": "memento.matrix",
-    "Context": "memento.context",
-    "Result": "memento.results",
-    "ResultList": "memento.results",
-    "MemoryUsage": "memento.results",
-    "MetricTable": "memento.results",
-    "open_results": "memento.reading",
+    "Memento": "memento.run.memento",
+    "Plan": "memento.run.memento",
+    "Config": "memento.matrix.configs",
+    "Configurations": "memento.matrix.configs",
+    "generate_configurations": "memento.matrix.configs",
+    "Context": "memento.worker.context",
+    "Result": "memento.results.result",
+    "ResultList": "memento.results.result",
+    "MemoryUsage": "memento.results.result",
+    "MetricTable": "memento.results.result",
+    "open_results": "memento.results.reading",
     "AggregateException": "memento.exceptions",
     "CacheMiss": "memento.exceptions",
     "CyclicDependency": "memento.exceptions",
@@ -55,17 +55,17 @@ _EXPORTS = {
     "WebhookNotificationProvider": "memento.notifications",
     "AppriseNotificationProvider": "memento.notifications",
     # memento-ml 1.2's lower-level API
-    "FileSystemCheckpointing": "memento.checkpointing",
-    "CacheProvider": "memento.caching",
-    "MemoryCacheProvider": "memento.caching",
-    "FileSystemCacheProvider": "memento.caching",
-    "Cache": "memento.caching",
-    "default_key_provider": "memento.caching",
-    "TaskManager": "memento.parallel",
-    "delayed": "memento.parallel",
-    "TASK_PRIORITY_LOW": "memento.parallel",
-    "TASK_PRIORITY_MEDIUM": "memento.parallel",
-    "TASK_PRIORITY_HIGH": "memento.parallel",
+    "FileSystemCheckpointing": "memento.compat.checkpointing",
+    "CacheProvider": "memento.compat.caching",
+    "MemoryCacheProvider": "memento.compat.caching",
+    "FileSystemCacheProvider": "memento.compat.caching",
+    "Cache": "memento.compat.caching",
+    "default_key_provider": "memento.compat.caching",
+    "TaskManager": "memento.compat.parallel",
+    "delayed": "memento.compat.parallel",
+    "TASK_PRIORITY_LOW": "memento.compat.parallel",
+    "TASK_PRIORITY_MEDIUM": "memento.compat.parallel",
+    "TASK_PRIORITY_HIGH": "memento.compat.parallel",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -85,15 +85,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from memento.caching import (
+    from memento.compat.caching import (
         Cache,
         CacheProvider,
         FileSystemCacheProvider,
         MemoryCacheProvider,
         default_key_provider,
     )
-    from memento.checkpointing import FileSystemCheckpointing
-    from memento.context import Context
+    from memento.compat.checkpointing import FileSystemCheckpointing
+    from memento.compat.parallel import (
+        TASK_PRIORITY_HIGH,
+        TASK_PRIORITY_LOW,
+        TASK_PRIORITY_MEDIUM,
+        TaskManager,
+        delayed,
+    )
     from memento.exceptions import (
         AggregateException,
         CacheMiss,
@@ -108,7 +114,7 @@ if TYPE_CHECKING:
         UnencodableValue,
         WorkerDied,
     )
-    from memento.matrix import Config, Configurations, generate_configurations
+    from memento.matrix.configs import Config, Configurations, generate_configurations
     from memento.notifications import (
         AppriseNotificationProvider,
         ConsoleNotificationProvider,
@@ -119,13 +125,7 @@ if TYPE_CHECKING:
         SmtpConfiguration,
         WebhookNotificationProvider,
     )
-    from memento.parallel import (
-        TASK_PRIORITY_HIGH,
-        TASK_PRIORITY_LOW,
-        TASK_PRIORITY_MEDIUM,
-        TaskManager,
-        delayed,
-    )
-    from memento.reading import open_results
-    from memento.results import MemoryUsage, MetricTable, Result, ResultList
-    from memento.runner import Memento, Plan
+    from memento.results.reading import open_results
+    from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
+    from memento.run.memento import Memento, Plan
+    from memento.worker.context import Context

@@ -1,8 +1,8 @@
-"""``python -m memento``: the ``memento`` command (see :mod:`memento.cli`)."""
+"""``python -m memento``: the ``memento`` command (see :mod:`memento.view.cli`)."""
 
 from __future__ import annotations
 
-from memento.cli import main
+from memento.view.cli import main
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 """memento-ml 1.2 import path for configuration matrices."""
 
-from memento.matrix import Config, Configurations, generate_configurations
+from memento.matrix.configs import Config, Configurations, generate_configurations
 
 __all__ = ["Config", "Configurations", "generate_configurations"]

@@ -18,7 +18,7 @@
     └── UnencodableValue (TypeError)      a config value that cannot be turned into a stable key
 
 Every exception in ``AggregateException.exceptions`` carries ``.config`` (the failed
-:class:`~memento.matrix.Config`) and ``.traceback`` (the worker-side traceback as text).
+:class:`~memento.matrix.configs.Config`) and ``.traceback`` (the worker-side traceback as text).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def __getattr__(name: str) -> Any:
     # memento-ml 1.2's ``memento.exceptions`` imported ``Config``; code imported it from here.
     # Loaded on use so that this module stays at the bottom of the import graph.
     if name == "Config":
-        from memento.matrix import Config
+        from memento.matrix.configs import Config
 
         return Config
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

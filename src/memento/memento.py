@@ -3,15 +3,15 @@ there: ``Config``, ``Context``, ``Result``, ``CacheMiss``...)."""
 
 import logging
 
-from memento.caching import CacheProvider, FileSystemCacheProvider
-from memento.checkpointing import FileSystemCheckpointing
-from memento.context import Context
+from memento.compat.caching import CacheProvider, FileSystemCacheProvider
+from memento.compat.checkpointing import FileSystemCheckpointing
+from memento.compat.parallel import TaskManager, delayed
 from memento.exceptions import CacheMiss, CyclicDependency
-from memento.matrix import Config, generate_configurations
+from memento.matrix.configs import Config, generate_configurations
 from memento.notifications import DefaultNotificationProvider, NotificationProvider
-from memento.parallel import TaskManager, delayed
-from memento.results import Result
-from memento.runner import Memento
+from memento.results.result import Result
+from memento.run.memento import Memento
+from memento.worker.context import Context
 
 #: The logger runs report to (1.2 logged from ``memento.memento``; memento logs as ``memento``).
 logger = logging.getLogger("memento")

@@ -1,10 +1,10 @@
 """memento-ml 1.2 import path for what experiments see and return."""
 
-from memento.caching import default_key_provider
-from memento.checkpointing import FileSystemCheckpointing
-from memento.context import Context, Metric
-from memento.matrix import Config
-from memento.results import MemoryUsage, MetricTable, Result
+from memento.compat.caching import default_key_provider
+from memento.compat.checkpointing import FileSystemCheckpointing
+from memento.matrix.configs import Config
+from memento.results.result import MemoryUsage, MetricTable, Result
+from memento.worker.context import Context, Metric
 
 __all__ = [
     "Config",

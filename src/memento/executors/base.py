@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memento.exceptions import ExperimentTimeout, StoreError
 
 if TYPE_CHECKING:
-    from memento.store import Store
+    from memento.store.sqlite import Store
 
 
 _E = TypeVar("_E", bound="Executor")

@@ -37,7 +37,7 @@ from memento.executors.base import Executor, SoftTimeouts, check_shared_director
 
 if TYPE_CHECKING:
     from memento.executors.local import ProcessExecutor
-    from memento.store import Store
+    from memento.store.sqlite import Store
 
 logger = logging.getLogger("memento")
 

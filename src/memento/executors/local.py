@@ -38,7 +38,7 @@ def default_start_method() -> str:
 
 
 def _check_workers(num_workers: int | None) -> int:
-    from memento.checks import positive_int_or_none
+    from memento._util.checks import positive_int_or_none
 
     return positive_int_or_none("num_workers", num_workers) or available_cpus()
 
@@ -103,7 +103,7 @@ class ProcessExecutor(Executor):
         if self._pool is None:
             from pebble import ProcessPool
 
-            from memento.worker import init_process_worker
+            from memento.worker.task import init_process_worker
 
             context = multiprocessing.get_context(self.start_method or default_start_method())
             # A connection (not a bare descriptor) reaches spawned workers too; the workers
@@ -163,13 +163,13 @@ class ProcessExecutor(Executor):
 
     def set_output_sink(self, sink: Callable[[list[Any]], None] | None) -> None:
         """Where the output records of the workers go (lists of ``(key, label, text,
-        first)``, see :data:`memento.worker.OutputRecord`), from the reader thread. ``None``:
+        first)``, see :data:`memento.worker.task.OutputRecord`), from the reader thread. ``None``:
         to this process's stderr, each line prefixed with its config."""
         self._output_sink = sink
 
     def drain_output(self, timeout: float = 10.0) -> None:
         """Wait until the output the workers wrote so far has reached the sink."""
-        from memento.worker import encode_marker
+        from memento.worker.task import encode_marker
 
         output, reader = self._output, self._output_reader
         if output is None or reader is None or not reader.is_alive():
@@ -185,7 +185,7 @@ class ProcessExecutor(Executor):
             self._marks_changed.wait_for(lambda: self._marks_seen >= number, timeout)
 
     def _read_output(self, conn: Any) -> None:
-        from memento.worker import OutputFrames
+        from memento.worker.task import OutputFrames
 
         frames = OutputFrames()
         fd = conn.fileno()
@@ -223,7 +223,7 @@ class ProcessExecutor(Executor):
             if sink is not None:
                 sink(records)
             else:
-                from memento.worker import prefix_lines
+                from memento.worker.task import prefix_lines
 
                 sys.stderr.write("".join(prefix_lines(r[1], r[2]) for r in records))
                 sys.stderr.flush()
@@ -285,7 +285,7 @@ class ProcessExecutor(Executor):
 
     def _stop_output(self, wait: bool) -> None:
         """Stop the output reader once it has handed on everything written so far."""
-        from memento.worker import encode_marker
+        from memento.worker.task import encode_marker
 
         output, self._output = self._output, None
         reader, self._output_reader = self._output_reader, None

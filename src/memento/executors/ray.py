@@ -28,7 +28,7 @@ from memento.exceptions import ExperimentError, ExperimentTimeout, MissingExtra,
 from memento.executors.base import Executor, check_shared_directory, settle
 
 if TYPE_CHECKING:
-    from memento.store import Store
+    from memento.store.sqlite import Store
 
 logger = logging.getLogger("memento")
 _WAIT = 0.1  # seconds per ray.wait round in the watcher thread

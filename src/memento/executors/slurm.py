@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memento.checks import positive_int_or_none, timeout_or_none
+from memento._util.checks import positive_int_or_none, timeout_or_none
 from memento.exceptions import (
     ExperimentError,
     ExperimentTimeout,
@@ -58,7 +58,7 @@ from memento.executors.slurm_support import (
 )
 
 if TYPE_CHECKING:
-    from memento.store import Store
+    from memento.store.sqlite import Store
 
 logger = logging.getLogger("memento")
 
@@ -232,7 +232,7 @@ class SlurmExecutor(Executor):
     # -- the seam --------------------------------------------------------------------------
     def prepare(self, store: Store) -> None:
         """Check that Slurm answers, and keep a connection to the store for job ids."""
-        from memento.store import Store
+        from memento.store.sqlite import Store
 
         if not slurm_reachable():
             where = shutil.which("sbatch")

@@ -1,6 +1,6 @@
 """Stopping a run: SIGTERM handled like Ctrl-C, and an interrupt that ends a script quietly.
 
-Used by :mod:`memento.execution` for the duration of one ``Memento.run``.
+Used by :mod:`memento.run.driver` for the duration of one ``Memento.run``.
 """
 
 from __future__ import annotations

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memento.display import params_json
+from memento._util.text import params_json
 from memento.exceptions import StoreError
-from memento.keys import main_as_script_of
-from memento.matrix import Config
-from memento.store import (
+from memento.keys.encoding import main_as_script_of
+from memento.matrix.configs import Config
+from memento.store.sqlite import (
     Store,
     StoredOutcome,
     connect_readonly,
@@ -72,7 +72,7 @@ class _Memory12:
 class _Config12(Config):
     """A 1.2 ``Config`` as unpickled (state ``{"_dict": ..., "settings": ...}``).
 
-    A :class:`~memento.matrix.Config` in every respect; it pickles as a plain ``Config``.
+    A :class:`~memento.matrix.configs.Config` in every respect; it pickles as a plain ``Config``.
     """
 
     __slots__ = ()
@@ -346,8 +346,8 @@ class _Importer:
     """One import: turns 1.2 rows into stored outcomes and writes them in batches."""
 
     def __init__(self, old: Path, new: Path, func: Any, version: str | None, base: Path) -> None:
-        from memento.fingerprint import code_fingerprint
-        from memento.keys import KeyMaker, experiment_name
+        from memento.keys.encoding import KeyMaker, experiment_name
+        from memento.keys.fingerprint import code_fingerprint
 
         self.new = new
         self.base = base

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from memento.exceptions import LegacyStoreError, StoreError
-from memento.store_paths import check_writable_place, file_inside, writable_place
+from memento.store.paths import check_writable_place, file_inside, writable_place
 
 STORE_FORMAT = "memento-store"
 SCHEMA_VERSION = 2
@@ -448,7 +448,7 @@ class Store:
         """Unpickle a stored return value (inline blob or side file).
 
         ``plain_only=True`` runs no code from the store: plain values are decoded, anything
-        else comes back as a :class:`memento.safe_pickle.StoredValue` (see that module).
+        else comes back as a :class:`memento.store.safe_pickle.StoredValue` (see that module).
         """
         import cloudpickle
 
@@ -457,7 +457,7 @@ class Store:
         if value is None:
             return None
         if plain_only:
-            from memento.safe_pickle import load_plain
+            from memento.store.safe_pickle import load_plain
 
             return load_plain(value)
         return cloudpickle.loads(value)
@@ -476,7 +476,7 @@ class Store:
             value_file = None
             value = o.value
             if value is not None and len(value) > INLINE_LIMIT:
-                from memento.context import atomic_write
+                from memento._util.files import atomic_write
 
                 value_file = f"values/{o.key}.pkl"
                 atomic_write(self.directory / value_file, value)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
+
+from memento._util.files import atomic_write
+from memento._util.tables import metric_table, plain_number
 
 # Throttle for progress messages sent from a worker to the driver (seconds).
 PROGRESS_INTERVAL = 0.5
@@ -93,32 +95,6 @@ class FileCheckpoints:
 
     def __repr__(self) -> str:
         return f"FileCheckpoints({str(self.directory)!r})"
-
-
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
-
-    Temp file in the same directory, fsync, then rename: a crash at any point leaves either the
-    previous content or the complete new content. The file gets the permissions ``mode``
-    (``0o644``...), else mkstemp's ``0o600``; set before the rename, so it never appears with
-    others.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # What Context.checkpoint saves: {CHECKPOINT_MARK: version, "state": ..., "metrics": ...,
@@ -315,13 +291,11 @@ class Context:
         """The recorded metrics, name -> table with columns ``x`` and ``y``.
 
         Each table is a pandas ``DataFrame`` when pandas is installed (as in memento-ml 1.2),
-        else a :class:`~memento.results.MetricTable`. Example::
+        else a :class:`~memento.results.result.MetricTable`. Example::
 
             context.record({"loss": (0, 0.9)})
             context.collect_metrics()["loss"]["y"].max()   # 0.9
         """
-        from memento.results import metric_table
-
         return {name: metric_table(points) for name, points in self._metrics.items()}
 
     def metric_rows(self) -> dict[str, list[tuple[Any, Any]]]:
@@ -361,27 +335,12 @@ class Context:
         return self._progress_done, self._progress_total
 
 
-def plain_number(value: Any) -> Any:
-    """numpy scalars and other number-likes become plain Python numbers."""
-    if isinstance(value, (int, float)) and type(value) in (int, float, bool):
-        return value
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except Exception:
-            return value
-    return value
-
-
 __all__ = [
     "CheckpointProvider",
     "Context",
     "FileCheckpoints",
     "Metric",
     "SavedCheckpoint",
-    "atomic_write",
     "pack_checkpoint",
-    "plain_number",
     "unpack_checkpoint",
 ]

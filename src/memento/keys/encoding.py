@@ -285,7 +285,7 @@ def main_as_script_of(func: Any) -> Iterator[None]:
     ``__file__`` says they come from.
 
     For values an earlier run of the script pickled by value, from another path or under
-    another file name: :mod:`memento.legacy_store` keys memento-ml 1.2's results with it, so
+    another file name: :mod:`memento.view.import_legacy` keys memento-ml 1.2's results with it, so
     the keys are those the script computes when it runs.
 
     Example::

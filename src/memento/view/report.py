@@ -6,7 +6,7 @@ the store (parameters, errors, tracebacks, metric names) is HTML-escaped.
 
 Example::
 
-    from memento.report import write_report
+    from memento.view.report import write_report
 
     write_report("memento.sqlite", "report.html")
 
@@ -23,9 +23,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from memento.display import display_value, format_bytes, format_seconds
-from memento.reading import StoreSummary, config_label, flat_records, read_records, summarize
-from memento.store import Store, default_store_path
+from memento._util.text import display_value, format_bytes, format_seconds
+from memento.results.reading import (
+    StoreSummary,
+    config_label,
+    flat_records,
+    read_records,
+    summarize,
+)
+from memento.store.sqlite import Store, default_store_path
 
 #: Lines drawn per plot at most (the first configs, in store order), and points per line.
 MAX_SERIES = 60
@@ -56,7 +62,7 @@ def write_report(
     """Write the report of ``store`` (default: ``$MEMENTO_CACHE_PATH`` or
     ``memento.sqlite``) to ``output``; return ``{"results": n, "plots": m}``.
 
-    Return values are shown only when plain (see :mod:`memento.safe_pickle`);
+    Return values are shown only when plain (see :mod:`memento.store.safe_pickle`);
     ``load_values=True`` unpickles them all, which runs code from the store."""
     path = default_store_path(store)
     with Store(path, readonly=True) as opened:
@@ -74,7 +80,8 @@ def build_report(
     title: str = "memento report",
     now: datetime.datetime | None = None,
 ) -> str:
-    """The HTML page for ``records`` (as :func:`memento.reading.read_records` gives them)."""
+    """The HTML page for ``records`` (as
+    :func:`memento.results.reading.read_records` gives them)."""
     now = now or datetime.datetime.now()
     parts = [
         "<!doctype html>",

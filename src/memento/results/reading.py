@@ -1,7 +1,7 @@
 """Reading a store without the experiment's code: records, filters, summaries.
 
-:func:`open_results` is the Python entry point; the ``memento`` command (:mod:`memento.cli`)
-and the HTML report (:mod:`memento.report`) are built on the same functions. Everything here
+:func:`open_results` is the Python entry point; the ``memento`` command (:mod:`memento.view.cli`)
+and the HTML report (:mod:`memento.view.report`) are built on the same functions. Everything here
 opens the store read-only, so it works while a run is writing to it.
 
 Example::
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memento.display import display_value, is_scalar_dict
+from memento._util.text import display_value, is_scalar_dict
 from memento.exceptions import StoreError
-from memento.fingerprint import is_stale
-from memento.safe_pickle import StoredValue
-from memento.store import Store, default_store_path
+from memento.keys.fingerprint import is_stale
+from memento.store.safe_pickle import StoredValue
+from memento.store.sqlite import Store, default_store_path
 
 #: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`is_stale`).
 STATUSES = ("done", "failed", "stale")
@@ -68,7 +68,7 @@ class StoredResults(list[dict[str, Any]]):
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame of :meth:`to_records` (needs the ``pandas`` extra)."""
-        from memento.results import require_pandas
+        from memento._util.tables import require_pandas
 
         pd = require_pandas("StoredResults.to_dataframe()")
         records = self.to_records()
@@ -100,7 +100,7 @@ def open_results(
     :param load_values: ``False`` (the default) runs no code from the store: plain return
         values (numbers, strings, bytes, ``None``, booleans, and lists, tuples, dicts and
         sets of them) are in ``inner``; any other value is a
-        :class:`~memento.safe_pickle.StoredValue` (``<pickled sklearn.svm.SVC, 12 KiB>``,
+        :class:`~memento.store.safe_pickle.StoredValue` (``<pickled sklearn.svm.SVC, 12 KiB>``,
         with ``.load()``) and ``note`` says it was not loaded. ``True`` unpickles every value,
         which runs code named by its pickle: only for a store you trust (a value whose
         classes cannot be imported here gets ``inner=None`` and a ``note`` saying why).

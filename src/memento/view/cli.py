@@ -36,8 +36,8 @@ from typing import Any, TypeVar
 import click
 
 from memento import __version__
-from memento.display import format_bytes as _bytes
-from memento.display import format_seconds as _seconds
+from memento._util.text import format_bytes as _bytes
+from memento._util.text import format_seconds as _seconds
 from memento.exceptions import StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,7 +57,7 @@ _load_values_option = click.option(
 
 # -- shared plumbing ------------------------------------------------------------------------------
 def _store_path(store: str | None) -> Path:
-    from memento.store import default_store_path
+    from memento.store.sqlite import default_store_path
 
     path = default_store_path(store)
     if not path.exists():
@@ -73,7 +73,7 @@ def _store_path(store: str | None) -> Path:
 @contextmanager
 def _open(store: str | None) -> Iterator[Any]:
     """The store, read-only (works while a run writes to it)."""
-    from memento.store import Store
+    from memento.store.sqlite import Store
 
     with Store(_store_path(store), readonly=True) as opened:
         _ = opened.conn  # connect now, so that a bad file fails here with a StoreError
@@ -158,7 +158,7 @@ def _short(name: str) -> str:
 
 
 def _cell(value: Any, limit: int = 60) -> str:
-    from memento.display import display_value
+    from memento._util.text import display_value
 
     if value is None:
         return ""
@@ -192,7 +192,7 @@ def status(store: str | None) -> None:
     A result is stale when its code fingerprint differs from the latest one written for the
     same experiment (it was computed by an older version of the code).
     """
-    from memento.reading import config_label, summarize
+    from memento.results.reading import config_label, summarize
 
     with _open(store) as opened:
         summary = summarize(opened)
@@ -297,7 +297,7 @@ def results(
     load_values: bool,
 ) -> None:
     """The results, one row per config: parameters, status, timing, metrics, return value."""
-    from memento.reading import filter_records, flat_records, parse_where, read_records
+    from memento.results.reading import filter_records, flat_records, parse_where, read_records
 
     conditions = parse_where(where)
     with _open(store) as opened:
@@ -361,7 +361,7 @@ def _json_record(record: dict[str, Any]) -> dict[str, Any]:
         "inner",
         "note",
     )
-    from memento.safe_pickle import StoredValue
+    from memento.store.safe_pickle import StoredValue
 
     out = {k: record[k] for k in keep}
     inner = record["inner"]
@@ -371,7 +371,7 @@ def _json_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_safe(value: Any) -> Any:
-    from memento.display import display_value
+    from memento._util.text import display_value
 
     if value is None or isinstance(value, (str, bool, int)):
         return value
@@ -391,7 +391,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _csv_value(value: Any) -> Any:
-    from memento.display import display_value
+    from memento._util.text import display_value
 
     if value is None:
         return ""
@@ -408,7 +408,7 @@ def _csv_value(value: Any) -> Any:
 @_clean_errors
 def show(store_or_key: str, key: str | None, load_values: bool) -> None:
     """One result: its config, a summary, its metrics, and for a failure its traceback."""
-    from memento.reading import config_label, read_records
+    from memento.results.reading import config_label, read_records
 
     store = store_or_key if key is not None else None
     prefix = (key if key is not None else store_or_key).strip()
@@ -442,7 +442,7 @@ def show(store_or_key: str, key: str | None, load_values: bool) -> None:
 
 
 def _show_record(r: dict[str, Any]) -> None:
-    from memento.display import display_value
+    from memento._util.text import display_value
 
     def field(name: str, value: Any) -> None:
         if value not in (None, ""):
@@ -540,8 +540,8 @@ def forget(
     yes: bool,
 ) -> None:
     """Delete stored results, so that the next run computes them again."""
-    from memento.reading import read_records
-    from memento.store import Store
+    from memento.results.reading import read_records
+    from memento.store.sqlite import Store
 
     chosen = [
         name
@@ -578,7 +578,7 @@ def forget(
 
 
 def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:
-    from memento.reading import read_records
+    from memento.results.reading import read_records
 
     found = read_records(opened, key_prefix=prefix, experiment=experiment, load_values=False)
     if not found:
@@ -608,7 +608,7 @@ def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:
 @_clean_errors
 def report(store: str | None, output: str, experiment: str | None, load_values: bool) -> None:
     """A self-contained HTML page: summary, sortable results table, one plot per metric."""
-    from memento.report import write_report
+    from memento.view.report import write_report
 
     path = _store_path(store)
     counts = write_report(path, output, experiment=experiment, load_values=load_values)
@@ -644,7 +644,7 @@ def import_12(
     named by --experiment is imported too (not its __main__ block). Import only stores you
     trust. See docs/cli.md.
     """
-    from memento.legacy_store import import_legacy_store
+    from memento.view.import_legacy import import_legacy_store
 
     report = import_legacy_store(
         old, new, experiment, cache_dir=cache_dir, version=experiment_version

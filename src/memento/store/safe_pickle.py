@@ -16,7 +16,7 @@ import pickle
 import pickletools
 from typing import Any
 
-from memento.display import format_bytes
+from memento._util.text import format_bytes
 
 #: The only globals a plain value needs (protocols 2-5 have opcodes for the rest).
 _ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex")}

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from memento.context import Context, FileCheckpoints
 from memento.exceptions import ExperimentError, ExperimentTimeout
-from memento.matrix import Config
+from memento.matrix.configs import Config
+from memento.worker.context import Context, FileCheckpoints
 
 _functions: dict[str, Any] = {}  # digest -> loaded experiment, once per worker process
 

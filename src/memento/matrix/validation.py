@@ -1,4 +1,4 @@
-"""Checking a configuration matrix before anything runs (used by :mod:`memento.matrix`).
+"""Checking a configuration matrix before anything runs (used by :mod:`memento.matrix.configs`).
 
 Each error is a ``TypeError`` or ``ValueError`` that names the bad key and value, and the fix:
 a misspelt top-level key gets a suggestion, a string given as a parameter's values is told to
@@ -146,7 +146,7 @@ def parameter_values(name: str, values: Any) -> list[Any]:
     if all(isinstance(v, numbers.Real) and v == v for v in items):  # no nan: a total order
         return sorted(items)
     from memento.exceptions import UnencodableValue
-    from memento.keys import encode
+    from memento.keys.encoding import encode
 
     try:
         return sorted(items, key=encode)

@@ -1,8 +1,8 @@
 """memento-ml 1.2's ``FileSystemCheckpointing``: checkpoints kept in a store's SQLite file.
 
 ``Memento.run`` itself keeps checkpoints as atomic files beside the store (see
-:class:`memento.context.FileCheckpoints`); this class serves code that builds a
-:class:`~memento.context.Context` by hand.
+:class:`memento.worker.context.FileCheckpoints`); this class serves code that builds a
+:class:`~memento.worker.context.Context` by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memento.sqlite_handles import SQLiteHandle, temporary_database, warn_both
+from memento.store.handles import SQLiteHandle, temporary_database, warn_both
 
 
 class FileSystemCheckpointing:
@@ -44,7 +44,7 @@ class FileSystemCheckpointing:
         key: Callable[..., Any] | None = None,
         connection: sqlite3.Connection | None = None,
     ) -> None:
-        from memento.caching import default_key_provider
+        from memento.compat.caching import default_key_provider
 
         if connection is not None and filepath is not None:
             warn_both("FileSystemCheckpointing")
@@ -74,13 +74,14 @@ class FileSystemCheckpointing:
 
     def get(self, key: Any) -> Any:
         """The state checkpointed under ``key``; ``KeyError`` when there is none."""
-        from memento.context import unpack_checkpoint
+        from memento.worker.context import unpack_checkpoint
 
         return unpack_checkpoint(self.get_saved(key)).state
 
     def get_saved(self, key: Any) -> Any:
-        """The checkpoint under ``key`` as it was saved (by a :class:`~memento.context.Context`:
-        the state with the metrics and progress); ``KeyError`` when there is none."""
+        """The checkpoint under ``key`` as it was saved (by a
+        :class:`~memento.worker.context.Context`: the state with the metrics and progress);
+        ``KeyError`` when there is none."""
         import cloudpickle
 
         with self._handle.reading() as conn:
@@ -130,12 +131,12 @@ class FileSystemCheckpointing:
         ``checkpoint_table``. The file is a memento store, so its other tables are there too
         (docs/store.md). A provider built on a ``connection`` gives that connection, untouched.
         """
-        from memento.caching import enter_connection
+        from memento.compat.caching import enter_connection
 
         return enter_connection(self, self._path, self._connection)
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        from memento.caching import exit_connection
+        from memento.compat.caching import exit_connection
 
         exit_connection(self, failed=exc_type is not None)
 

@@ -2,7 +2,7 @@
 
 :class:`Memento` validates its arguments; ``plan`` expands the matrix once, computes every key
 and classifies each config with one bulk look-up in the store; ``run`` prints the plan for a
-dry run, or hands it to :mod:`memento.execution`, which runs what is missing and writes every
+dry run, or hands it to :mod:`memento.run.driver`, which runs what is missing and writes every
 outcome as it arrives.
 """
 
@@ -16,14 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from memento.checks import positive_int_or_none, timeout_or_none
+from memento._util.checks import positive_int_or_none, timeout_or_none
 from memento.exceptions import CacheMiss
-from memento.execution import LOAD_COLUMNS
-from memento.fingerprint import code_fingerprint, is_stale
-from memento.keys import KeyMaker, experiment_name
-from memento.matrix import Config, generate_configurations
-from memento.results import ResultList
-from memento.store import Store, default_store_path
+from memento.keys.encoding import KeyMaker, experiment_name
+from memento.keys.fingerprint import code_fingerprint, is_stale
+from memento.matrix.configs import Config, generate_configurations
+from memento.results.result import ResultList
+from memento.run.driver import LOAD_COLUMNS
+from memento.store.sqlite import Store, default_store_path
 
 logger = logging.getLogger("memento")
 
@@ -223,7 +223,7 @@ class Memento:
             :class:`~memento.exceptions.AggregateException` at the end (the default). With
             ``False``, return every result instead; failed ones have ``ok == False`` and
             ``error`` set (see ``ResultList.failures``).
-        :returns: a :class:`~memento.results.ResultList` in matrix order, or ``None`` for a
+        :returns: a :class:`~memento.results.result.ResultList` in matrix order, or ``None`` for a
             dry run.
         """
         if force_run and force_cache:
@@ -236,7 +236,7 @@ class Memento:
             for config, state in zip(plan.configs, plan.states):
                 if state in ("new", "failed"):
                     raise CacheMiss(config)
-        from memento.execution import _Run
+        from memento.run.driver import _Run
 
         return _Run(
             self, plan, force_run, notify_on_complete, raise_on_failure, force_cache
@@ -245,14 +245,14 @@ class Memento:
     # -- dependent matrices ----------------------------------------------------------------
     def add_matrix(self, matrix: dict[str, Any]) -> None:
         """Add a matrix for :meth:`run_all`; it needs an ``"id"`` and ``"dependencies"``."""
-        from memento.dependencies import check_matrix
+        from memento.run.run_all import check_matrix
 
         check_matrix(matrix, self._matrices)
         self._matrices.append(matrix)
 
     def run_all(self, **run_kwargs: Any) -> dict[Any, ResultList | None] | None:
-        """Run the added matrices in dependency order; see :mod:`memento.dependencies`."""
-        from memento.dependencies import run_all
+        """Run the added matrices in dependency order; see :mod:`memento.run.run_all`."""
+        from memento.run.run_all import run_all
 
         return run_all(self, self._matrices, run_kwargs)
 

@@ -12,7 +12,7 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-from memento.keys import FINGERPRINT_VERSION, _code, _Encoder, module_name
+from memento.keys.encoding import FINGERPRINT_VERSION, _code, _Encoder, module_name
 
 
 def code_fingerprint(func: Any) -> str:

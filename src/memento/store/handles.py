@@ -1,6 +1,7 @@
-"""SQLite plumbing shared by :mod:`memento.caching` and :mod:`memento.checkpointing`: one
-connection per process (reopened after ``fork``), stores opened safely by several processes at
-once, and temporary database files removed by the process that made them."""
+"""SQLite plumbing shared by :mod:`memento.compat.caching` and
+:mod:`memento.compat.checkpointing`: one connection per process (reopened after ``fork``),
+stores opened safely by several processes at once, and temporary database files removed by
+the process that made them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from memento.exceptions import LegacyStoreError, StoreError
-from memento.store import Store, side_directory
+from memento.store.sqlite import Store, side_directory
 
 _abandoned: list[Any] = []  # connections inherited through fork: kept alive, never used
 

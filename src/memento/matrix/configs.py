@@ -30,8 +30,8 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
-from memento.display import display_value
-from memento.validation import (
+from memento._util.text import display_value
+from memento.matrix.validation import (
     TOP_LEVEL_KEYS,
     describe,
     is_numpy_array,
@@ -126,7 +126,7 @@ class Config:
         )
 
     def __hash__(self) -> int:
-        from memento.keys import encode
+        from memento.keys.encoding import encode
 
         return hash(encode(self._params))
 
@@ -142,7 +142,7 @@ def values_equal(a: Any, b: Any) -> bool:
     if a is b:
         return True
     from memento.exceptions import UnencodableValue
-    from memento.keys import encode
+    from memento.keys.encoding import encode
 
     try:
         return encode(a) == encode(b)
@@ -364,7 +364,7 @@ class _ValueIndex:
     def find(self, wanted: Any) -> set[int]:
         """The values with the same key as ``wanted``."""
         from memento.exceptions import UnencodableValue
-        from memento.keys import encode
+        from memento.keys.encoding import encode
 
         if self._by_code is None:
             self._by_code = {}
@@ -578,5 +578,10 @@ def _count_matching(
         return math.prod(len(r) for r in ranges)
     return sum(1 for idx in itertools.product(*ranges) if not excluded(idx))
 
+
+# Pickles, keys and reprs name these classes by the public module they have always lived in,
+# whatever file inside it defines them: a value stored today loads after the files move again.
+for _cls in (Config, Configurations):
+    _cls.__module__ = "memento.matrix"
 
 __all__ = ["Config", "Configurations", "generate_configurations", "validate_matrix"]

@@ -1,6 +1,6 @@
 """Executing a plan: submit jobs, collect outcomes, store them, build results.
 
-:class:`_Run` is one call of ``Memento.run`` once planning is done (see :mod:`memento.runner`):
+:class:`_Run` is one call of ``Memento.run`` once planning is done (see :mod:`memento.run.memento`):
 it owns the store, the executor and the bookkeeping. It keeps about two jobs per worker in
 flight, batches tiny experiments, retries failures while attempts remain, writes everything
 that finished together in one transaction, and puts results back in matrix order.
@@ -20,20 +20,20 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from memento.display import params_json
+from memento._util.text import params_json
 from memento.exceptions import AggregateException
-from memento.fingerprint import stale_message
-from memento.matrix import Config
-from memento.results import MemoryUsage, MetricTable, Result, ResultList
-from memento.stopping import (
+from memento.keys.fingerprint import stale_message
+from memento.matrix.configs import Config
+from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
+from memento.run.stopping import (
     RunInterrupted,
     Terminated,
     catch_sigterm,
     install_quiet_excepthook,
     restore_sigterm,
 )
-from memento.store import Store, StoredOutcome
-from memento.worker import (
+from memento.store.sqlite import Store, StoredOutcome
+from memento.worker.task import (
     FunctionRef,
     Job,
     Outcome,
@@ -46,7 +46,7 @@ from memento.worker import (
 )
 
 if TYPE_CHECKING:
-    from memento.runner import Memento, Plan
+    from memento.run.memento import Memento, Plan
 
 logger = logging.getLogger("memento")
 
@@ -333,7 +333,7 @@ class _Run:
         )
 
     def _execute(self, to_run: list[_Pending]) -> None:
-        from memento.worker import install_output_router, uninstall_output_router
+        from memento.worker.task import install_output_router, uninstall_output_router
 
         ex = self.executor
         queue: deque[_Pending] = deque(to_run)
@@ -591,7 +591,7 @@ class _Run:
     def _start_display(self, total: int) -> None:
         if not self.m.progress:
             return
-        from memento.progress import ProgressDisplay
+        from memento.run.progress import ProgressDisplay
 
         self.display = ProgressDisplay(
             total=total,

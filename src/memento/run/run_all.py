@@ -1,8 +1,9 @@
 """Matrices that depend on matrices: ``Memento.add_matrix`` and ``Memento.run_all``.
 
-Each matrix added with :meth:`~memento.runner.Memento.add_matrix` has an ``"id"`` and a list of
-``"dependencies"`` (ids of other matrices). :meth:`~memento.runner.Memento.run_all` runs them in
-dependency order; a dependent matrix gets one extra parameter per dependency, named
+Each matrix added with :meth:`~memento.run.memento.Memento.add_matrix` has an ``"id"`` and a
+list of ``"dependencies"`` (ids of other matrices).
+:meth:`~memento.run.memento.Memento.run_all` runs them in dependency order;
+a dependent matrix gets one extra parameter per dependency, named
 ``str(id)``, whose values are the ``inner`` values of that dependency's results, so the
 dependent runs once per combination of its own parameters and its dependencies' results.
 
@@ -35,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 from memento.exceptions import AggregateException, CyclicDependency
 
 if TYPE_CHECKING:
-    from memento.results import ResultList
-    from memento.runner import Memento
+    from memento.results.result import ResultList
+    from memento.run.memento import Memento
 
 logger = logging.getLogger("memento")
 
@@ -49,7 +50,7 @@ def dependencies_of(matrix: Mapping[str, Any]) -> list[Any]:
 
 
 def check_matrix(matrix: Any, existing_matrices: Sequence[Mapping[str, Any]]) -> None:
-    """Check a matrix for :meth:`~memento.runner.Memento.add_matrix`, before anything runs.
+    """Check a matrix for :meth:`~memento.run.memento.Memento.add_matrix`, before anything runs.
 
     Raises ``TypeError``/``ValueError`` naming the problem: no ``"id"``, an id already taken,
     ``"dependencies"`` that is not a list, a dependency id that cannot be a parameter name or
@@ -60,7 +61,7 @@ def check_matrix(matrix: Any, existing_matrices: Sequence[Mapping[str, Any]]) ->
 
         check_matrix({"id": "b", "dependencies": ["a"], "parameters": {"x": [1]}}, [])
     """
-    from memento.matrix import validate_matrix
+    from memento.matrix.configs import validate_matrix
 
     if not isinstance(matrix, Mapping):
         raise TypeError(
@@ -221,7 +222,7 @@ class _Runner:
     def _run_one(
         self, matrix: Mapping[str, Any], results: dict[Any, ResultList | None]
     ) -> ResultList | None:
-        from memento.results import ResultList
+        from memento.results.result import ResultList
 
         matrix_id = matrix["id"]
         for dependency in dependencies_of(matrix):
@@ -256,7 +257,7 @@ class _Runner:
 
     def _finished(self, results: dict[Any, ResultList | None], started: float) -> Any:
         from memento.events import ExperimentFailed, RunFinished
-        from memento.store import default_store_path
+        from memento.store.sqlite import default_store_path
 
         done = cached = failed = 0
         failures = []
@@ -317,7 +318,7 @@ class _Placeholder:
 def _print_plans(memento: Memento, order: list[Mapping[str, Any]], cache_path: Any) -> None:
     """The dry run: each matrix's plan, in order. A dependent whose dependencies are all
     stored is planned with their stored results; otherwise its configs show placeholders."""
-    from memento.matrix import generate_configurations
+    from memento.matrix.configs import generate_configurations
 
     out = sys.stdout
     counts: dict[Any, int] = {}
@@ -361,7 +362,7 @@ def _print_plans(memento: Memento, order: list[Mapping[str, Any]], cache_path: A
 
 def _stored_values(plan: Any) -> list[Any] | None:
     """The inner values of a plan whose results are all stored (read-only), else None."""
-    from memento.store import Store
+    from memento.store.sqlite import Store
 
     if any(state not in ("cached", "stale") for state in plan.states):
         return None

@@ -1,0 +1,2 @@
+"""Leaf helpers every layer may use: readable text, durations and sizes (``text``),
+argument checks (``checks``)."""

@@ -1,0 +1,28 @@
+"""Stage 2, keys: the canonical encoding of values, experiment identity and code
+fingerprints. ``memento.keys`` stays the public import path."""
+
+from __future__ import annotations
+
+from memento.keys.encoding import (
+    FINGERPRINT_VERSION,
+    KEY_SCHEME_VERSION,
+    KeyMaker,
+    digest,
+    encode,
+    experiment_identity,
+    experiment_name,
+    main_as_script_of,
+    module_name,
+)
+
+__all__ = [
+    "FINGERPRINT_VERSION",
+    "KEY_SCHEME_VERSION",
+    "KeyMaker",
+    "digest",
+    "encode",
+    "experiment_identity",
+    "experiment_name",
+    "main_as_script_of",
+    "module_name",
+]
