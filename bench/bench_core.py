@@ -11,6 +11,7 @@ comparison (pip install joblib).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -101,10 +102,13 @@ print(json.dumps({"run": time.perf_counter() - t, "total": time.perf_counter() -
 
 
 def run(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False, dir=WORK) as f:
-        f.write(textwrap.dedent(script))
+    # One file per script, named by its text: an experiment defined in a script is identified
+    # by the script, so the cached re-run must run the very same file.
+    text = textwrap.dedent(script)
+    path = Path(WORK) / f"case_{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
+    path.write_text(text)
     out = subprocess.run(
-        [sys.executable, f.name, *args],
+        [sys.executable, str(path), *args],
         capture_output=True,
         text=True,
         env=env,

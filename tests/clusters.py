@@ -106,6 +106,20 @@ def tell_pid_and_sleep(path: str, seconds: float) -> None:
     time.sleep(seconds)
 
 
+def _tell_pid_and_sleep_experiment(context: Any, config: Any) -> None:
+    tell_pid_and_sleep(config.path, config.seconds)
+
+
+def sleeper_job(path: str, seconds: float) -> Any:
+    """A job, as executors get them, of one experiment running :func:`tell_pid_and_sleep`."""
+    from memento.matrix.configs import Config
+    from memento.worker.task import FunctionRef, Job, Task
+
+    config = Config._make({"path": path, "seconds": seconds}, {})
+    experiment = FunctionRef(_tell_pid_and_sleep_experiment, "tell-pid-and-sleep")
+    return Job(experiment, [Task("sleeper", config)], checkpoint_dir=str(Path(path).parent))
+
+
 def alive(pid: int) -> bool:
     """A process exists and is not a zombie."""
     try:

@@ -18,7 +18,7 @@ from clusters import (
     free_port,
     installed,
     process_group,
-    tell_pid_and_sleep,
+    sleeper_job,
     wait_for,
 )
 from experiments import misbehave, multiply
@@ -86,7 +86,7 @@ def test_cancelling_kills_the_process_running_the_experiment(
 
     executor = DaskExecutor(dask_client)
     pid_file = tmp_path / "pid"
-    future = executor.submit(tell_pid_and_sleep, str(pid_file), 600)
+    future = executor.submit(sleeper_job(str(pid_file), 600))
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the child's pid"))
     executor.shutdown(cancel=True)  # what the runner does on Ctrl-C
     assert future.cancelled()

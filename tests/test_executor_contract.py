@@ -7,6 +7,7 @@ parameters skip, with the reason, when their engine is not installed or no clust
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from clusters import (
 from experiments import fail_on_three, misbehave
 from memento import AggregateException, Memento
 from memento.exceptions import ExperimentTimeout, WorkerDied
+from memento.executors import Executor, Workspace
 from memento.notifications import FileSystemNotificationProvider
-from memento.store.sqlite import Store
+from memento.store.sqlite import Store, side_directory
+from memento.worker.task import Job, Outcome, run_job
 
 __all__ = ["dask_client", "ray_local", "slurm_folder"]  # fixtures used through make_executor
 
@@ -151,3 +154,80 @@ def test_metrics_and_notifications(executor: Any, store_path: Path, tmp_path: Pa
         "Task failed",
     ]
     assert lines[-1] == "All tasks completed"
+
+
+# -- an executor of your own --------------------------------------------------------------------
+class PoolOfMyOwn(Executor):
+    """What a user writes: ``submit`` only, on a process pool the user keeps."""
+
+    def __init__(self, pool: cf.Executor) -> None:
+        self.pool = pool
+        self.jobs: list[Job] = []
+
+    def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
+        self.jobs.append(job)
+        return self.pool.submit(run_job, job)
+
+
+class NamelessPool(PoolOfMyOwn):
+    """The same, telling what the driver asks of it; the driver never asks its name."""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        raise AssertionError("the driver asked the executor for its name")
+
+    def prepare(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+
+def test_an_executor_that_implements_only_submit_runs_a_grid(
+    store_path: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    grid = {"parameters": {"a": [1, 2, 3], "b": [10]}, "settings": {"log": str(log)}}
+    with cf.ProcessPoolExecutor(2) as pool:
+        executor = PoolOfMyOwn(pool)
+        results = Memento(product_logged, executor=executor, progress=False).run(
+            grid, cache_path=store_path
+        )
+        assert results is not None
+        assert [r.inner for r in results] == [10, 20, 30]
+        assert sorted(t.key for job in executor.jobs for t in job.tasks) == sorted(
+            r.key for r in results
+        )
+        with pytest.raises(AggregateException) as info:
+            Memento(fail_on_three, executor=executor, progress=False).run(
+                {"parameters": {"a": [2, 3]}}, cache_path=store_path
+            )
+        (error,) = info.value.exceptions
+        assert isinstance(error, ValueError) and "fail_on_three" in error.traceback  # type: ignore[attr-defined]
+        again = Memento(product_logged, executor=executor, progress=False).run(
+            grid, cache_path=store_path
+        )
+    assert again is not None and all(r.was_cached for r in again)
+    assert len(log.read_text().splitlines()) == 3
+
+
+def test_the_driver_hands_a_workspace_and_never_asks_for_a_name(store_path: Path) -> None:
+    with cf.ThreadPoolExecutor(2) as pool:
+        executor = NamelessPool(pool)
+        results = Memento(fail_on_three, executor=executor, progress=False).run(
+            {"parameters": {"a": [1, 3]}}, cache_path=store_path, raise_on_failure=False
+        )
+    assert results is not None
+    assert [r.ok for r in results] == [True, False]
+    assert executor.workspace.directory == side_directory(store_path.absolute())
+    assert executor.workspace.checkpoint_directory == Store(store_path).checkpoint_directory
+
+
+def test_one_envelope_carries_every_cluster_engines_result_home() -> None:
+    from memento.exceptions import ExperimentError
+    from memento.executors.envelope import seal, unseal
+
+    assert unseal(seal(sum, [1, 2]), "The test task") == 3
+    with pytest.raises(ExperimentError, match=r"^The test task failed: ZeroDivisionError") as info:
+        unseal(seal(divmod, 1, 0), "The test task", lambda: "\n[its logs]")
+    assert "ZeroDivisionError" in info.value.traceback and info.value.traceback.endswith("logs]")
+    # memento's own verdicts from inside the node pass unchanged
+    with pytest.raises(WorkerDied, match=r"^gone$"):
+        unseal(("error", WorkerDied("gone"), "Traceback ..."), "The test task")

@@ -12,7 +12,7 @@ import pytest
 
 from memento import Memento
 from memento.executors.local import ProcessExecutor
-from memento.worker.task import FunctionRef, Job, Task, run_job
+from memento.worker.task import FunctionRef, Job, Task
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,7 +93,7 @@ def test_a_batched_job_keeps_its_other_outcomes() -> None:
     tasks = [Task(f"k{i}", _config(kind), 1) for i, kind in enumerate(["ok", "badstr", "ok2"])]
     job = Job(FunctionRef(misbehaving, "digest-batched"), tasks, checkpoint_dir="/nonexistent")
     with ProcessExecutor(1) as executor:
-        outcomes = executor.result(executor.submit(run_job, job))
+        outcomes = executor.result(executor.submit(job))
     assert [(o.key, o.ok, o.error_type) for o in outcomes] == [
         ("k0", True, None),
         ("k1", False, "BadStr"),
@@ -294,7 +294,7 @@ def test_a_cancel_kills_the_experiments_children(tmp_path: Path) -> None:
     config = Config._make({"a": 1}, {"pidfile": str(pidfile)})
     job = Job(FunctionRef(spawns_and_hangs, "digest-cancel"), [Task("k", config)], str(tmp_path))
     executor = ProcessExecutor(1)
-    executor.submit(run_job, job)
+    executor.submit(job)
     deadline = time.monotonic() + 30
     while not pidfile.exists() or not pidfile.read_text():
         assert time.monotonic() < deadline, "the experiment never started its child"

@@ -12,9 +12,11 @@ import json
 import logging
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +28,8 @@ from typing import Any
 import pytest
 
 import memento.notifications as notifications
+from experiments import fail_on_three
+from memento import AggregateException, Memento
 from memento.events import Event, ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
 from memento.exceptions import MissingExtra
 from memento.notifications import (
@@ -34,6 +38,8 @@ from memento.notifications import (
     DefaultNotificationProvider,
     EmailNotificationProvider,
     FileSystemNotificationProvider,
+    Message,
+    MessageProvider,
     NotificationDispatcher,
     NotificationProvider,
     SmtpConfiguration,
@@ -552,6 +558,198 @@ def test_apprise_rejects_an_unknown_url_without_showing_it() -> None:
     with pytest.raises(ValueError, match="Apprise does not understand") as info:
         AppriseNotificationProvider(f"nosuchservice://{TOKEN}")
     assert TOKEN not in str(info.value)
+
+
+# --- A message provider of your own, on the public base ----------------------------------------
+
+
+class Sink(MessageProvider):
+    """A user's provider: keeps its messages in a list; cannot send while ``broken``."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.sent: list[Message] = []
+        self.broken = False
+
+    def send(self, message: Message) -> None:
+        if self.broken:
+            raise ConnectionError(f"cannot reach https://chat.example.org/{TOKEN}")
+        self.sent.append(message)
+
+    def secrets(self) -> list[str]:
+        return [TOKEN]
+
+
+def test_your_provider_gets_digests_and_rate_limits_from_the_base() -> None:
+    sink = Sink(min_interval=3600)  # digest by default: failures and the summary only
+    with NotificationDispatcher(sink) as dispatcher:
+        dispatcher.emit(started())
+        dispatcher.emit(finished(1))  # a success: nothing, in digest mode
+        dispatcher.emit(failed(1))  # the first failure: at once
+        dispatcher.emit(failed(2))  # within the interval: held back...
+        dispatcher.emit(failed(3))
+        dispatcher.tick()
+        assert [m.title for m in sink.sent] == ["[Memento] Task failed"]
+        dispatcher.emit(run_finished(failed(1), failed(2), failed(3)))  # ...for the summary
+    first, summary = sink.sent  # close() had nothing left to send
+    assert first.bad_news and first.legacy == "Task failed"
+    assert "Config(lr=0.5, depth=1)" in first.body and "loss diverged at step 1" in first.body
+    assert "Experiment: fit" in first.body and f"Store: {STORE}" in first.body
+    assert summary.title == "[Memento] All tasks completed, 3 failed"
+    assert summary.bad_news and summary.legacy == "All tasks completed"
+    assert "done: 2, cached: 1, failed: 3" in summary.body
+    assert all(f"Config(lr=0.5, depth={i})" in summary.body for i in (1, 2, 3))
+
+
+def test_your_provider_without_digest_batches_successes_too() -> None:
+    sink = Sink(digest=False, min_interval=3600)
+    dispatcher = NotificationDispatcher(sink)
+    dispatcher.emit(finished(1))  # at once
+    dispatcher.emit(finished(2))
+    dispatcher.emit(finished(3))
+    dispatcher.emit(failed(4))
+    assert [m.title for m in sink.sent] == ["[Memento] Task completed"]
+    dispatcher.close()  # what was held back, in one message
+    assert [m.title for m in sink.sent] == [
+        "[Memento] Task completed",
+        "[Memento] 1 task failed, 2 completed",
+    ]
+    assert not sink.sent[0].bad_news and sink.sent[1].bad_news
+    assert "Config(lr=0.1, depth=3) (3.00s)" in sink.sent[1].body
+
+
+def test_your_provider_failing_to_send_is_logged_once_without_its_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sink = Sink(min_interval=0)
+    sink.broken = True
+    sink.notify(failed(1))
+    sink.notify(failed(2))
+    assert len(warnings_of(caplog)) == 1
+    assert "ConnectionError" in caplog.text and "***" in caplog.text
+    assert TOKEN not in caplog.text
+    sink.broken = False
+    sink.notify(failed(3))
+    assert [m.title for m in sink.sent] == ["[Memento] Task failed"]
+
+    sink.broken = True  # a direct call, outside a run: the caller sees the error, as in 1.2
+    with pytest.raises(ConnectionError):
+        sink.task_failure()
+    sink.broken = False
+    sink.all_tasks_completed()
+    assert sink.sent[-1] == Message(
+        "[Memento] All tasks completed", "All tasks completed", bad_news=False
+    )
+
+
+def test_your_provider_bodies_are_cut_to_max_body() -> None:
+    class Short(Sink):
+        max_body = 200
+
+    sink = Short(min_interval=0)
+    sink.notify(failed(1, message="x" * 5_000))
+    (message,) = sink.sent
+    assert len(message.body) <= 200 and message.body.endswith(" ... [truncated]")
+
+
+def test_a_provider_that_does_not_override_send_is_reported_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = MessageProvider(min_interval=0)
+    provider.notify(failed(1))  # during a run: logged, never raised into the run
+    assert "must override send(message)" in warnings_of(caplog)[0].getMessage()
+    with pytest.raises(NotImplementedError):
+        provider.task_failure()  # called directly
+    with pytest.raises(ValueError, match="min_interval"):
+        Sink(min_interval=-1)
+
+
+class Chat(MessageProvider):
+    """The docs' example: a Slack-like webhook, written by a user on the public base."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.url = url
+
+    def send(self, message: Message) -> None:
+        data = json.dumps({"text": f"{message.title}\n\n{message.body}"}).encode()
+        request = urllib.request.Request(
+            self.url, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def secrets(self) -> list[str]:
+        return [self.url]
+
+
+def test_your_provider_in_a_real_run_posts_the_failure_and_the_summary(
+    http_server: Callable[[int], HttpServer], tmp_path: Path
+) -> None:
+    server = http_server(200)
+    chat = Chat(server.url)
+    memento = Memento(fail_on_three, executor="inline", notification_provider=chat, progress=False)
+    with pytest.raises(AggregateException):
+        memento.run({"parameters": {"a": [1, 2, 3]}}, cache_path=tmp_path / "store.sqlite")
+    texts = [body["text"] for body in server.bodies]
+    assert [text.split("\n")[0] for text in texts] == [
+        "[Memento] Task failed",
+        "[Memento] All tasks completed, 1 failed",
+    ]
+    assert "ValueError: a is 3" in texts[0]
+    assert "done: 2, cached: 0, failed: 1" in texts[1]
+    assert f"Store: {tmp_path / 'store.sqlite'}" in texts[1]
+
+
+# --- Importing the dispatcher costs no message provider ----------------------------------------
+
+MESSAGE_MODULES = (
+    "memento.notifications.digest",
+    "memento.notifications.messages",
+    "smtplib",
+    "urllib.request",
+    "apprise",
+)
+
+IMPORT_COST = """
+import json
+import sys
+from memento.notifications import NotificationDispatcher, ConsoleNotificationProvider
+NotificationDispatcher([ConsoleNotificationProvider()])
+after_import = [m for m in MODULES if m in sys.modules]
+
+from memento import Memento
+
+def experiment(context, config):
+    return config.a
+
+Memento(experiment, executor="inline", progress=False).run(
+    {"parameters": {"a": [1, 2]}}, cache_path=sys.argv[1]
+)
+after_run = [m for m in MODULES if m in sys.modules]
+
+import memento.notifications as notifications
+notifications.EmailNotificationProvider  # first use: now, and only now, they are loaded
+after_use = [m for m in MODULES if m in sys.modules]
+print(json.dumps([after_import, after_run, after_use]))
+"""
+
+
+def test_importing_the_dispatcher_or_running_without_providers_loads_no_message_provider(
+    tmp_path: Path,
+) -> None:
+    code = f"MODULES = {MESSAGE_MODULES!r}\n" + IMPORT_COST
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "store.sqlite")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    after_import, after_run, after_use = json.loads(out)
+    assert after_import == after_run == []
+    assert "memento.notifications.messages" in after_use and "smtplib" in after_use
 
 
 # --- Legacy (memento-ml 1.2) providers ---------------------------------------------------------

@@ -23,7 +23,7 @@ from clusters import (
     installed,
     ray_head,
     ray_local,
-    tell_pid_and_sleep,
+    sleeper_job,
     wait_for,
 )
 from memento.exceptions import MissingExtra
@@ -86,7 +86,7 @@ def test_cancelling_kills_the_worker_running_the_experiment(
 
     executor = RayExecutor()
     pid_file = tmp_path / "pid"
-    future = executor.submit(tell_pid_and_sleep, str(pid_file), 600)
+    future = executor.submit(sleeper_job(str(pid_file), 600))
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the worker's pid"))
     executor.shutdown(cancel=True)  # what the runner does on Ctrl-C
     assert future.cancelled()

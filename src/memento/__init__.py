@@ -23,7 +23,7 @@ __version__ = "2.0.0.dev0"
 _EXPORTS = {
     # the core
     "Memento": "memento.run.memento",
-    "Plan": "memento.run.memento",
+    "Plan": "memento.plan.planning",
     "Config": "memento.matrix.configs",
     "Configurations": "memento.matrix.configs",
     "generate_configurations": "memento.matrix.configs",
@@ -125,7 +125,8 @@ if TYPE_CHECKING:
         SmtpConfiguration,
         WebhookNotificationProvider,
     )
+    from memento.plan.planning import Plan
     from memento.results.reading import open_results
     from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
-    from memento.run.memento import Memento, Plan
+    from memento.run.memento import Memento
     from memento.worker.context import Context

@@ -5,6 +5,8 @@ Providers receive them through :meth:`memento.notifications.NotificationProvider
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -54,6 +56,35 @@ class RunFinished:
     elapsed: timedelta
     store_path: str
     failures: tuple[ExperimentFailed, ...] = field(default=())
+
+    @classmethod
+    def since(
+        cls,
+        started: float,
+        *,
+        done: int,
+        cached: int,
+        failures: Iterable[ExperimentFailed],
+        store_path: object = "",
+    ) -> RunFinished:
+        """The event for a run that began at ``started`` (a ``time.monotonic()`` reading) and
+        ends now; ``failed`` is the number of ``failures``, ``store_path`` is made a string.
+
+        Example::
+
+            started = time.monotonic()
+            ...
+            notifier.emit(RunFinished.since(started, done=8, cached=2, failures=[]))
+        """
+        failed = tuple(failures)
+        return cls(
+            done=done,
+            cached=cached,
+            failed=len(failed),
+            elapsed=timedelta(seconds=time.monotonic() - started),
+            store_path=str(store_path),
+            failures=failed,
+        )
 
 
 Event = RunStarted | ExperimentFinished | ExperimentFailed | RunFinished

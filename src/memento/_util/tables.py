@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
+from memento._util.optional import optional_import
+
 
 def plain_number(value: Any) -> Any:
     """numpy scalars and other number-likes become plain Python numbers."""
@@ -181,13 +183,7 @@ def last_y(table: Any) -> Any:
 
 
 def require_pandas(purpose: str) -> Any:
-    try:
-        import pandas
-    except ImportError:
-        from memento.exceptions import MissingExtra
-
-        raise MissingExtra("pandas", "pandas", purpose) from None
-    return pandas
+    return optional_import("pandas", "pandas", purpose)
 
 
 __all__ = [

@@ -7,7 +7,7 @@ import json
 import re
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _MAX = 60
@@ -37,7 +37,7 @@ def display_value(value: Any, _seen: frozenset[int] = frozenset()) -> str:
         return f"partial({', '.join(args)})"
     if isinstance(value, (str, int, float, bool, type(None), complex, bytes)):
         text = repr(value)
-        return text if len(text) <= _MAX else text[: _MAX - 3] + "..."
+        return truncate(text, _MAX)
     if type(value).__module__ == "numpy" and hasattr(value, "shape") and value.shape != ():
         return f"array({value.dtype}, shape={value.shape})"
     if isinstance(value, (list, tuple)) and len(value) <= 8:
@@ -57,27 +57,55 @@ def display_value(value: Any, _seen: frozenset[int] = frozenset()) -> str:
     if not text or _ADDRESS.search(text) or text.startswith("<"):
         return type(value).__qualname__
     text = " ".join(text.split())
-    return text if len(text) <= _MAX else text[: _MAX - 3] + "..."
+    return truncate(text, _MAX)
 
 
-def display_config(params: dict[str, Any]) -> dict[str, str]:
-    """Each parameter rendered by :func:`display_value`."""
-    return {k: display_value(v) for k, v in params.items()}
+DurationStyle = Literal["clock", "words", "timer", "message"]
 
 
-def format_seconds(seconds: float | None, *, clock: bool = True) -> str:
-    """``12.3 ms``, ``4.56 s``, then ``1:02:03`` (``clock``) or ``1h 02m`` / ``2m 03s``."""
+def format_seconds(seconds: float | None, *, style: DurationStyle = "clock") -> str:
+    """A duration as text: the one formatter of durations.
+
+    ``clock`` (tables): ``12.3 ms``, ``4.56 s``, then ``1:02:03``; ``words`` (the
+    report): ``12.3 ms``, ``4.56 s``, then ``2m 03s`` / ``1h 02m``; ``timer`` (the live
+    display, whole seconds): ``0:07``, ``2:05``, ``1:02:05``; ``message`` (notifications):
+    ``3.00s``, then from 10 s on ``0:05:07``. ``None`` is ``""``.
+    """
     if seconds is None:
         return ""
-    if seconds < 1:
+    if style == "message" and seconds < 10:
+        return f"{seconds:.2f}s"
+    if style in ("clock", "words") and seconds < 1:
         return f"{seconds * 1000:.3g} ms"
-    if seconds < 60:
+    if style in ("clock", "words") and seconds < 60:
         return f"{seconds:.3g} s"
-    minutes, secs = divmod(int(seconds + 0.5), 60)
+    minutes, secs = divmod(int(max(0.0, seconds) + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
-    if clock:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+    if style == "words":
+        return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+    if style == "timer" and not hours:
+        return f"{minutes}:{secs:02d}"
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def truncate(text: str, width: int, *, marker: str = "...") -> str:
+    """``text`` when it fits in ``width`` characters, else cut to ``width`` ending in ``marker``."""
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - len(marker))] + marker
+
+
+def tail(text: str, lines: int, *, chars: int | None = None, marker: str = "") -> str:
+    """The last ``lines`` lines of ``text``, at most their last ``chars`` characters.
+
+    When lines were dropped and ``marker`` is given, it comes first on a line of its own
+    (``...`` above the innermost frames of a traceback).
+    """
+    kept = text.splitlines()
+    shown = "\n".join(kept[-lines:])
+    if chars is not None:
+        shown = shown[-chars:]
+    return f"{marker}\n{shown}" if marker and len(kept) > lines else shown
 
 
 def format_bytes(n: int | None) -> str:

@@ -34,21 +34,25 @@ import logging
 import os
 import pickle
 import re
-import sqlite3
-import threading
-import time
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from memento._util.text import display_value
+from memento._util.text import display_value, truncate
 from memento.exceptions import CacheMiss
 from memento.keys.encoding import digest, encode, experiment_identity
-from memento.store.handles import SQLiteHandle, temporary_database, warn_both
-from memento.store.paths import file_inside
-from memento.store.sqlite import INLINE_LIMIT, side_directory
+from memento.store.handles import (
+    Connection,
+    SQLiteHandle,
+    check_connection,
+    enter_connection,
+    exit_connection,
+    temporary_database,
+    warn_both,
+)
+from memento.store.kv import KeyValueTable
 
 logger = logging.getLogger("memento")
 
@@ -245,7 +249,7 @@ class FileSystemCacheProvider(CacheProvider):
 
     def __init__(
         self,
-        connection: sqlite3.Connection | None = None,
+        connection: Connection | None = None,
         filepath: str | os.PathLike[str] | None = None,
         key_provider: Callable[..., Any] | None = None,
         table_name: str | None = None,
@@ -253,10 +257,7 @@ class FileSystemCacheProvider(CacheProvider):
         if connection is not None and filepath is not None:
             warn_both("FileSystemCacheProvider")
             filepath = None
-        if connection is not None and not isinstance(connection, sqlite3.Connection):
-            raise TypeError(
-                f"connection must be a sqlite3.Connection, got {type(connection).__name__}"
-            )
+        check_connection(connection)
         self._table = check_table_name("cache" if table_name is None else table_name)
         self._key_provider = key_provider or default_key_provider
         self._connection = connection
@@ -265,12 +266,9 @@ class FileSystemCacheProvider(CacheProvider):
             if filepath is None:
                 filepath = temporary_database("_memento.cache.sqlite")
             self.filepath = Path(filepath).expanduser().absolute()
-        self._handle = SQLiteHandle(self.filepath, connection)
-        with self._handle.writing() as conn:
-            conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{self._table}" ('
-                "key PRIMARY KEY, value BLOB, value_file TEXT, updated REAL NOT NULL)"
-            )
+        self._rows = KeyValueTable(
+            SQLiteHandle(self.filepath, connection), self._table, value_files=True
+        ).create()
 
     @property
     def table_name(self) -> str:
@@ -280,17 +278,11 @@ class FileSystemCacheProvider(CacheProvider):
     def get(self, key: Any) -> Any:
         import cloudpickle
 
-        with self._handle.reading() as conn:
-            row = conn.execute(
-                f'SELECT value, value_file FROM "{self._table}" WHERE key = ?', (_sql_key(key),)
-            ).fetchone()
+        row = self._rows.find(_sql_key(key))
         if row is None:
             raise KeyError(f"Key {key!r} not in cache")
-        value, value_file = row
         try:
-            if value_file:
-                value = self._side_file(value_file).read_bytes()
-            return cloudpickle.loads(value)
+            return cloudpickle.loads(self._rows.read(*row))
         except Exception as exc:
             # A cache may always recompute: an entry that cannot be read back (its file was
             # removed, its class no longer imports) counts as a miss, loudly.
@@ -303,65 +295,33 @@ class FileSystemCacheProvider(CacheProvider):
         import cloudpickle
 
         sql_key = _sql_key(key)
-        data: bytes | None = cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        value_file = None
-        assert data is not None
-        if len(data) > INLINE_LIMIT and self.filepath is not None:
-            from memento._util.files import atomic_write
-
-            value_file = f"cache/{self._table}/{digest(encode(sql_key))}.pkl"
-            # Written (temp file + rename) before the row that points to it is committed.
-            atomic_write(self._directory() / value_file, data)
-            data = None
-        with self._handle.writing() as conn:
-            old = conn.execute(
-                f'SELECT value_file FROM "{self._table}" WHERE key = ?', (sql_key,)
-            ).fetchone()
-            conn.execute(
-                f'INSERT OR REPLACE INTO "{self._table}" (key, value, value_file, updated) '
-                "VALUES (?, ?, ?, ?)",
-                (sql_key, data, value_file, time.time()),
-            )
-        if old is not None and old[0] and value_file is None:
-            _unlink(self._side_file(old[0]))
+        data = cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        file_name = f"cache/{self._table}/{digest(encode(sql_key))}.pkl"
+        self._rows.put(sql_key, data, file_name=file_name)
 
     def contains(self, key: Any) -> bool:
-        with self._handle.reading() as conn:
-            row = conn.execute(
-                f'SELECT 1 FROM "{self._table}" WHERE key = ?', (_sql_key(key),)
-            ).fetchone()
-        return row is not None
+        return self._rows.contains(_sql_key(key))
 
     # -- extras ----------------------------------------------------------------------------
     def remove(self, key: Any) -> None:
         """Forget the item under ``key`` (no error when there is none)."""
-        with self._handle.writing() as conn:
-            row = conn.execute(
-                f'SELECT value_file FROM "{self._table}" WHERE key = ?', (_sql_key(key),)
-            ).fetchone()
-            conn.execute(f'DELETE FROM "{self._table}" WHERE key = ?', (_sql_key(key),))
-        if row is not None and row[0]:
-            _unlink(self._side_file(row[0]))
+        self._rows.delete(_sql_key(key))
 
     def __delitem__(self, key: Any) -> None:
         self.remove(key)
 
     def __len__(self) -> int:
-        with self._handle.reading() as conn:
-            count: int = conn.execute(f'SELECT count(*) FROM "{self._table}"').fetchone()[0]
-        return count
+        return self._rows.count()
 
     def keys(self) -> Iterator[Any]:
         """Every key in the cache, oldest write first."""
-        with self._handle.reading() as conn:
-            rows = conn.execute(f'SELECT key FROM "{self._table}" ORDER BY updated').fetchall()
-        return iter([row[0] for row in rows])
+        return iter(self._rows.keys())
 
     def close(self) -> None:
         """Close this process's connection (a later call opens a new one)."""
-        self._handle.close()
+        self._rows.handle.close()
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Connection:
         """``with provider as database: database.execute(sql)``, as in memento-ml 1.2.
 
         Gives a new ``sqlite3.Connection`` to the provider's file, committed (or rolled back,
@@ -375,15 +335,6 @@ class FileSystemCacheProvider(CacheProvider):
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         exit_connection(self, failed=exc_type is not None)
 
-    def _directory(self) -> Path:
-        assert self.filepath is not None
-        return side_directory(self.filepath)
-
-    def _side_file(self, name: str) -> Path:
-        # A row's file name is data from the file: never follow it out of the side directory.
-        assert self.filepath is not None
-        return file_inside(self._directory(), name, self.filepath)
-
     def __getstate__(self) -> dict[str, Any]:
         if self._connection is not None:
             raise TypeError(
@@ -391,12 +342,12 @@ class FileSystemCacheProvider(CacheProvider):
                 "another process; build it with filepath=... to share it between processes"
             )
         state = dict(self.__dict__)
-        state["_handle"] = None
+        state["_rows"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._handle = SQLiteHandle(self.filepath, None)
+        self._rows = KeyValueTable(SQLiteHandle(self.filepath, None), self._table, value_files=True)
 
     def __str__(self) -> str:
         where = self.filepath if self.filepath is not None else self._connection
@@ -405,49 +356,6 @@ class FileSystemCacheProvider(CacheProvider):
     def __repr__(self) -> str:
         where = str(self.filepath) if self.filepath is not None else self._connection
         return f"FileSystemCacheProvider({where!r}, table_name={self._table!r})"
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-
-
-_entered = threading.local()  # per thread: {id(provider): [connections from __enter__]}
-
-
-def enter_connection(
-    owner: object, path: Path | None, given: sqlite3.Connection | None
-) -> sqlite3.Connection:
-    """A connection for ``with owner as conn`` (1.2's file-backed providers): ``given``, or a
-    new connection to ``path`` that :func:`exit_connection` commits and closes."""
-    if given is not None:
-        return given  # the caller's connection stays theirs, as in 1.2
-    assert path is not None
-    conn = sqlite3.connect(path, timeout=30.0)
-    stacks: dict[int, list[sqlite3.Connection]] = _entered.__dict__.setdefault("stacks", {})
-    stacks.setdefault(id(owner), []).append(conn)  # with-blocks may nest
-    return conn
-
-
-def exit_connection(owner: object, *, failed: bool) -> None:
-    """End the innermost ``with owner as conn`` of this thread. 1.2 left its connection open,
-    with any write it held uncommitted (and the file locked) until garbage collection."""
-    stacks: dict[int, list[sqlite3.Connection]] = _entered.__dict__.get("stacks", {})
-    stack = stacks.get(id(owner))
-    if not stack:
-        return  # built on a given connection
-    conn = stack.pop()
-    if not stack:
-        del stacks[id(owner)]
-    try:
-        if failed:
-            conn.rollback()
-        else:
-            conn.commit()
-    finally:
-        conn.close()
 
 
 def check_table_name(name: Any) -> str:
@@ -596,8 +504,7 @@ def _describe_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict
     shown = [display_value(a) for a in args] + [
         f"{k}={display_value(v)}" for k, v in kwargs.items()
     ]
-    text = f"{display_value(func)}({', '.join(shown)})"
-    return text if len(text) <= 200 else text[:197] + "..."
+    return truncate(f"{display_value(func)}({', '.join(shown)})", 200)
 
 
 __all__ = [

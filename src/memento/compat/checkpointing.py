@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import os
 import pickle
-import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memento.store.handles import SQLiteHandle, temporary_database, warn_both
+from memento.compat.caching import default_key_provider
+from memento.store.handles import (
+    Connection,
+    SQLiteHandle,
+    check_connection,
+    enter_connection,
+    exit_connection,
+    temporary_database,
+    warn_both,
+)
+from memento.store.kv import KeyValueTable
+from memento.worker.context import unpack_checkpoint
 
 
 class FileSystemCheckpointing:
@@ -42,17 +51,12 @@ class FileSystemCheckpointing:
         self,
         filepath: str | os.PathLike[str] | None = None,
         key: Callable[..., Any] | None = None,
-        connection: sqlite3.Connection | None = None,
+        connection: Connection | None = None,
     ) -> None:
-        from memento.compat.caching import default_key_provider
-
         if connection is not None and filepath is not None:
             warn_both("FileSystemCheckpointing")
             filepath = None
-        if connection is not None and not isinstance(connection, sqlite3.Connection):
-            raise TypeError(
-                f"connection must be a sqlite3.Connection, got {type(connection).__name__}"
-            )
+        check_connection(connection)
         self.key = key or default_key_provider
         self._connection = connection
         self._path: Path | None = None
@@ -60,13 +64,7 @@ class FileSystemCheckpointing:
             if filepath is None:
                 filepath = temporary_database("_memento.checkpoint.sqlite")
             self._path = Path(filepath).expanduser().absolute()
-        self._handle = SQLiteHandle(self._path, connection)
-        # The memento store schema has this table; a caller's own connection may not.
-        with self._handle.writing() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS checkpoints "
-                "(key TEXT PRIMARY KEY, value BLOB NOT NULL, updated REAL NOT NULL)"
-            )
+        self._rows = _table(SQLiteHandle(self._path, connection)).create()
 
     @property
     def filepath(self) -> str | None:
@@ -74,8 +72,6 @@ class FileSystemCheckpointing:
 
     def get(self, key: Any) -> Any:
         """The state checkpointed under ``key``; ``KeyError`` when there is none."""
-        from memento.worker.context import unpack_checkpoint
-
         return unpack_checkpoint(self.get_saved(key)).state
 
     def get_saved(self, key: Any) -> Any:
@@ -84,10 +80,7 @@ class FileSystemCheckpointing:
         ``KeyError`` when there is none."""
         import cloudpickle
 
-        with self._handle.reading() as conn:
-            row = conn.execute(
-                "SELECT value FROM checkpoints WHERE key = ?", (_text(key),)
-            ).fetchone()
+        row = self._rows.find(_text(key))
         if row is None:
             raise KeyError(f"No checkpoint for key {_text(key)!r}")
         return cloudpickle.loads(row[0])
@@ -97,22 +90,15 @@ class FileSystemCheckpointing:
         import cloudpickle
 
         data = cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._handle.writing() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO checkpoints (key, value, updated) VALUES (?, ?, ?)",
-                (_text(key), data, time.time()),
-            )
+        self._rows.put(_text(key), data)
 
     def remove(self, key: Any) -> None:
         """Delete the checkpoint under ``key`` (no error when there is none)."""
-        with self._handle.writing() as conn:
-            conn.execute("DELETE FROM checkpoints WHERE key = ?", (_text(key),))
+        self._rows.delete(_text(key))
 
     def contains(self, key: Any) -> bool:
         """Whether a checkpoint exists under ``key``."""
-        with self._handle.reading() as conn:
-            row = conn.execute("SELECT 1 FROM checkpoints WHERE key = ?", (_text(key),)).fetchone()
-        return row is not None
+        return self._rows.contains(_text(key))
 
     def make_key(self, *args: Any, **kwargs: Any) -> Any:
         """A key for the given arguments, from the key provider."""
@@ -120,9 +106,9 @@ class FileSystemCheckpointing:
 
     def close(self) -> None:
         """Close this process's connection (a later call opens a new one)."""
-        self._handle.close()
+        self._rows.handle.close()
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Connection:
         """``with checkpoints as database: database.execute(sql)``, as in memento-ml 1.2.
 
         Gives a new ``sqlite3.Connection`` to the file, committed (or rolled back, if the block
@@ -131,13 +117,9 @@ class FileSystemCheckpointing:
         ``checkpoint_table``. The file is a memento store, so its other tables are there too
         (docs/store.md). A provider built on a ``connection`` gives that connection, untouched.
         """
-        from memento.compat.caching import enter_connection
-
         return enter_connection(self, self._path, self._connection)
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        from memento.compat.caching import exit_connection
-
         exit_connection(self, failed=exc_type is not None)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -147,18 +129,22 @@ class FileSystemCheckpointing:
                 "another process; build it with a filepath to share it between processes"
             )
         state = dict(self.__dict__)
-        state["_handle"] = None
+        state["_rows"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._handle = SQLiteHandle(self._path, None)
+        self._rows = _table(SQLiteHandle(self._path, None))
 
     def __str__(self) -> str:
         return f"Filesystem checkpoint, using {self.filepath or self._connection}"
 
     def __repr__(self) -> str:
         return f"FileSystemCheckpointing({self.filepath or self._connection!r})"
+
+
+def _table(handle: SQLiteHandle) -> KeyValueTable:
+    return KeyValueTable(handle, "checkpoints", value_files=False)
 
 
 def _text(key: Any) -> str:

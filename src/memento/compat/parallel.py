@@ -28,12 +28,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from memento._util.checks import positive_int_or_none, timeout_or_none
+from memento._util.text import display_value
+from memento.events import ExperimentFailed, ExperimentFinished, RunFinished
 from memento.exceptions import AggregateException
-from memento.notifications import (
+from memento.executors.local import ProcessExecutor
+from memento.notifications.base import (
     DefaultNotificationProvider,
     NotificationDispatcher,
     NotificationProvider,
 )
+from memento.worker.task import attach, describe_error, output_router, rebuild_error
 
 TASK_PRIORITY_LOW: int = 3
 TASK_PRIORITY_MEDIUM: int = 2
@@ -67,7 +72,6 @@ class _Delayed(Generic[R]):
         return self.func
 
     def __repr__(self) -> str:
-        from memento._util.text import display_value
 
         shown = [display_value(a) for a in self.args]
         shown += [f"{k}={display_value(v)}" for k, v in self.kwargs.items()]
@@ -108,16 +112,14 @@ def _run_task(payload: bytes, label: str) -> _TaskOutcome:
     """Runs in the worker: unpickle the task, call it, send back its value or its failure."""
     import cloudpickle
 
-    from memento.worker.task import _router
-
-    _router.begin(label)  # the task's output goes to stderr as "[Task 3] ..."
+    output_router.begin(label)  # the task's output goes to stderr as "[Task 3] ..."
     start = time.monotonic()
     try:
         value = cloudpickle.loads(payload)()
     except BaseException as exc:  # the failure is the outcome
         return _failure(exc, start)
     finally:
-        _router.end()
+        output_router.end()
     try:
         data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -130,7 +132,6 @@ def _run_task(payload: bytes, label: str) -> _TaskOutcome:
 
 
 def _failure(exc: BaseException, start: float) -> _TaskOutcome:
-    from memento.worker.task import describe_error
 
     error_type, message, text, data = describe_error(exc)
     return _TaskOutcome(
@@ -188,7 +189,6 @@ class TaskManager:
         *,
         timeout: float | None = None,
     ) -> None:
-        from memento._util.checks import positive_int_or_none, timeout_or_none
 
         positive_int_or_none("workers", workers)
         positive_int_or_none("max_tasks_per_worker", max_tasks_per_worker)
@@ -242,7 +242,6 @@ class TaskManager:
         :class:`~memento.exceptions.AggregateException` after all tasks have run when any
         failed.
         """
-        from memento.executors.local import ProcessExecutor
 
         tasks, self._tasks = self._tasks, []
         results: list[Any] = [None] * len(tasks)
@@ -261,7 +260,7 @@ class TaskManager:
                 # first-out, so lower priority numbers start first.
                 while queue and len(running) < limit:
                     task = queue.popleft()
-                    future = executor.submit(
+                    future = executor.schedule(
                         _run_task, task.payload, task.label, timeout=self._timeout
                     )
                     running[future] = task
@@ -277,16 +276,9 @@ class TaskManager:
         finally:
             executor.shutdown()
             if self._notify_on_complete and not interrupted:
-                from memento.events import RunFinished
-
                 notifier.emit(
-                    RunFinished(
-                        done=len(tasks) - len(errors),
-                        cached=0,
-                        failed=len(errors),
-                        elapsed=datetime.timedelta(seconds=time.monotonic() - started),
-                        store_path="",
-                        failures=tuple(events),
+                    RunFinished.since(
+                        started, done=len(tasks) - len(errors), cached=0, failures=events
                     )
                 )
             notifier.close()
@@ -308,9 +300,6 @@ class TaskManager:
     ) -> None:
         """Put one finished task's value or error in place and notify about it."""
         import cloudpickle
-
-        from memento.events import ExperimentFailed, ExperimentFinished
-        from memento.worker.task import attach, rebuild_error
 
         try:
             outcome: _TaskOutcome = executor.result(future)  # WorkerDied, ExperimentTimeout

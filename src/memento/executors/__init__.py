@@ -10,12 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memento.executors.base import (
-    Executor,
-    SoftTimeouts,
-    check_shared_directory,
-    describe_exit,
-)
+from memento.executors.base import Executor, describe_exit
 from memento.executors.local import (
     FuturesExecutor,
     InlineExecutor,
@@ -24,6 +19,8 @@ from memento.executors.local import (
     available_cpus,
     make_executor,
 )
+from memento.executors.timeouts import SoftTimeouts, timed_out
+from memento.executors.workspace import JobRegistry, Workspace, check_shared_directory
 
 _LAZY = {
     "SlurmExecutor": "memento.executors.slurm",
@@ -46,13 +43,16 @@ __all__ = [
     "Executor",
     "FuturesExecutor",
     "InlineExecutor",
+    "JobRegistry",
     "ProcessExecutor",
     "RayExecutor",
     "SlurmExecutor",
     "SoftTimeouts",
     "ThreadExecutor",
+    "Workspace",
     "available_cpus",
     "check_shared_directory",
     "describe_exit",
     "make_executor",
+    "timed_out",
 ]

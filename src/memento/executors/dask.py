@@ -7,11 +7,13 @@ child per worker thread), and every job runs in one of them: a timeout kills the
 crash fails that experiment alone with :class:`~memento.exceptions.WorkerDied`, and the Dask
 worker itself lives on.
 
-Checkpoints and large values are files in the store's side directory, so every worker must
-see that directory at the same path: :meth:`DaskExecutor.prepare` checks it on every worker
-before anything runs and fails early, naming the workers that cannot.
+Checkpoints and large values are files in the workspace's directory (the store's side
+directory), so every worker must see that directory at the same path:
+:meth:`DaskExecutor.prepare` checks it on every worker before anything runs and fails early,
+naming the workers that cannot.
 
-The probe helpers at the end of this module are engine-neutral (the Ray executor uses them).
+Timeouts: with ``isolate=True`` the child process's pool kills the experiment; otherwise the
+driver abandons it (:class:`~memento.executors.timeouts.SoftTimeouts`).
 """
 
 from __future__ import annotations
@@ -22,32 +24,28 @@ import multiprocessing
 import os
 import socket
 import threading
-import traceback
 import uuid
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from memento._util.optional import optional_import
 from memento.exceptions import (
     ExperimentError,
     ExperimentTimeout,
-    MissingExtra,
     WorkerDied,
 )
-from memento.executors.base import Executor, SoftTimeouts, check_shared_directory, settle
-
-if TYPE_CHECKING:
-    from memento.executors.local import ProcessExecutor
-    from memento.store.sqlite import Store
+from memento.executors.base import Executor, settle
+from memento.executors.envelope import Envelope, seal, unseal
+from memento.executors.local import ProcessExecutor
+from memento.executors.timeouts import SoftTimeouts
+from memento.executors.workspace import Workspace, check_shared_directory
+from memento.worker.task import Job, Outcome, run_job
 
 logger = logging.getLogger("memento")
 
 
 def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise MissingExtra("distributed", "dask", "DaskExecutor") from None
-    return distributed
+    return optional_import("distributed", "dask", "DaskExecutor")
 
 
 class DaskExecutor(Executor):
@@ -158,8 +156,8 @@ class DaskExecutor(Executor):
             self._plugin = True
 
     # -- the seam --------------------------------------------------------------------------
-    def prepare(self, store: Store) -> None:
-        """Connect; check that every worker can use the store's directory."""
+    def prepare(self, workspace: Workspace) -> None:
+        """Connect; check that every worker can use the workspace's directory."""
         client = self.client
         self._register_plugin()
         nthreads = client.nthreads()
@@ -167,28 +165,24 @@ class DaskExecutor(Executor):
             logger.warning(
                 "The Dask cluster has no workers yet: jobs wait for one, and whether workers "
                 "can reach %s could not be checked",
-                store.directory,
+                workspace.directory,
             )
         elif self.check_directory:
             check_shared_directory(
-                store.directory,
+                workspace.directory,
                 lambda fn, *args: client.run(fn, *args, on_error="return"),
                 "Dask",
             )
         self.max_workers = self._max_workers or max(1, sum(nthreads.values()))
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
-    ) -> cf.Future[Any]:
-        tasks = getattr(args[0], "tasks", None) if args else None
-        label = tasks[0].key[:12] if tasks else "job"
+    def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
+        label = job.tasks[0].key[:12] if job.tasks else "job"
         self._register_plugin()
         hard = timeout if self.isolate else None
         token = f"memento-{label}-{uuid.uuid4().hex[:8]}"
         dask_future = self.client.submit(
             _run_on_worker,
-            fn,
-            args,
+            job,
             hard,
             self.isolate,
             token,
@@ -231,10 +225,6 @@ class DaskExecutor(Executor):
             self._owns_client = self._plugin = False
             client.close()
 
-    def describe(self) -> str:
-        where = self.address or "the default Dask client"
-        return f"dask executor on {where} ({self.max_workers} worker thread(s))"
-
     # -- results ---------------------------------------------------------------------------
     def _copy(self, done: Any, future: cf.Future[Any]) -> None:
         """Runs in Dask's callback thread when the task is over."""
@@ -244,11 +234,7 @@ class DaskExecutor(Executor):
             return
         try:
             if done.status == "finished":
-                tag, value, trace = done.result()
-                if tag == "ok":
-                    settle(future, result=value)
-                else:
-                    settle(future, exception=_job_error(value, trace))
+                settle(future, result=unseal(done.result(), "The Dask task"))
             elif done.status == "cancelled":
                 _cancel(future)
             else:
@@ -260,16 +246,6 @@ class DaskExecutor(Executor):
 def _cancel(future: cf.Future[Any]) -> None:
     if not future.cancel():  # already marked running (soft timeouts)
         settle(future, exception=cf.CancelledError())
-
-
-def _job_error(exc: BaseException, trace: str) -> BaseException:
-    if isinstance(exc, ExperimentError) or not trace:
-        return exc
-    return ExperimentError(
-        f"The Dask task failed: {type(exc).__name__}: {exc}",
-        exc_type=type(exc).__name__,
-        traceback=trace,
-    )
 
 
 def _engine_error(exc: BaseException | None) -> BaseException:
@@ -290,25 +266,21 @@ _pool_lock = threading.Lock()
 _running: dict[str, Any] = {}  # token -> the child's future, so that a driver can cancel it
 
 
-def _run_on_worker(
-    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, isolate: bool, token: str
-) -> tuple[str, Any, str]:
-    """The Dask task: run ``fn(*args)`` (in a child process when ``isolate``); never raises."""
+def _run_on_worker(job: Job, timeout: float | None, isolate: bool, token: str) -> Envelope:
+    """The Dask task: run ``job`` (in a child process when ``isolate``); never raises."""
+    return seal(_run_in_child, job, timeout, token) if isolate else seal(run_job, job)
+
+
+def _run_in_child(job: Job, timeout: float | None, token: str) -> list[Outcome]:
+    pool = _worker_pool()
+    future = pool.submit(job, timeout=timeout)
+    _running[token] = future
     try:
-        if not isolate:
-            return ("ok", fn(*args), "")
-        pool = _worker_pool()
-        future = pool.submit(fn, *args, timeout=timeout)
-        _running[token] = future
-        try:
-            return ("ok", pool.result(future), "")
-        finally:
-            _running.pop(token, None)
+        return pool.result(future)  # type: ignore[no-any-return]
     except (ExperimentTimeout, WorkerDied) as exc:
-        where = f" (on Dask worker {_worker_address()})"
-        return ("error", type(exc)(str(exc) + where), "")
-    except Exception as exc:
-        return ("error", exc, traceback.format_exc())
+        raise type(exc)(f"{exc} (on Dask worker {_worker_address()})") from None
+    finally:
+        _running.pop(token, None)
 
 
 def _worker_pool() -> ProcessExecutor:
@@ -316,8 +288,6 @@ def _worker_pool() -> ProcessExecutor:
     with _pool_lock:
         if _pool is None:
             from distributed import get_worker
-
-            from memento.executors.local import ProcessExecutor
 
             size = get_worker().state.nthreads
             # Dask starts its workers as daemonic processes, which multiprocessing forbids to
@@ -332,7 +302,7 @@ def _worker_pool() -> ProcessExecutor:
                 # forked them ends, so it lives as long as the pool (Dask's own task threads
                 # come and go).
                 pool = ProcessExecutor(size)
-                pool.result(pool.submit(os.getpid))
+                pool.result(pool.schedule(os.getpid))
                 box.append(pool)
                 ready.set()
                 stop.wait()

@@ -6,13 +6,26 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from memento.exceptions import ExperimentTimeout, WorkerDied
-from memento.executors.base import Executor, SoftTimeouts, describe_exit
+from memento._util.checks import positive_int_or_none
+from memento.exceptions import WorkerDied
+from memento.executors.base import Executor, ProgressUpdate, describe_exit
+from memento.executors.timeouts import SoftTimeouts, timed_out
+from memento.worker.task import (
+    Job,
+    Outcome,
+    OutputFrames,
+    OutputRecord,
+    encode_marker,
+    init_process_worker,
+    prefix_lines,
+    run_job,
+)
 
 
 def available_cpus() -> int:
@@ -38,8 +51,6 @@ def default_start_method() -> str:
 
 
 def _check_workers(num_workers: int | None) -> int:
-    from memento._util.checks import positive_int_or_none
-
     return positive_int_or_none("num_workers", num_workers) or available_cpus()
 
 
@@ -68,6 +79,7 @@ class ProcessExecutor(Executor):
 
     own_process = True
     batching = True
+    reports_progress = True
     name = "process"
 
     def __init__(
@@ -103,8 +115,6 @@ class ProcessExecutor(Executor):
         if self._pool is None:
             from pebble import ProcessPool
 
-            from memento.worker.task import init_process_worker
-
             context = multiprocessing.get_context(self.start_method or default_start_method())
             # A connection (not a bare descriptor) reaches spawned workers too; the workers
             # write to its descriptor directly (no lock to die with, see worker.py).
@@ -130,7 +140,7 @@ class ProcessExecutor(Executor):
             )
         return self._pool
 
-    def progress_updates(self) -> Iterator[tuple[str, float, float | None]]:
+    def progress_updates(self) -> Iterator[ProgressUpdate]:
         """``context.progress`` updates from the workers, until :meth:`shutdown`.
 
         The pool (and its pipe) is created now, in the calling thread; the iterator may then
@@ -142,7 +152,7 @@ class ProcessExecutor(Executor):
         self._reading = True
         return self._read_progress(self._pipe[0])
 
-    def _read_progress(self, read: int) -> Iterator[tuple[str, float, float | None]]:
+    def _read_progress(self, read: int) -> Iterator[ProgressUpdate]:
         buffer = b""
         try:
             while True:
@@ -161,7 +171,7 @@ class ProcessExecutor(Executor):
         finally:
             os.close(read)
 
-    def set_output_sink(self, sink: Callable[[list[Any]], None] | None) -> None:
+    def set_output_sink(self, sink: Callable[[list[OutputRecord]], None] | None) -> None:
         """Where the output records of the workers go (lists of ``(key, label, text,
         first)``, see :data:`memento.worker.task.OutputRecord`), from the reader thread. ``None``:
         to this process's stderr, each line prefixed with its config."""
@@ -169,8 +179,6 @@ class ProcessExecutor(Executor):
 
     def drain_output(self, timeout: float = 10.0) -> None:
         """Wait until the output the workers wrote so far has reached the sink."""
-        from memento.worker.task import encode_marker
-
         output, reader = self._output, self._output_reader
         if output is None or reader is None or not reader.is_alive():
             return
@@ -185,8 +193,6 @@ class ProcessExecutor(Executor):
             self._marks_changed.wait_for(lambda: self._marks_seen >= number, timeout)
 
     def _read_output(self, conn: Any) -> None:
-        from memento.worker.task import OutputFrames
-
         frames = OutputFrames()
         fd = conn.fileno()
         try:
@@ -223,16 +229,22 @@ class ProcessExecutor(Executor):
             if sink is not None:
                 sink(records)
             else:
-                from memento.worker.task import prefix_lines
-
                 sys.stderr.write("".join(prefix_lines(r[1], r[2]) for r in records))
                 sys.stderr.flush()
         except Exception:  # a broken sink must not stop the reader (the workers would block)
             pass
 
-    def submit(
+    def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
+        return self.schedule(run_job, job, timeout=timeout)
+
+    def schedule(
         self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
     ) -> cf.Future[Any]:
+        """Run any picklable ``fn(*args)`` in a worker; the timeout kills that worker.
+
+        Read the future with :meth:`result`, as for :meth:`submit` (memento-ml 1.2's
+        ``TaskManager`` runs its tasks this way).
+        """
         future: cf.Future[Any] = self._get_pool().schedule(fn, args=args, timeout=timeout)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
@@ -246,11 +258,8 @@ class ProcessExecutor(Executor):
         except ProcessExpired as exc:
             raise WorkerDied(f"The worker process {describe_exit(exc.exitcode)}") from None
         except cf.TimeoutError as exc:
-            seconds = exc.args[1] if len(exc.args) > 1 else "its"
-            raise ExperimentTimeout(
-                f"The experiment ran longer than its timeout of {seconds} s; its worker "
-                "process was killed and replaced"
-            ) from None
+            seconds = exc.args[1] if len(exc.args) > 1 else None
+            raise timed_out(seconds, "its worker process was killed and replaced") from None
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         pool, self._pool = self._pool, None
@@ -285,8 +294,6 @@ class ProcessExecutor(Executor):
 
     def _stop_output(self, wait: bool) -> None:
         """Stop the output reader once it has handed on everything written so far."""
-        from memento.worker.task import encode_marker
-
         output, self._output = self._output, None
         reader, self._output_reader = self._output_reader, None
         if output is None:
@@ -319,10 +326,8 @@ class FuturesExecutor(Executor):
         self._owned = owned
         self._timeouts = SoftTimeouts()
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
-    ) -> cf.Future[Any]:
-        inner = self.executor.submit(fn, *args)
+    def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
+        inner = self.executor.submit(run_job, job)
         return inner if timeout is None else self._timeouts.wrap(inner, timeout)
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
@@ -340,6 +345,7 @@ class ThreadExecutor(FuturesExecutor):
     """
 
     in_process = True
+    measures_thread_cpu = True
     name = "thread"
 
     def __init__(self, max_workers: int | None = None) -> None:
@@ -357,19 +363,47 @@ class InlineExecutor(Executor):
     name = "inline"
     max_workers = 1
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
-    ) -> cf.Future[Any]:
-        future: cf.Future[Any] = cf.Future()
+    def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
+        future: cf.Future[list[Outcome]] = cf.Future()
         future.set_running_or_notify_cancel()
         try:
-            future.set_result(fn(*args))
+            with _Alarm(timeout):
+                outcomes = run_job(job)
         except Exception as exc:
             future.set_exception(exc)
+        else:
+            future.set_result(outcomes)
         return future
 
     def max_in_flight(self) -> int:
         return 1
+
+
+class _Alarm:
+    """The inline executor's timeout: ``SIGALRM`` interrupts the experiment with
+    :class:`~memento.exceptions.ExperimentTimeout` (in the main thread only; elsewhere no
+    signal can reach it, and the timeout is not enforced)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._previous: Any = None
+
+    def __enter__(self) -> None:
+        if not self.seconds or threading.current_thread() is not threading.main_thread():
+            self.seconds = None
+            return
+        seconds = self.seconds
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise timed_out(seconds, "it was interrupted")
+
+        self._previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)
 
 
 def make_executor(spec: Any, num_workers: int | None) -> tuple[Executor, bool]:

@@ -8,7 +8,7 @@ Ray's out-of-memory killer) fails that experiment alone with
 :class:`~memento.exceptions.WorkerDied`. Tasks are never retried by Ray (``max_retries=0``):
 retries are memento's (``Memento(retries=...)``).
 
-Checkpoints and large values are files in the store's side directory, so every node must see
+Checkpoints and large values are files in the workspace's directory, so every node must see
 that directory at the same path: :meth:`RayExecutor.prepare` checks it on every alive node
 before anything runs and fails early, naming the nodes that cannot.
 """
@@ -20,26 +20,23 @@ import logging
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memento.exceptions import ExperimentError, ExperimentTimeout, MissingExtra, WorkerDied
-from memento.executors.base import Executor, check_shared_directory, settle
-
-if TYPE_CHECKING:
-    from memento.store.sqlite import Store
+from memento._util.optional import optional_import
+from memento.exceptions import ExperimentError, WorkerDied
+from memento.executors.base import Executor, settle
+from memento.executors.envelope import Envelope, seal, unseal
+from memento.executors.timeouts import timed_out
+from memento.executors.workspace import Workspace, check_shared_directory
+from memento.worker.task import Job, Outcome, run_job
 
 logger = logging.getLogger("memento")
 _WAIT = 0.1  # seconds per ray.wait round in the watcher thread
 
 
 def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise MissingExtra("ray", "ray", "RayExecutor") from None
-    return ray
+    return optional_import("ray", "ray", "RayExecutor")
 
 
 class _Watched:
@@ -145,19 +142,17 @@ class RayExecutor(Executor):
         self._owns_ray = True
 
     # -- the seam --------------------------------------------------------------------------
-    def prepare(self, store: Store) -> None:
-        """Connect; check that every alive node can use the store's directory."""
+    def prepare(self, workspace: Workspace) -> None:
+        """Connect; check that every alive node can use the workspace's directory."""
         self.connect()
         ray = self._ray
         if self.check_directory:
-            check_shared_directory(store.directory, self._run_on_every_node, "Ray")
+            check_shared_directory(workspace.directory, self._run_on_every_node, "Ray")
         if self._max_workers is None:
             cpus = float(ray.cluster_resources().get("CPU", 1))
             self.max_workers = max(1, int(cpus // self.num_cpus) if self.num_cpus else int(cpus))
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
-    ) -> cf.Future[Any]:
+    def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
         if self._remote is None:
             self.connect()
             self._remote = self._ray.remote(_stream).options(
@@ -168,7 +163,7 @@ class RayExecutor(Executor):
                 resources=self.resources or None,
                 **self.remote_options,
             )
-        watched = _Watched(self._remote.remote(fn, args), timeout)
+        watched = _Watched(self._remote.remote(job), timeout)
         with self._lock:
             self._watched.append(watched)
             if self._thread is None:
@@ -192,9 +187,6 @@ class RayExecutor(Executor):
             self._owns_ray = False
             self._ray.shutdown()
 
-    def describe(self) -> str:
-        return f"ray executor ({self.max_workers} task(s) at once)"
-
     # -- watching --------------------------------------------------------------------------
     def _watch(self) -> None:
         ray = self._ray
@@ -215,11 +207,8 @@ class RayExecutor(Executor):
                         self._advance(w, now)
                     if w.overdue(now):
                         self._cancel(w)
-                        timeout = ExperimentTimeout(
-                            f"The experiment ran longer than its timeout of {w.timeout:g} s; "
-                            "its Ray worker was killed"
-                        )
-                        settle(w.future, exception=timeout)
+                        error = timed_out(w.timeout, "its Ray worker was killed")
+                        settle(w.future, exception=error)
             except Exception:  # never let the watcher die: futures would hang
                 logger.exception("The Ray watcher hit an error; retrying")
                 time.sleep(_WAIT)
@@ -239,20 +228,10 @@ class RayExecutor(Executor):
         if w.started is None:
             w.started = now  # the task's first item: it runs
             return
-        tag, value, trace = item
-        if tag == "ok":
-            settle(w.future, result=value)
-        elif isinstance(value, ExperimentError):
-            settle(w.future, exception=value)
-        else:
-            settle(
-                w.future,
-                exception=ExperimentError(
-                    f"The Ray task failed: {type(value).__name__}: {value}",
-                    exc_type=type(value).__name__,
-                    traceback=trace,
-                ),
-            )
+        try:
+            settle(w.future, result=unseal(item, "The Ray task"))
+        except Exception as exc:
+            settle(w.future, exception=exc)
 
     def _cancel(self, w: _Watched) -> None:
         try:
@@ -284,13 +263,10 @@ class RayExecutor(Executor):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _stream(fn: Callable[..., Any], args: tuple[Any, ...]) -> Iterator[Any]:
-    """The Ray task: a "started" marker, then ``("ok", value, "")`` or ``("error", exc, tb)``."""
+def _stream(job: Job) -> Iterator[bytes | Envelope]:
+    """The Ray task: a "started" marker, then the job's envelope."""
     yield b""
-    try:
-        yield ("ok", fn(*args), "")
-    except Exception as exc:
-        yield ("error", exc, traceback.format_exc())
+    yield seal(run_job, job)
 
 
 def _engine_error(exc: BaseException) -> BaseException:

@@ -7,13 +7,13 @@ How a run flows through :class:`SlurmExecutor`:
    throttled with ``%array_parallelism``. When ``array_parallelism`` is set and an earlier
    array is still unfinished, the new array waits for it (``--dependency=afterany``), so the
    cap holds for the whole grid, not per array.
-2. Each task's job id is written to the store's ``jobs`` table right after ``sbatch``. A driver
-   that dies and is run again finds those ids and collects the jobs (finished or still
-   queued) instead of submitting them again.
+2. Each task's job id is written to the workspace's job registry (the store's ``jobs`` table)
+   right after ``sbatch``. A driver that dies and is run again finds those ids and collects
+   the jobs (finished or still queued) instead of submitting them again.
 3. A background thread watches result files (every ``poll_interval`` s) and refreshes
    submitit's ``sacct`` watcher itself (every ``status_interval`` s; submitit alone backs off
    to 10 minutes, so a job that died without a result would be noticed very late).
-4. On the node, the experiment runs inside :class:`_SlurmCall`, a submitit checkpointable: on
+4. On the node, the experiment runs inside :class:`SlurmCall`, a submitit checkpointable: on
    preemption or near the time limit (``USR2``) submitit requeues the same call, and the
    experiment resumes from its own latest ``context.checkpoint()`` file. Requeues are capped
    by ``max_requeues``.
@@ -30,35 +30,32 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memento._util.checks import positive_int_or_none, timeout_or_none
-from memento.exceptions import (
-    ExperimentError,
-    ExperimentTimeout,
-    WorkerDied,
-)
+from memento.exceptions import ExperimentError, WorkerDied
 from memento.executors.base import Executor, settle
+from memento.executors.envelope import unseal
 from memento.executors.slurm_support import (
-    _OVER,
-    _import_submitit,
-    _max_array_size,
-    _mem,
-    _queued,
-    _refresh,
-    _scancel,
-    _SlurmCall,
-    _state,
-    _tail,
-    _tail_note,
-    _warn_if_node_local,
+    OVER_STATES,
+    SlurmCall,
+    import_submitit,
+    job_state,
+    max_array_size,
+    mem_parameter,
+    queued_ids,
+    refresh_listing,
+    scancel,
     slurm_reachable,
+    stderr_note,
+    stderr_tail,
+    warn_if_node_local,
 )
-
-if TYPE_CHECKING:
-    from memento.store.sqlite import Store
+from memento.executors.timeouts import timed_out
+from memento.executors.workspace import JobRegistry, NoJobRegistry, Workspace
+from memento.worker.task import Job, Outcome, run_job
 
 logger = logging.getLogger("memento")
 
@@ -69,12 +66,9 @@ _TICK = 0.1
 class _Pending:
     """One submitted job: buffered, then a Slurm array task, until its future resolves."""
 
-    def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], keys: list[str], timeout: float | None
-    ) -> None:
-        self.fn = fn
-        self.args = args
-        self.keys = keys
+    def __init__(self, work: Job, timeout: float | None) -> None:
+        self.work = work
+        self.keys = [t.key for t in work.tasks]
         self.timeout = timeout
         self.future: cf.Future[Any] = cf.Future()
         self.job: Any = None  # submitit.SlurmJob once submitted or re-attached
@@ -176,7 +170,7 @@ class SlurmExecutor(Executor):
         status_interval: float = 10.0,
         result_grace: float = 10.0,
     ) -> None:
-        _import_submitit()
+        import_submitit()
         for label, number in (("timeout_min", timeout_min), ("cpus_per_task", cpus_per_task)):
             if positive_int_or_none(label, number) is None:
                 raise ValueError(f"{label} must be a positive int, got None")
@@ -210,7 +204,7 @@ class SlurmExecutor(Executor):
         if partition is not None:
             params["partition"] = partition
         if mem_gb is not None:
-            params["mem"] = _mem(mem_gb)
+            params["mem"] = mem_parameter(mem_gb)
         if gpus_per_node is not None:
             params["gpus_per_node"] = gpus_per_node
         if setup is not None:
@@ -218,8 +212,8 @@ class SlurmExecutor(Executor):
         params.update(slurm_parameters or {})
         self.parameters = params
         self._submitit: Any = None
-        self._store: Store | None = None
-        self._store_lock = threading.Lock()
+        self._jobs: JobRegistry = NoJobRegistry()
+        self._jobs_lock = threading.Lock()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._buffer: list[_Pending] = []
@@ -230,10 +224,8 @@ class SlurmExecutor(Executor):
         self._thread: threading.Thread | None = None
 
     # -- the seam --------------------------------------------------------------------------
-    def prepare(self, store: Store) -> None:
-        """Check that Slurm answers, and keep a connection to the store for job ids."""
-        from memento.store.sqlite import Store
-
+    def prepare(self, workspace: Workspace) -> None:
+        """Check that Slurm answers, and keep the workspace's job registry for job ids."""
         if not slurm_reachable():
             where = shutil.which("sbatch")
             raise ConnectionError(
@@ -247,25 +239,18 @@ class SlurmExecutor(Executor):
             )
         self.folder.mkdir(parents=True, exist_ok=True)
         if self._requested_chunk is None:
-            self.chunk_size = min(1000, _max_array_size())
+            self.chunk_size = min(1000, max_array_size())
         else:
-            self.chunk_size = min(self._requested_chunk, _max_array_size())
+            self.chunk_size = min(self._requested_chunk, max_array_size())
         if self.array_parallelism is None:
             self.max_workers = self.chunk_size
-        _warn_if_node_local([store.directory, self.folder], self.partition)
-        with self._store_lock:
-            if self._store is not None:
-                self._store.close()
-            # A connection of our own: the background thread records job ids while the
-            # runner's thread writes outcomes through the run's connection (SQLite's WAL and
-            # busy timeout make the two safe together).
-            self._store = Store(store.path)
+        warn_if_node_local([workspace.directory, self.folder], self.partition)
+        with self._jobs_lock:
+            # Used from the background thread too (one call at a time, under the lock).
+            self._jobs = workspace.jobs
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
-    ) -> cf.Future[Any]:
-        keys = [t.key for t in getattr(args[0], "tasks", ())] if args else []
-        pending = _Pending(fn, args, keys, timeout)
+    def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
+        pending = _Pending(job, timeout)
         with self._lock:
             self._buffer.append(pending)
             self._by_future[pending.future] = pending
@@ -312,7 +297,7 @@ class SlurmExecutor(Executor):
                 buffered, self._buffer = self._buffer, []
                 watched = [p for p in self._watched if not p.future.done()]
             ids = [p.job_id for p in watched if p.job is not None]
-            _scancel(ids)
+            scancel(ids)
             self._forget([k for p in watched for k in p.keys])
             for p in buffered + watched:
                 if not p.future.cancel():
@@ -325,20 +310,13 @@ class SlurmExecutor(Executor):
                 with self._lock:
                     futures = [p.future for p in self._watched]
                 cf.wait(futures)
-        with self._store_lock:
-            store, self._store = self._store, None
-        if store is not None:
-            store.close()
-
-    def describe(self) -> str:
-        limit = f"{self.array_parallelism} at a time" if self.array_parallelism else "no cap"
-        where = f"partition {self.partition}" if self.partition else "default partition"
-        return f"slurm executor ({where}, arrays of up to {self.chunk_size} tasks, {limit})"
+        with self._jobs_lock:
+            self._jobs = NoJobRegistry()  # the run's, not ours: dropped, not closed
 
     # -- submitting ------------------------------------------------------------------------
     def _executor(self) -> Any:
         if self._submitit is None:
-            submitit = _import_submitit()
+            submitit = import_submitit()
             ex = submitit.SlurmExecutor(
                 folder=self.folder / "%j", max_num_timeout=self.max_requeues, python=self.python
             )
@@ -379,7 +357,7 @@ class SlurmExecutor(Executor):
         )
         try:
             with ex.batch():
-                jobs = [ex.submit(_SlurmCall(p.fn, self.max_requeues), *p.args) for p in items]
+                jobs = [ex.submit(SlurmCall(run_job, self.max_requeues), p.work) for p in items]
         except Exception as exc:
             error = ConnectionError(
                 f"sbatch failed, so {len(items)} job(s) were not submitted: {exc}"
@@ -405,10 +383,9 @@ class SlurmExecutor(Executor):
 
     def _reattach(self, items: list[_Pending]) -> list[_Pending]:
         """Collect tasks an earlier driver submitted for these keys; return the rest."""
-        with self._store_lock:
-            store = self._store
-            singles = [p.keys[0] for p in items if len(p.keys) == 1]
-            found = store.find_jobs(self.name, singles) if store is not None and singles else {}
+        singles = [p.keys[0] for p in items if len(p.keys) == 1]
+        with self._jobs_lock:
+            found = self._jobs.find_jobs(self.name, singles) if singles else {}
         if not found:
             return items
         from submitit import SlurmJob
@@ -422,9 +399,9 @@ class SlurmExecutor(Executor):
         unknown = [
             j.job_id
             for j in jobs.values()
-            if not j.paths.result_pickle.exists() and _state(j) == "UNKNOWN"
+            if not j.paths.result_pickle.exists() and job_state(j) == "UNKNOWN"
         ]
-        queued = _queued(unknown)
+        queued = queued_ids(unknown)
         rest: list[_Pending] = []
         attached: list[_Pending] = []
         now = time.monotonic()
@@ -437,7 +414,7 @@ class SlurmExecutor(Executor):
                 and (
                     job.paths.result_pickle.exists()
                     or job.job_id in queued
-                    or _state(job) not in _OVER | {"UNKNOWN"}
+                    or job_state(job) not in OVER_STATES | {"UNKNOWN"}
                 )
             ):
                 p.job = job
@@ -507,10 +484,10 @@ class SlurmExecutor(Executor):
                 if not p.gone
                 and not p.future.done()
                 and now - p.submitted > self.status_interval
-                and _state(p.job) == "UNKNOWN"
+                and job_state(p.job) == "UNKNOWN"
             ]
         if unknown:
-            queued = _queued([p.job_id for p in unknown])
+            queued = queued_ids([p.job_id for p in unknown])
             for p in unknown:
                 p.gone = p.job_id not in queued
 
@@ -524,22 +501,19 @@ class SlurmExecutor(Executor):
             if job.paths.result_pickle.exists():
                 self._collect(p)
                 continue
-            state = _state(job)
+            state = job_state(job)
             if p.timeout is not None:
                 if p.started is None and (job.paths.stdout.exists() or state == "RUNNING"):
                     p.started = now
                 if p.started is not None and now - p.started > p.timeout:
                     job.cancel(check=False)
-                    timeout = ExperimentTimeout(
-                        f"The experiment ran longer than its timeout of {p.timeout:g} s; "
-                        f"Slurm job {p.job_id} was cancelled"
-                    )
-                    settle(p.future, exception=_with_job(timeout, p))
+                    error = timed_out(p.timeout, f"Slurm job {p.job_id} was cancelled")
+                    settle(p.future, exception=_with_job(error, p))
                     continue
-            if state in _OVER or p.gone:
+            if state in OVER_STATES or p.gone:
                 if p.terminal is None:
                     p.terminal = now
-                    _refresh(job.paths.folder)
+                    refresh_listing(job.paths.folder)
                 elif now - p.terminal >= self.result_grace:
                     self._collect(p)
             else:
@@ -548,18 +522,19 @@ class SlurmExecutor(Executor):
     def _collect(self, p: _Pending) -> None:
         job = p.job
         if not job.paths.result_pickle.exists():
-            if _state(job) == "UNKNOWN":
+            if job_state(job) == "UNKNOWN":
                 job.watcher.update()  # once per lost job, for a message with its real state
             state = job.watcher.get_state(job.job_id, "cache")
             error: ExperimentError = WorkerDied(
                 f"Slurm job {p.job_id} ended without a result (state {state}). "
-                f"The end of its stderr ({job.paths.stderr}):\n{_tail(job.paths.stderr)}"
+                f"The end of its stderr ({job.paths.stderr}):\n{stderr_tail(job.paths.stderr)}"
             )
             settle(p.future, exception=_with_job(error, p))
             return
         job._results_timeout_s = 0  # the file is there; never wait for it
+        stderr = job.paths.stderr
         try:
-            tag, value, trace = job.result()
+            envelope = job.result()
         except Exception as exc:  # the job could not even start the experiment
             error = ExperimentError(
                 f"Slurm job {p.job_id} failed before returning a result: {exc}",
@@ -568,38 +543,36 @@ class SlurmExecutor(Executor):
             )
             settle(p.future, exception=_with_job(error, p))
             return
-        if tag == "ok":
-            note = f"\n[Slurm job {p.job_id}; stderr: {job.paths.stderr}]"
-            for outcome in value:
-                if not getattr(outcome, "ok", True) and outcome.traceback is not None:
-                    outcome.traceback += note + _tail_note(job.paths.stderr)
-            settle(p.future, result=value)
-        else:
-            error = ExperimentError(
-                f"Slurm job {p.job_id} failed: {type(value).__name__}: {value}",
-                exc_type=type(value).__name__,
-                traceback=trace + f"\n[Slurm job {p.job_id}]" + _tail_note(job.paths.stderr),
-            )
-            settle(p.future, exception=_with_job(error, p))
+        try:
+            where = f"Slurm job {p.job_id}"
+            outcomes = unseal(envelope, where, lambda: f"\n[{where}]" + stderr_note(stderr))
+        except Exception as exc:
+            settle(p.future, exception=_with_job(exc, p))
+            return
+        note = f"\n[Slurm job {p.job_id}; stderr: {stderr}]"
+        for outcome in outcomes:
+            if not getattr(outcome, "ok", True) and outcome.traceback is not None:
+                outcome.traceback += note + stderr_note(stderr)
+        settle(p.future, result=outcomes)
 
-    # -- the store's jobs table --------------------------------------------------------------
+    # -- the workspace's job registry -------------------------------------------------------
     def _record(self, jobs: Iterable[tuple[str, str]]) -> None:
         jobs = list(jobs)
-        with self._store_lock:
-            if self._store is not None and jobs:
-                self._store.record_jobs(self.name, jobs)
+        with self._jobs_lock:
+            if jobs:
+                self._jobs.record_jobs(self.name, jobs)
 
     def _forget(self, keys: Sequence[str]) -> None:
-        with self._store_lock:
-            if self._store is not None and keys:
-                self._store.forget_jobs(list(keys))
+        with self._jobs_lock:
+            if keys:
+                self._jobs.forget_jobs(list(keys))
 
 
 # -- helpers ----------------------------------------------------------------------------------
 def _with_job(error: BaseException, p: _Pending) -> BaseException:
     error.job_id = p.job_id  # type: ignore[attr-defined]
     if p.job is not None:
-        error.stderr_tail = _tail(p.job.paths.stderr)  # type: ignore[attr-defined]
+        error.stderr_tail = stderr_tail(p.job.paths.stderr)  # type: ignore[attr-defined]
     return error
 
 

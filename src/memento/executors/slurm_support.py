@@ -11,17 +11,19 @@ import shutil
 import signal
 import subprocess
 import threading
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from memento.exceptions import ExperimentError, MissingExtra
+from memento._util.optional import optional_import
+from memento._util.text import tail
+from memento.exceptions import ExperimentError
+from memento.executors.envelope import Envelope, seal
 
 logger = logging.getLogger("memento")
 
 #: sacct states of a job that is over (anything else may still run, or run again).
-_OVER = frozenset(("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+OVER_STATES = frozenset(("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
                    "OUT_OF_MEMORY", "REVOKED", "TIMEOUT"))  # fmt: skip
 #: Paths that are private to each node on almost every cluster.
 _NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
@@ -29,12 +31,8 @@ _TAIL_LINES = 25
 _TAIL_CHARS = 3000
 
 
-def _import_submitit() -> Any:
-    try:
-        import submitit
-    except ImportError:
-        raise MissingExtra("submitit", "slurm", "SlurmExecutor") from None
-    return submitit
+def import_submitit() -> Any:
+    return optional_import("submitit", "slurm", "SlurmExecutor")
 
 
 def slurm_reachable() -> bool:
@@ -48,8 +46,9 @@ def slurm_reachable() -> bool:
 
 
 # -- on the node ------------------------------------------------------------------------------
-class _SlurmCall:
-    """What each array task runs: ``fn(*args)``, its outcome returned as data.
+class SlurmCall:
+    """What each array task runs: ``fn(*args)`` (``run_job(job)``), sealed in the envelope of
+    :mod:`memento.executors.envelope`.
 
     submitit requeues a job whose callable has a ``checkpoint`` method when it receives the
     preemption signal (``USR2``, also sent ``signal_delay_s`` before the time limit). The
@@ -61,7 +60,7 @@ class _SlurmCall:
         self.fn = fn
         self.max_requeues = max_requeues
 
-    def __call__(self, *args: Any) -> tuple[str, Any, str]:
+    def __call__(self, *args: Any) -> Envelope:
         faulthandler.enable()  # a segfault leaves its Python stack in the job's stderr
         requeued = threading.Event()
         sig = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
@@ -85,19 +84,15 @@ class _SlurmCall:
 
             signal.signal(sig, on_preempt)
         try:
-            value = self.fn(*args)
-        except Exception as exc:
-            if requeued.is_set():
-                raise SystemExit(-1) from None
-            return ("error", exc, traceback.format_exc())
+            envelope = seal(self.fn, *args)
         finally:
             if callable(previous):
                 signal.signal(sig, previous)
         if requeued.is_set():
-            # The experiment caught the exit (memento records it as a failure): leave without
-            # a result so that only the requeued run reports.
+            # The experiment caught the exit (memento records it as a failure), or the job
+            # failed meanwhile: leave without a result so that only the requeued run reports.
             raise SystemExit(-1)
-        return ("ok", value, "")
+        return envelope
 
     def checkpoint(self, *args: Any) -> Any:
         if _restarts() >= self.max_requeues:
@@ -105,6 +100,10 @@ class _SlurmCall:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args)
+
+
+#: Jobs queued by an earlier memento name the class by its old name when they start.
+_SlurmCall = SlurmCall
 
 
 def _restarts() -> int:
@@ -121,13 +120,13 @@ def _job_id() -> str:
     return os.environ.get("SLURM_JOB_ID", "?")
 
 
-def _state(job: Any) -> str:
+def job_state(job: Any) -> str:
     """The first word of the job's last known sacct state (``CANCELLED by 0`` -> CANCELLED)."""
     words = str(job.watcher.get_state(job.job_id, "cache") or "UNKNOWN").split()
     return words[0].upper() if words else "UNKNOWN"
 
 
-def _tail(path: Path) -> str:
+def stderr_tail(path: Path) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -135,15 +134,14 @@ def _tail(path: Path) -> str:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return "(no stderr file)"
-    lines = text.splitlines()[-_TAIL_LINES:]
-    return "\n".join(lines)[-_TAIL_CHARS:] or "(empty)"
+    return tail(text, _TAIL_LINES, chars=_TAIL_CHARS) or "(empty)"
 
 
-def _tail_note(path: Path) -> str:
-    return f"\n[end of its stderr]\n{_tail(path)}"
+def stderr_note(path: Path) -> str:
+    return f"\n[end of its stderr]\n{stderr_tail(path)}"
 
 
-def _refresh(folder: Path) -> None:
+def refresh_listing(folder: Path) -> None:
     # Touching the directory's mode makes NFS clients drop their cached listing (as submitit).
     try:
         folder.chmod(folder.stat().st_mode)
@@ -151,11 +149,11 @@ def _refresh(folder: Path) -> None:
         pass
 
 
-def _mem(mem_gb: float) -> str:
+def mem_parameter(mem_gb: float) -> str:
     return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
 
 
-def _scancel(ids: Sequence[str]) -> None:
+def scancel(ids: Sequence[str]) -> None:
     for start in range(0, len(ids), 500):
         chunk = list(ids[start : start + 500])
         try:
@@ -164,7 +162,7 @@ def _scancel(ids: Sequence[str]) -> None:
             logger.warning("scancel failed for %d Slurm job(s): %s", len(chunk), exc)
 
 
-def _queued(ids: Sequence[str]) -> set[str]:
+def queued_ids(ids: Sequence[str]) -> set[str]:
     """Which of ``ids`` Slurm still has queued or running (``squeue``)."""
     if not ids:
         return set()
@@ -172,7 +170,7 @@ def _queued(ids: Sequence[str]) -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def _max_array_size() -> int:
+def max_array_size() -> int:
     """The cluster's ``MaxArraySize`` (array indices stay below it; Slurm's default 1001)."""
     found = re.search(r"^MaxArraySize\s*=\s*(\d+)", _run(["scontrol", "show", "config"]), re.M)
     return max(1, int(found.group(1))) if found else 1001
@@ -186,7 +184,7 @@ def _run(args: list[str]) -> str:
         return ""
 
 
-def _warn_if_node_local(paths: Iterable[Path], partition: str | None) -> None:
+def warn_if_node_local(paths: Iterable[Path], partition: str | None) -> None:
     local = [p for p in paths if any(str(p).startswith(prefix + "/") for prefix in _NODE_LOCAL)]
     if not local:
         return

@@ -71,7 +71,9 @@ _NEWOBJ = getattr(copyreg, "__newobj__", None)
 _RECONSTRUCTOR = getattr(copyreg, "_reconstructor", None)
 
 
-class _Encoder:
+class Encoder:
+    """Writes the canonical, tagged encoding of values into ``out`` (see :func:`encode`)."""
+
     __slots__ = ("_active", "out")
 
     def __init__(self) -> None:
@@ -96,7 +98,7 @@ class _Encoder:
         self._encode_other(value, path)
 
     def nested(self, value: Any, path: str) -> bytes:
-        sub = _Encoder()
+        sub = Encoder()
         sub._active = self._active
         sub.encode(value, path)
         return bytes(sub.out)
@@ -225,7 +227,7 @@ def _is_estimator(value: Any) -> bool:
     )
 
 
-def _class_name(enc: _Encoder, cls: type, path: str) -> None:
+def _class_name(enc: Encoder, cls: type, path: str) -> None:
     module = module_name(cls)
     enc.text(b"s", module)
     enc.text(b"s", cls.__qualname__)
@@ -239,7 +241,7 @@ def _class_name(enc: _Encoder, cls: type, path: str) -> None:
         enc.out += _pack_len(len(methods))
         for name, code in methods:
             enc.text(b"s", name)
-            _code(enc, code)
+            encode_code(enc, code)
 
 
 # -- naming what a script defines -------------------------------------------------------------
@@ -389,39 +391,39 @@ def _importable_name(file: str) -> str:
     return ".".join(parts)
 
 
-def _none(enc: _Encoder, value: Any, path: str) -> None:
+def _none(enc: Encoder, value: Any, path: str) -> None:
     enc.out += b"N"
 
 
-def _bool(enc: _Encoder, value: bool, path: str) -> None:
+def _bool(enc: Encoder, value: bool, path: str) -> None:
     enc.out += b"T" if value else b"F"
 
 
-def _int(enc: _Encoder, value: int, path: str) -> None:
+def _int(enc: Encoder, value: int, path: str) -> None:
     enc.text(b"i", str(int(value)))
 
 
-def _float(enc: _Encoder, value: float, path: str) -> None:
+def _float(enc: Encoder, value: float, path: str) -> None:
     value = float(value)
     enc.text(b"f", "nan" if value != value else value.hex())
 
 
-def _complex(enc: _Encoder, value: complex, path: str) -> None:
+def _complex(enc: Encoder, value: complex, path: str) -> None:
     enc.out += b"j"
     _float(enc, value.real, path)
     _float(enc, value.imag, path)
 
 
-def _str(enc: _Encoder, value: str, path: str) -> None:
+def _str(enc: Encoder, value: str, path: str) -> None:
     enc.text(b"s", value)
 
 
-def _bytes(enc: _Encoder, value: bytes, path: str) -> None:
+def _bytes(enc: Encoder, value: bytes, path: str) -> None:
     enc.sized(b"b", bytes(value))
 
 
-def _sequence(tag: bytes) -> Callable[[_Encoder, Any, str], None]:
-    def encode(enc: _Encoder, value: Any, path: str) -> None:
+def _sequence(tag: bytes) -> Callable[[Encoder, Any, str], None]:
+    def encode(enc: Encoder, value: Any, path: str) -> None:
         if not enc._enter(value):
             return
         try:
@@ -435,7 +437,7 @@ def _sequence(tag: bytes) -> Callable[[_Encoder, Any, str], None]:
     return encode
 
 
-def _dict(enc: _Encoder, value: dict[Any, Any], path: str) -> None:
+def _dict(enc: Encoder, value: dict[Any, Any], path: str) -> None:
     if not enc._enter(value):
         return
     try:
@@ -465,7 +467,7 @@ def _dict(enc: _Encoder, value: dict[Any, Any], path: str) -> None:
         enc._leave(value)
 
 
-def _set(enc: _Encoder, value: Any, path: str) -> None:
+def _set(enc: Encoder, value: Any, path: str) -> None:
     if not enc._enter(value):
         return
     try:
@@ -478,7 +480,7 @@ def _set(enc: _Encoder, value: Any, path: str) -> None:
         enc.out += item
 
 
-def _function(enc: _Encoder, value: types.FunctionType, path: str) -> None:
+def _function(enc: Encoder, value: types.FunctionType, path: str) -> None:
     enc.out += b"u"
     module = module_name(value)
     enc.text(b"s", module)
@@ -489,7 +491,7 @@ def _function(enc: _Encoder, value: types.FunctionType, path: str) -> None:
             return
         enc._enter(value)
         try:
-            _code(enc, value.__code__)
+            encode_code(enc, value.__code__)
             closure = tuple(c.cell_contents for c in value.__closure__ or ())
             enc.encode(closure, f"{path} closure")
             enc.encode(value.__defaults__, f"{path} defaults")
@@ -504,26 +506,27 @@ def _is_anonymous(func: types.FunctionType) -> bool:
     return "<lambda>" in func.__qualname__ or "<locals>" in func.__qualname__
 
 
-def _code(enc: _Encoder, code: types.CodeType) -> None:
+def encode_code(enc: Encoder, code: types.CodeType) -> None:
+    """Write ``code``'s bytecode, names and constants (nested code objects included)."""
     enc.out += b"k"
     enc.sized(b"b", code.co_code)
     enc.encode(code.co_names, "code names")
     enc.encode(code.co_varnames, "code varnames")
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            _code(enc, const)
+            encode_code(enc, const)
         else:
             enc.encode(const, "code constant")
 
 
-def _partial(enc: _Encoder, value: functools.partial[Any], path: str) -> None:
+def _partial(enc: Encoder, value: functools.partial[Any], path: str) -> None:
     enc.out += b"p"
     enc.encode(value.func, f"{path}.func")
     enc.encode(tuple(value.args), f"{path}.args")
     enc.encode(dict(value.keywords), f"{path}.keywords")
 
 
-def _numpy(enc: _Encoder, value: Any, path: str) -> None:
+def _numpy(enc: Encoder, value: Any, path: str) -> None:
     import numpy as np
 
     if isinstance(value, np.ndarray):
@@ -592,21 +595,21 @@ def _ufunc_module(value: Any, path: str) -> str:
     return holders[0][2]
 
 
-def _pattern(enc: _Encoder, value: re.Pattern[Any], path: str) -> None:
+def _pattern(enc: Encoder, value: re.Pattern[Any], path: str) -> None:
     enc.out += b"P"
     enc.encode(value.pattern, f"{path}.pattern")
     _int(enc, value.flags, path)
 
 
-def _as_text(enc: _Encoder, value: Any, path: str) -> None:
+def _as_text(enc: Encoder, value: Any, path: str) -> None:
     enc.text(b"s", str(value))
 
 
-def _path(enc: _Encoder, value: Any, path: str) -> None:
+def _path(enc: Encoder, value: Any, path: str) -> None:
     enc.text(b"s", value.as_posix() if hasattr(value, "as_posix") else str(value))
 
 
-_EXACT: dict[type, Callable[[_Encoder, Any, str], None]] = {
+_EXACT: dict[type, Callable[[Encoder, Any, str], None]] = {
     type(None): _none,
     bool: _bool,
     int: _int,
@@ -630,7 +633,7 @@ _EXACT: dict[type, Callable[[_Encoder, Any, str], None]] = {
 _SCALARS = {t: _EXACT[t] for t in (type(None), bool, int, float, str)}
 
 # Subclasses of builtins and a few standard types, encoded as class + content.
-_BASES: list[tuple[type, Callable[[_Encoder, Any, str], None]]] = [
+_BASES: list[tuple[type, Callable[[Encoder, Any, str], None]]] = [
     (int, _int),
     (float, _float),
     (str, _str),
@@ -673,7 +676,7 @@ def encode(value: Any, path: str = "value") -> bytes:
 
     Raises :class:`~memento.exceptions.UnencodableValue` when a part of it cannot be encoded.
     """
-    enc = _Encoder()
+    enc = Encoder()
     try:
         enc.encode(value, path)
     except RecursionError:
@@ -710,7 +713,7 @@ def experiment_identity(func: Any, version: str | None = None) -> bytes:
     functions, partials, bound methods and callable objects, what distinguishes them."""
     if not callable(func):
         raise TypeError(f"The experiment must be callable as func(context, config), got {func!r}")
-    enc = _Encoder()
+    enc = Encoder()
     enc.text(b"s", f"memento-key-v{KEY_SCHEME_VERSION}")
     enc.encode(version, "version")
     if isinstance(func, type):
@@ -775,7 +778,7 @@ class KeyMaker:
         return str(h.hexdigest()[:32])
 
     def _item(self, name: str, value: Any, params: dict[str, Any]) -> bytes:
-        enc = _Encoder()
+        enc = Encoder()
         enc.text(b"s", name)
         try:
             enc.encode(value, f"config[{name!r}]")
@@ -805,9 +808,11 @@ def _name_parameter(exc: UnencodableValue, params: dict[str, Any]) -> Unencodabl
 __all__ = [
     "FINGERPRINT_VERSION",
     "KEY_SCHEME_VERSION",
+    "Encoder",
     "KeyMaker",
     "digest",
     "encode",
+    "encode_code",
     "experiment_identity",
     "experiment_name",
     "main_as_script_of",

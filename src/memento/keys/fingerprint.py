@@ -7,12 +7,16 @@ import ast
 import functools
 import hashlib
 import inspect
+import os
+import site
+import sys
+import sysconfig
 import textwrap
 import types
 from collections.abc import Iterable
 from typing import Any
 
-from memento.keys.encoding import FINGERPRINT_VERSION, _code, _Encoder, module_name
+from memento.keys.encoding import FINGERPRINT_VERSION, Encoder, encode_code, module_name
 
 
 def code_fingerprint(func: Any) -> str:
@@ -41,17 +45,26 @@ def code_fingerprint(func: Any) -> str:
 
     The source is hashed as its syntax tree, without docstrings: editing comments,
     docstrings, blank lines or formatting (or moving a function) does not mark results stale.
-    When the source is
-    unavailable (``python -c``, some notebooks) the bytecode is hashed instead. The result is
-    deterministic: equal code gives an equal fingerprint in every process.
+    When the source is unavailable (``python -c``, some notebooks) the bytecode is hashed
+    instead. The result is deterministic: equal code gives an equal fingerprint in every
+    process.
     """
-    import os
-    import site
-    import sys
-    import sysconfig
+    target = _target(func)
+    installed = _installed_roots()
+    entries = _covered(target, installed)
+    root = _source(target)
+    if not root and not entries:
+        return ""
+    return _combine(_label(target), root, entries)
 
-    max_depth, max_objects = 4, 200
 
+#: How far references are followed from the experiment, and how many objects at most.
+MAX_DEPTH, MAX_OBJECTS = 4, 200
+
+
+def _target(func: Any) -> Any:
+    """The function or class whose code ``func`` runs: through partials, bound methods,
+    callable objects (their class) and decorators (``__wrapped__``)."""
     target = func
     while isinstance(target, functools.partial):
         target = target.func
@@ -63,7 +76,11 @@ def code_fingerprint(func: Any) -> str:
         target = inspect.unwrap(target)
     except ValueError:  # a cycle of __wrapped__
         pass
+    return target
 
+
+def _installed_roots() -> tuple[str, ...]:
+    """The folders of the standard library and of installed packages, each ending in ``/``."""
     roots: set[str] = set()
     for scheme_path in ("stdlib", "platstdlib", "purelib", "platlib"):
         for variables in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
@@ -76,136 +93,167 @@ def code_fingerprint(func: Any) -> str:
         roots.add(site.getusersitepackages())
     except AttributeError:  # site in some embedded interpreters
         pass
-    installed = tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
+    return tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
 
-    def is_user_code(obj: Any) -> bool:
-        if isinstance(obj, types.ModuleType):
-            module_name = obj.__name__
+
+def _is_user_code(obj: Any, installed: tuple[str, ...]) -> bool:
+    """Whether ``obj`` (a module, function or class) lives outside the standard library,
+    installed packages and memento itself."""
+    if isinstance(obj, types.ModuleType):
+        name = obj.__name__
+    else:
+        name = getattr(obj, "__module__", None) or ""
+    if name in sys.builtin_module_names or name.split(".")[0] == "memento":
+        return False
+    path = getattr(sys.modules.get(name), "__file__", None)
+    if not path:
+        code = getattr(obj, "__code__", None)
+        path = code.co_filename if code is not None else None
+    if not path or path.startswith("<"):
+        return name == "__main__"  # python -c, the REPL, exec in a script
+    real = os.path.realpath(path)
+    parts = real.split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    return not real.startswith(installed)
+
+
+def _source(obj: Any) -> bytes:
+    """What is hashed of ``obj``: its normalised source, else its bytecode."""
+    try:
+        return normalised(inspect.getsource(obj)).encode("utf-8")
+    except (OSError, TypeError):
+        pass
+    enc = Encoder()
+    if isinstance(obj, types.FunctionType):
+        encode_code(enc, obj.__code__)
+    else:  # a class without source: the bytecode of its methods
+        for name, member in sorted(vars(obj).items()):
+            inner = getattr(member, "__func__", member)
+            if isinstance(inner, types.FunctionType):
+                enc.text(b"s", name)
+                encode_code(enc, inner.__code__)
+    return bytes(enc.out)
+
+
+def _code_names(code: types.CodeType) -> list[str]:
+    """The global and attribute names ``code`` uses, nested code objects included."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.extend(_code_names(const))
+    return names
+
+
+def _candidate(value: Any) -> Any:
+    """The function or class a referenced value stands for, else None."""
+    while isinstance(value, functools.partial):
+        value = value.func
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    try:
+        value = inspect.unwrap(value)
+    except Exception:
+        pass
+    return value if isinstance(value, (type, types.FunctionType)) else None
+
+
+def _functions_of(obj: Any) -> list[types.FunctionType]:
+    """``obj`` itself for a function; a class's methods and property accessors, by name."""
+    if not isinstance(obj, type):
+        return [obj]
+    functions: list[types.FunctionType] = []
+    for _, member in sorted(vars(obj).items()):
+        if isinstance(member, property):
+            members = [member.fget, member.fset, member.fdel]
         else:
-            module_name = getattr(obj, "__module__", None) or ""
-        if module_name in sys.builtin_module_names or module_name.split(".")[0] == "memento":
-            return False
-        path = getattr(sys.modules.get(module_name), "__file__", None)
-        if not path:
-            code = getattr(obj, "__code__", None)
-            path = code.co_filename if code is not None else None
-        if not path or path.startswith("<"):
-            return module_name == "__main__"  # python -c, the REPL, exec in a script
-        real = os.path.realpath(path)
-        parts = real.split(os.sep)
-        if "site-packages" in parts or "dist-packages" in parts:
-            return False
-        return not real.startswith(installed)
+            members = [getattr(member, "__func__", member)]
+        functions.extend(m for m in members if isinstance(m, types.FunctionType))
+    return functions
 
-    def source(obj: Any) -> bytes:
+
+def _module_attributes(
+    names: list[str], modules: list[types.ModuleType], installed: tuple[str, ...]
+) -> list[Any]:
+    """``pkg.module.helper(...)``: the ``names`` looked up in the user modules named (and in
+    the user modules those hold, breadth first)."""
+    found: list[Any] = []
+    seen: set[str] = set()
+    while modules:
+        module = modules.pop(0)
+        if module.__name__ in seen or not _is_user_code(module, installed):
+            continue
+        seen.add(module.__name__)
+        for name in names:
+            value = getattr(module, name, None)
+            if isinstance(value, types.ModuleType):
+                modules.append(value)
+            elif value is not None:
+                found.append(value)
+    return found
+
+
+def _captured(function: types.FunctionType) -> list[Any]:
+    """The values in ``function``'s closure and default arguments."""
+    found: list[Any] = []
+    for cell in function.__closure__ or ():
         try:
-            return normalised(inspect.getsource(obj)).encode("utf-8")
-        except (OSError, TypeError):
+            found.append(cell.cell_contents)
+        except ValueError:  # an empty cell
             pass
-        enc = _Encoder()
-        if isinstance(obj, types.FunctionType):
-            _code(enc, obj.__code__)
-        else:  # a class without source: the bytecode of its methods
-            for name, member in sorted(vars(obj).items()):
-                inner = getattr(member, "__func__", member)
-                if isinstance(inner, types.FunctionType):
-                    enc.text(b"s", name)
-                    _code(enc, inner.__code__)
-        return bytes(enc.out)
+    found.extend(function.__defaults__ or ())
+    found.extend((function.__kwdefaults__ or {}).values())
+    return found
 
-    def code_names(code: types.CodeType) -> list[str]:
-        names = list(code.co_names)
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                names.extend(code_names(const))
-        return names
 
-    def candidate(value: Any) -> Any:
-        """The function or class a referenced value stands for, else None."""
-        while isinstance(value, functools.partial):
-            value = value.func
-        if isinstance(value, (staticmethod, classmethod)):
-            value = value.__func__
-        try:
-            value = inspect.unwrap(value)
-        except Exception:
-            pass
-        return value if isinstance(value, (type, types.FunctionType)) else None
+def _references(obj: Any, installed: tuple[str, ...]) -> list[Any]:
+    """What ``obj`` refers to, in a deterministic order (unfiltered)."""
+    found: list[Any] = list(obj.__bases__) if isinstance(obj, type) else []
+    for function in _functions_of(obj):
+        names = _code_names(function.__code__)
+        scope = function.__globals__
+        modules = [v for v in (scope.get(n) for n in names) if isinstance(v, types.ModuleType)]
+        found.extend(scope[name] for name in names if name in scope)
+        found.extend(_module_attributes(names, modules, installed))
+        found.extend(_captured(function))
+    return found
 
-    def references(obj: Any) -> list[Any]:
-        """What ``obj`` refers to, in a deterministic order (unfiltered)."""
-        found: list[Any] = []
-        functions: list[types.FunctionType] = []
-        if isinstance(obj, type):
-            found.extend(obj.__bases__)
-            for _, member in sorted(vars(obj).items()):
-                if isinstance(member, property):
-                    members = [member.fget, member.fset, member.fdel]
-                else:
-                    members = [getattr(member, "__func__", member)]
-                functions.extend(m for m in members if isinstance(m, types.FunctionType))
-        else:
-            functions.append(obj)
-        for function in functions:
-            names = code_names(function.__code__)
-            scope = function.__globals__
-            modules = [v for v in (scope.get(n) for n in names) if isinstance(v, types.ModuleType)]
-            for name in names:
-                if name in scope:
-                    found.append(scope[name])
-            # `pkg.module.helper(...)`: look the other names up in the user modules named.
-            seen_modules: set[str] = set()
-            while modules:
-                module = modules.pop(0)
-                if module.__name__ in seen_modules or not is_user_code(module):
-                    continue
-                seen_modules.add(module.__name__)
-                for name in names:
-                    value = getattr(module, name, None)
-                    if isinstance(value, types.ModuleType):
-                        modules.append(value)
-                    elif value is not None:
-                        found.append(value)
-            for cell in function.__closure__ or ():
-                try:
-                    found.append(cell.cell_contents)
-                except ValueError:  # an empty cell
-                    pass
-            found.extend(function.__defaults__ or ())
-            found.extend((function.__kwdefaults__ or {}).values())
-        return found
 
-    def label(obj: Any) -> str:
-        # Named as keys name it: a script's function is "a:f" whether run or imported.
-        return f"{module_name(obj) or None}:{getattr(obj, '__qualname__', '?')}"
+def _label(obj: Any) -> str:
+    # Named as keys name it: a script's function is "a:f" whether run or imported.
+    return f"{module_name(obj) or None}:{getattr(obj, '__qualname__', '?')}"
 
+
+def _covered(target: Any, installed: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(label, source hash)`` of the user code ``target`` reaches, breadth first, at most
+    :data:`MAX_DEPTH` references deep and :data:`MAX_OBJECTS` objects in all."""
     entries: list[tuple[str, str]] = []
     visited = {id(target)}
     frontier = [target]
-    for _ in range(max_depth):
+    for _ in range(MAX_DEPTH):
         following: list[Any] = []
         for obj in frontier:
-            if obj is not target and not is_user_code(obj):
+            if obj is not target and not _is_user_code(obj, installed):
                 continue
-            for value in references(obj):
-                ref = candidate(value)
-                if ref is None or id(ref) in visited or len(visited) >= max_objects:
+            for value in _references(obj, installed):
+                ref = _candidate(value)
+                if ref is None or id(ref) in visited or len(visited) >= MAX_OBJECTS:
                     continue
                 visited.add(id(ref))
-                if is_user_code(ref):
-                    entries.append((label(ref), hashlib.sha256(source(ref)).hexdigest()))
+                if _is_user_code(ref, installed):
+                    entries.append((_label(ref), hashlib.sha256(_source(ref)).hexdigest()))
                     following.append(ref)
         frontier = following
+    return entries
 
-    root = source(target)
-    if not root and not entries:
-        return ""
+
+def _combine(label: str, root: bytes, entries: list[tuple[str, str]]) -> str:
+    """``v3:<overall hash>;<label>=<hash>,...``: the target first, then the rest by label."""
     data = b"\0".join(
-        [label(target).encode(), root]
-        + [f"{name}={digest}".encode() for name, digest in sorted(entries)]
+        [label.encode(), root] + [f"{name}={digest}".encode() for name, digest in sorted(entries)]
     )
     # Each function's own hash rides along, so a stale warning can name what changed.
-    parts = [(label(target), hashlib.sha256(root).hexdigest()), *sorted(entries)]
+    parts = [(label, hashlib.sha256(root).hexdigest()), *sorted(entries)]
     per_function = ",".join(f"{name}={digest[:12]}" for name, digest in parts)
     overall = hashlib.sha256(data).hexdigest()[:32]
     return f"v{FINGERPRINT_VERSION}:{overall};{per_function}"

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from memento._util.text import display_value
+from memento.exceptions import UnencodableValue
+from memento.keys.encoding import encode
 from memento.matrix.validation import (
     TOP_LEVEL_KEYS,
     describe,
@@ -126,8 +128,6 @@ class Config:
         )
 
     def __hash__(self) -> int:
-        from memento.keys.encoding import encode
-
         return hash(encode(self._params))
 
     def __str__(self) -> str:
@@ -141,9 +141,6 @@ def values_equal(a: Any, b: Any) -> bool:
     """Type-aware equality: equal canonical encodings (falls back to ``==``)."""
     if a is b:
         return True
-    from memento.exceptions import UnencodableValue
-    from memento.keys.encoding import encode
-
     try:
         return encode(a) == encode(b)
     except UnencodableValue:
@@ -363,9 +360,6 @@ class _ValueIndex:
 
     def find(self, wanted: Any) -> set[int]:
         """The values with the same key as ``wanted``."""
-        from memento.exceptions import UnencodableValue
-        from memento.keys.encoding import encode
-
         if self._by_code is None:
             self._by_code = {}
             for i, v in enumerate(self._values):

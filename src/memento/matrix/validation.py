@@ -14,13 +14,16 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from memento._util.text import truncate
+from memento.exceptions import UnencodableValue
+from memento.keys.encoding import encode
+
 TOP_LEVEL_KEYS = ("parameters", "settings", "exclude", "include", "id", "dependencies")
 _ENDLESS = (itertools.count, itertools.cycle, itertools.repeat)
 
 
 def describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return truncate(repr(value), 80)
 
 
 def validate_matrix(matrix: Any) -> None:
@@ -145,9 +148,6 @@ def parameter_values(name: str, values: Any) -> list[Any]:
             return sorted(items)
     if all(isinstance(v, numbers.Real) and v == v for v in items):  # no nan: a total order
         return sorted(items)
-    from memento.exceptions import UnencodableValue
-    from memento.keys.encoding import encode
-
     try:
         return sorted(items, key=encode)
     except UnencodableValue:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import IO, Any
 
+from memento._util.text import truncate
 from memento.events import Event, ExperimentFailed, ExperimentFinished, RunFinished
 
 logger = logging.getLogger("memento.notifications")
@@ -20,11 +21,16 @@ TRACEBACK_LINES = 12
 TRACEBACKS_SHOWN = 5
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 15] + " ... [truncated]"
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in ``... [truncated]`` when it was cut."""
+    return truncate(text, limit, marker=_CUT)
 
 
-def _text(value: Any) -> str:
+_CUT = " ... [truncated]"
+
+
+def safe_str(value: Any) -> str:
+    """``str(value)``, or the default repr when that raises."""
     try:
         return str(value)
     except Exception:  # a config whose __str__ raises must not hide the failure
@@ -99,8 +105,8 @@ class ConsoleNotificationProvider(DefaultNotificationProvider):
     def notify(self, event: Event) -> None:
         super().notify(event)
         if isinstance(event, ExperimentFailed):
-            error = _clip(f"{event.exc_type}: {event.message}", MAX_MESSAGE_CHARS)
-            config = _clip(_text(event.config), MAX_CONFIG_CHARS)
+            error = clip(f"{event.exc_type}: {event.message}", MAX_MESSAGE_CHARS)
+            config = clip(safe_str(event.config), MAX_CONFIG_CHARS)
             print(f"  {config}: {error}", file=sys.stderr)
 
     def task_completed(self) -> None:
@@ -228,7 +234,7 @@ class NotificationDispatcher:
         try:
             call(*args)
         except Exception as exc:
-            reason = _clip(f"{type(exc).__name__}: {exc}", 300)
+            reason = clip(f"{type(exc).__name__}: {exc}", 300)
             if index in self._warned:
                 logger.debug("Notification provider %r failed again (%s).", provider, reason)
                 return

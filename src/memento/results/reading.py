@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memento._util.tables import require_pandas
 from memento._util.text import display_value, is_scalar_dict
 from memento.exceptions import StoreError
 from memento.keys.fingerprint import is_stale
+from memento.store.backends import open_store
+from memento.store.base import BaseStore
 from memento.store.safe_pickle import StoredValue
-from memento.store.sqlite import Store, default_store_path
+from memento.store.sqlite import default_store_path
 
 #: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`is_stale`).
 STATUSES = ("done", "failed", "stale")
@@ -68,8 +71,6 @@ class StoredResults(list[dict[str, Any]]):
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame of :meth:`to_records` (needs the ``pandas`` extra)."""
-        from memento._util.tables import require_pandas
-
         pd = require_pandas("StoredResults.to_dataframe()")
         records = self.to_records()
         return pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
@@ -110,7 +111,7 @@ def open_results(
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
     store_path = default_store_path(path)
-    with Store(store_path, readonly=True) as store:
+    with open_store(store_path, readonly=True) as store:
         records = read_records(store, status=status, experiment=experiment, load_values=load_values)
     if where:
         records = filter_records(records, where)
@@ -118,7 +119,7 @@ def open_results(
 
 
 def read_records(
-    store: Store,
+    store: BaseStore,
     *,
     status: str | None = None,
     experiment: str | None = None,
@@ -133,7 +134,7 @@ def read_records(
         rows = list(store.rows(status=status_filter, experiment=name, key_prefix=key_prefix))
     except (StoreError, ValueError):
         raise
-    except Exception as exc:  # sqlite3.DatabaseError, bad JSON: the file is damaged
+    except Exception as exc:  # a database error, bad JSON: the file is damaged
         raise StoreError(f"{store.path} cannot be read as a memento store ({exc})") from None
     records = []
     for row in rows:
@@ -145,7 +146,7 @@ def read_records(
 
 
 def _record(
-    store: Store, row: dict[str, Any], latest_prints: dict[str, str], load_values: bool
+    store: BaseStore, row: dict[str, Any], latest_prints: dict[str, str], load_values: bool
 ) -> dict[str, Any]:
     series = row["metrics"] if isinstance(row["metrics"], dict) else {}
     latest = latest_prints.get(row["experiment"])
@@ -203,7 +204,7 @@ def _last_y(points: Any) -> Any:
         return None
 
 
-def latest_fingerprints(store: Store) -> dict[str, str]:
+def latest_fingerprints(store: BaseStore) -> dict[str, str]:
     """Each experiment's current code fingerprint: that of its most recent run.
 
     There is no code at hand when reading a store, so a result is *stale* when its
@@ -211,30 +212,15 @@ def latest_fingerprints(store: Store) -> dict[str, str]:
     by ``forget``, so forgetting results does not change which others are stale. Stores
     written before runs recorded their fingerprint fall back to the last written result.
     """
-    latest = {
-        experiment: fingerprint
-        for experiment, fingerprint in store.conn.execute(
-            "SELECT experiment, fingerprint FROM results "
-            "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY updated, rowid"
-        )
-    }
-    latest.update(
-        store.conn.execute(
-            "SELECT experiment, fingerprint FROM runs "
-            "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY started, rowid"
-        )
-    )
-    return latest
+    return store.latest_fingerprints()
 
 
-def experiments(store: Store) -> list[str]:
+def experiments(store: BaseStore) -> list[str]:
     """The experiment names in the store (results and in-flight ones), sorted."""
-    names = {r[0] for r in store.conn.execute("SELECT DISTINCT experiment FROM results")}
-    names |= {r[0] for r in store.conn.execute("SELECT DISTINCT experiment FROM running")}
-    return sorted(names)
+    return sorted(store.experiment_names())
 
 
-def resolve_experiment(store: Store, name: str) -> str:
+def resolve_experiment(store: BaseStore, name: str) -> str:
     """The full name of the experiment ``name`` designates (full name or qualified name)."""
     names = experiments(store)
     if name in names:
@@ -419,7 +405,7 @@ class StoreSummary:
     active_runs: list[RunInfo] = field(default_factory=list)
 
 
-def summarize(store: Store, *, recent_runs: int = 5) -> StoreSummary:
+def summarize(store: BaseStore, *, recent_runs: int = 5) -> StoreSummary:
     """Count results by state for each experiment, and list what runs, failed or is stale."""
     try:
         return _summarize(store, recent_runs)
@@ -429,8 +415,7 @@ def summarize(store: Store, *, recent_runs: int = 5) -> StoreSummary:
         raise StoreError(f"{store.path} cannot be read as a memento store ({exc})") from None
 
 
-def _summarize(store: Store, recent_runs: int) -> StoreSummary:
-    conn = store.conn
+def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
     latest = latest_fingerprints(store)
     counts: dict[str, ExperimentCounts] = {}
 
@@ -438,11 +423,7 @@ def _summarize(store: Store, recent_runs: int) -> StoreSummary:
         return counts.setdefault(name, ExperimentCounts(name))
 
     failed, stale = [], []
-    query = (
-        "SELECT key, experiment, status, params, fingerprint, error_type, error_message, "
-        "updated FROM results ORDER BY rowid"
-    )
-    for key, experiment, status, params, fingerprint, etype, emsg, updated in conn.execute(query):
+    for key, experiment, status, params, fingerprint, etype, emsg, updated in store.result_states():
         c = entry(experiment)
         item = {"key": key, "experiment": experiment, "params": _json(params), "updated": updated}
         if status == "failed":
@@ -454,8 +435,7 @@ def _summarize(store: Store, recent_runs: int) -> StoreSummary:
         else:
             c.done += 1
     running = []
-    query = "SELECT key, run_id, experiment, params, submitted FROM running ORDER BY submitted"
-    for key, run_id, experiment, params, submitted in conn.execute(query):
+    for key, run_id, experiment, params, submitted in store.in_flight():
         entry(experiment).running += 1
         running.append(
             {
@@ -466,27 +446,8 @@ def _summarize(store: Store, recent_runs: int) -> StoreSummary:
                 "submitted": submitted,
             }
         )
-    runs = [
-        RunInfo(*row)
-        for row in conn.execute(
-            "SELECT run_id, experiment, host, pid, started, finished, state, total, done, "
-            "failed FROM runs ORDER BY started DESC LIMIT ?",
-            (recent_runs,),
-        )
-    ]
-    active = [
-        RunInfo(*row)
-        for row in conn.execute(
-            "SELECT run_id, experiment, host, pid, started, finished, state, total, done, "
-            "failed FROM runs WHERE state = 'running' ORDER BY started"
-        )
-    ]
-    runs_total = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
-    last = conn.execute(
-        "SELECT max(t) FROM (SELECT max(updated) AS t FROM results "
-        "UNION ALL SELECT max(max(started), coalesce(max(finished), 0)) FROM runs "
-        "UNION ALL SELECT max(submitted) FROM running)"
-    ).fetchone()[0]
+    runs = [RunInfo(*row) for row in store.runs(limit=recent_runs)]
+    active = [RunInfo(*row) for row in store.runs(running_only=True)]
     return StoreSummary(
         path=store.path,
         counts=[counts[name] for name in sorted(counts)],
@@ -494,8 +455,8 @@ def _summarize(store: Store, recent_runs: int) -> StoreSummary:
         failed=failed,
         stale=stale,
         runs=runs,
-        last_activity=last,
-        runs_total=runs_total,
+        last_activity=store.last_activity(),
+        runs_total=store.run_count(),
         active_runs=active,
     )
 

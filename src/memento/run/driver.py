@@ -1,7 +1,8 @@
 """Executing a plan: submit jobs, collect outcomes, store them, build results.
 
-:class:`_Run` is one call of ``Memento.run`` once planning is done (see :mod:`memento.run.memento`):
-it owns the store, the executor and the bookkeeping. It keeps about two jobs per worker in
+:class:`Driver` is one call of ``Memento.run`` once planning is done (:mod:`memento.plan`):
+it gets the plan, the frozen :class:`~memento.run.settings.RunSettings`, the store and the
+notifier, and owns the executor and the bookkeeping. It keeps about two jobs per worker in
 flight, batches tiny experiments, retries failures while attempts remain, writes everything
 that finished together in one transaction, and puts results back in matrix order.
 """
@@ -18,13 +19,20 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
+import memento.run.progress as live_display
 from memento._util.text import params_json
+from memento.events import ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
 from memento.exceptions import AggregateException
+from memento.executors.local import make_executor
+from memento.executors.workspace import Workspace
 from memento.keys.fingerprint import stale_message
 from memento.matrix.configs import Config
+from memento.notifications.base import NotificationDispatcher
+from memento.plan.planning import LOAD_COLUMNS, Plan
 from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
+from memento.run.settings import RunSettings
 from memento.run.stopping import (
     RunInterrupted,
     Terminated,
@@ -32,7 +40,8 @@ from memento.run.stopping import (
     install_quiet_excepthook,
     restore_sigterm,
 )
-from memento.store.sqlite import Store, StoredOutcome
+from memento.store.backends import open_store
+from memento.store.base import BaseStore, StoredOutcome
 from memento.worker.task import (
     FunctionRef,
     Job,
@@ -40,54 +49,16 @@ from memento.worker.task import (
     OutputTail,
     Task,
     driver_stderr,
+    install_output_router,
     prefix_lines,
     rebuild_error,
-    run_job,
+    uninstall_output_router,
 )
-
-if TYPE_CHECKING:
-    from memento.run.memento import Memento, Plan
 
 logger = logging.getLogger("memento")
 
-# What a run reads of each stored result; the plan's two columns come first.
-LOAD_COLUMNS = (
-    "status",
-    "fingerprint",
-    "value",
-    "value_file",
-    "start_time",
-    "runtime",
-    "cpu_time",
-    "peak_rss",
-    "peak_vms",
-    "metrics",
-    "attempts",
-    "host",
-)
 _BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
 _MAX_BATCH = 64
-
-
-class _NoNotifications:
-    """Stands in for a dispatcher when there is no provider (saves importing smtplib & co)."""
-
-    def emit(self, event: Any) -> None:
-        pass
-
-    def tick(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _notifier(provider: Any) -> Any:
-    if provider is None:
-        return _NoNotifications()
-    from memento.notifications import NotificationDispatcher
-
-    return NotificationDispatcher(provider)
 
 
 class _Pending:
@@ -116,38 +87,38 @@ class _Pending:
         return retry
 
 
-class _Run:
-    """One call of ``Memento.run``: owns the store, the executor and the bookkeeping."""
+class Driver:
+    """One call of ``Memento.run``: runs ``plan`` as ``settings`` say, writing to ``store``
+    and telling ``notifier``; owns the executor and the bookkeeping. Closes the store and the
+    notifier when :meth:`execute` ends.
+
+    Example::
+
+        plan = make_plan(experiment, matrix, keep_rows=True)
+        settings = RunSettings(experiment)
+        store = open_store(plan.store_path)
+        results = Driver(plan, settings, store, NotificationDispatcher()).execute()
+    """
 
     def __init__(
-        self,
-        memento: Memento,
-        plan: Plan,
-        force_run: bool,
-        notify: bool,
-        raise_on_failure: bool,
-        force_cache: bool = False,
+        self, plan: Plan, settings: RunSettings, store: BaseStore, notifier: NotificationDispatcher
     ) -> None:
-        from memento.executors.local import make_executor
-
-        self.m = memento
+        #: The run's settings (frozen); named ``m`` as it once was the Memento.
+        self.m = settings
         self.plan = plan
-        self.force_run = force_run
-        self.notify_on_complete = notify
-        self.raise_on_failure = raise_on_failure
         # force_cache runs nothing and writes nothing, so a store in a read-only place (an
         # archive, a read-only mount) serves it.
-        self.read_only = force_cache
-        self.store = Store(plan.store_path, readonly=force_cache)
-        self.executor, self.owns_executor = make_executor(memento.executor, memento.num_workers)
-        self.notifier = _notifier(memento.notification_provider)
+        self.read_only = settings.force_cache
+        self.store = store
+        self.executor, self.owns_executor = make_executor(settings.executor, settings.num_workers)
+        self.notifier = notifier
         self.results: list[Result | None] = [None] * len(plan.keys)
         self.run_id = uuid.uuid4().hex[:12]
         self.fingerprint = plan.fingerprint
         # force_cache runs nothing, so stale results are served then, whatever the policy.
-        self.reuse_stale = memento.on_code_change != "rerun" or force_cache
+        self.reuse_stale = settings.on_code_change != "rerun" or settings.force_cache
         self.experiment = plan.experiment
-        self.function = FunctionRef(memento.func, plan.identity)
+        self.function = FunctionRef(settings.func, plan.identity)
         self.done = self.failed = self.cached = 0
         self.failures: list[Any] = []
         self.failed_events: list[Any] = []
@@ -157,49 +128,75 @@ class _Run:
         self.started: set[str] = set()
         self.started_lock = threading.Lock()
         self.marked: set[str] = set()
-        ex = self.executor
-        self.has_progress = ex.in_process or hasattr(ex, "progress_updates")
+        # Whether workers say when each experiment begins: in-process ones through the job's
+        # own callback, the others through the executor's declared progress channel.
+        self.has_progress = self.executor.in_process or self.executor.reports_progress
 
     # -- the whole run ---------------------------------------------------------------------
     def execute(self) -> ResultList:
-        from memento.events import RunStarted
-
+        """Run what the plan lacks, storing each outcome as it arrives; return every result
+        in matrix order, or raise an :class:`AggregateException` with the failures."""
         started = time.monotonic()
-        plan = self.plan
+        to_run, cached_idx = self._split()
+        self._report_stale()
+        if not self.read_only:
+            self.store.start_run(
+                self.run_id,
+                self.experiment,
+                len(self.plan.keys),
+                len(to_run),
+                len(cached_idx),
+                fingerprint=self.plan.fingerprint,
+            )
+        stop = self._run_then_close(to_run, cached_idx, started)
+        if stop is not None:
+            self._stopped(stop)
+        results = ResultList(r for r in self.results if r is not None)
+        if self.failures and self.m.raise_on_failure:
+            error = AggregateException(self.failures)
+            error.results = results  # type: ignore[attr-defined]
+            raise error
+        return results
+
+    def _split(self) -> tuple[list[_Pending], list[int]]:
+        """What must run, and the indices of the stored results to reuse."""
         to_run: list[_Pending] = []
         cached_idx: list[int] = []
+        plan = self.plan
         for i, (config, key, state) in enumerate(zip(plan.configs, plan.keys, plan.states)):
             reuse = state == "cached" or (state == "stale" and self.reuse_stale)
-            if reuse and not self.force_run:
+            if reuse and not self.m.force_run:
                 cached_idx.append(i)
             else:
                 to_run.append(_Pending(i, key, config))
+        return to_run, cached_idx
+
+    def _report_stale(self) -> None:
+        """Warn about reused stale results, or say they run again, as ``on_code_change`` asks."""
+        plan = self.plan
         stale = plan.count("stale")
-        if stale and not self.force_run:
-            if self.m.on_code_change == "warn":
-                rows = plan.rows or {}
-                stored = [
-                    rows[k][1] for k, s in zip(plan.keys, plan.states) if s == "stale" and k in rows
-                ]
-                logger.warning(
-                    "%s", stale_message(stale, self.experiment, stored, plan.fingerprint)
-                )
-            elif self.m.on_code_change == "rerun" and not self.reuse_stale:
-                logger.info(
-                    "%d stored result(s) of %s were computed by older code; computing them again",
-                    stale,
-                    self.experiment,
-                )
-        store = self.store
-        if not self.read_only:
-            store.start_run(
-                self.run_id,
+        if not stale or self.m.force_run:
+            return
+        if self.m.on_code_change == "warn":
+            rows = plan.rows or {}
+            stored = [
+                rows[k][1] for k, s in zip(plan.keys, plan.states) if s == "stale" and k in rows
+            ]
+            logger.warning("%s", stale_message(stale, self.experiment, stored, plan.fingerprint))
+        elif self.m.on_code_change == "rerun" and not self.reuse_stale:
+            logger.info(
+                "%d stored result(s) of %s were computed by older code; computing them again",
+                stale,
                 self.experiment,
-                len(plan.keys),
-                len(to_run),
-                len(cached_idx),
-                fingerprint=plan.fingerprint,
             )
+
+    def _run_then_close(
+        self, to_run: list[_Pending], cached_idx: list[int], started: float
+    ) -> KeyboardInterrupt | None:
+        """Load the cached results, run the rest; then, whatever happened, finish the run's
+        row, send the end-of-run event and close. Returns the Ctrl-C or SIGTERM that stopped
+        the run, if one did."""
+        plan = self.plan
         run_state = "failed"
         stop: KeyboardInterrupt | None = None
         previous_sigterm = catch_sigterm()
@@ -212,7 +209,7 @@ class _Run:
                     to_run=len(to_run),
                     cached=self.cached,
                     failed_before=plan.count("failed"),
-                    store_path=str(store.path),
+                    store_path=str(self.store.path),
                     experiment=self.experiment,
                 )
             )
@@ -230,21 +227,14 @@ class _Run:
             try:
                 # Also clears this run's in-flight rows, so `memento status` shows none.
                 if not self.read_only:
-                    store.finish_run(self.run_id, self.done, self.failed, run_state)
+                    self.store.finish_run(self.run_id, self.done, self.failed, run_state)
             finally:
                 restore_sigterm(previous_sigterm)
-                if run_state != "interrupted" and self.notify_on_complete:
+                if run_state != "interrupted" and self.m.notify_on_complete:
                     self._emit_finished(started)
                 self.notifier.close()
-                store.close()
-        if stop is not None:
-            self._stopped(stop)
-        results = ResultList(r for r in self.results if r is not None)
-        if self.failures and self.raise_on_failure:
-            error = AggregateException(self.failures)
-            error.results = results  # type: ignore[attr-defined]
-            raise error
-        return results
+                self.store.close()
+        return stop
 
     def _stopped(self, stop: KeyboardInterrupt) -> NoReturn:
         """Say what an interrupted run kept, then leave: exit code 143 for SIGTERM, else a
@@ -265,16 +255,13 @@ class _Run:
         raise RunInterrupted(f"run of {self.experiment} interrupted") from None
 
     def _emit_finished(self, started: float) -> None:
-        from memento.events import RunFinished
-
         self.notifier.emit(
-            RunFinished(
+            RunFinished.since(
+                started,
                 done=self.done,
                 cached=self.cached,
-                failed=self.failed,
-                elapsed=datetime.timedelta(seconds=time.monotonic() - started),
-                store_path=str(self.store.path),
-                failures=tuple(self.failed_events),
+                failures=self.failed_events,
+                store_path=self.store.path,
             )
         )
 
@@ -294,28 +281,32 @@ class _Run:
             if row is None or row[0] != "done":  # removed since planning
                 missing.append(i)
                 continue
-            (_, _, value, value_file, start, runtime, cpu, rss, vms, metrics, attempts, host) = row
             try:
-                inner = self.store.load_value(value, value_file)
+                inner = self.store.load_value(row[2], row[3])
             except Exception as exc:
                 logger.warning("Stored result %s cannot be loaded (%s); running it again", key, exc)
                 missing.append(i)
                 continue
-            self.results[i] = Result(
-                self.plan.configs[i],
-                inner,
-                _metric_tables(metrics),
-                _datetime(start),
-                _timedelta(runtime),
-                _timedelta(cpu),
-                _memory(rss, vms),
-                was_cached=True,
-                key=key,
-                attempts=attempts or 1,
-                host=host or "",
-            )
+            self.results[i] = self._cached_result(i, key, row, inner)
             self.cached += 1
         return missing
+
+    def _cached_result(self, index: int, key: str, row: tuple[Any, ...], inner: Any) -> Result:
+        """The result of a stored row (``LOAD_COLUMNS``) whose value loaded as ``inner``."""
+        (_, _, _, _, start, runtime, cpu, rss, vms, metrics, attempts, host) = row
+        return Result(
+            self.plan.configs[index],
+            inner,
+            _metric_tables(metrics),
+            _datetime(start),
+            _timedelta(runtime),
+            _timedelta(cpu),
+            _memory(rss, vms),
+            was_cached=True,
+            key=key,
+            attempts=attempts or 1,
+            host=host or "",
+        )
 
     # -- running ---------------------------------------------------------------------------
     def _job(self, batch: list[_Pending]) -> Job:
@@ -324,21 +315,22 @@ class _Run:
             function=self.function,
             tasks=[Task(p.key, p.config, p.attempt) for p in batch],
             checkpoint_dir=str(self.store.checkpoint_directory),
-            thread_cpu=ex.in_process and ex.name == "thread",
+            thread_cpu=ex.measures_thread_cpu,
             reset_memory_peak=ex.own_process,
-            alarm_timeout=self.m.timeout if ex.name == "inline" else None,
             pickle_values=not ex.in_process,
             progress=self._on_progress if ex.in_process else None,
             output=self._on_output if ex.in_process else None,
         )
 
     def _execute(self, to_run: list[_Pending]) -> None:
-        from memento.worker.task import install_output_router, uninstall_output_router
-
         ex = self.executor
         queue: deque[_Pending] = deque(to_run)
         running: dict[cf.Future[Any], list[_Pending]] = {}
-        ex.prepare(self.store)
+        # Job ids go through a connection of their own: an engine records them from its own
+        # threads while this one writes outcomes (SQLite's WAL and busy timeout make the two
+        # safe together). Opened on first use, closed with the run.
+        jobs = open_store(self.store.path)
+        ex.prepare(Workspace(self.store.directory, jobs))
         # What each running experiment printed so far, as it arrived: what a crash or a
         # timeout leaves of its output.
         self.outputs: dict[str, OutputTail] = {}
@@ -346,21 +338,19 @@ class _Run:
         routed = ex.in_process
         if routed:
             install_output_router()
-        set_output_sink = getattr(ex, "set_output_sink", None)
-        if set_output_sink is not None:
-            set_output_sink(self._on_output_records)
-        updates = getattr(ex, "progress_updates", None)
-        if updates is not None:
+        ex.set_output_sink(self._on_output_records)
+        if ex.reports_progress:
             # Read even without a live display: a worker's first update says that the
             # experiment began, which is when it is marked running in the store.
-            threading.Thread(target=self._forward_progress, args=(updates(),), daemon=True).start()
+            updates = ex.progress_updates()
+            threading.Thread(target=self._forward_progress, args=(updates,), daemon=True).start()
         timeout = self.m.timeout
         try:
             limit = ex.max_in_flight()
             while queue or running:
                 while queue and len(running) < limit:
                     batch = self._next_batch(queue)
-                    future = ex.submit(run_job, self._job(batch), timeout=timeout)
+                    future = ex.submit(self._job(batch), timeout=timeout)
                     running[future] = batch
                     if self.display is not None:
                         for p in batch:
@@ -392,14 +382,14 @@ class _Run:
                 ex.shutdown(wait=False, cancel=True)
             raise
         finally:
-            if set_output_sink is not None:
-                # Every line shows before the display's last frame and before run() returns.
-                getattr(ex, "drain_output", lambda: None)()
-                set_output_sink(None)
+            # Every line shows before the display's last frame and before run() returns.
+            ex.drain_output()
+            ex.set_output_sink(None)
             if routed:
                 uninstall_output_router()
             if self.owns_executor:
                 ex.shutdown()
+            jobs.close()
 
     def _mark_started(self, running: dict[cf.Future[Any], list[_Pending]]) -> None:
         """Write the experiments that began since the last call into the ``running`` table.
@@ -457,88 +447,115 @@ class _Run:
             self.runtimes.append(outcome.runtime)
         return list(zip(batch, outcomes))
 
+    # -- recording what finished -------------------------------------------------------------
     def _record(self, finished: list[tuple[_Pending, Outcome]], queue: deque[_Pending]) -> None:
-        import cloudpickle
-
-        from memento.events import ExperimentFailed, ExperimentFinished
-
-        rows: list[StoredOutcome] = []
+        """Store what finished together, retrying failures that have attempts left; then
+        put each result in place and tell the notifier and the display."""
         final: list[tuple[_Pending, Outcome]] = []
-        drain = getattr(self.executor, "drain_output", None)
-        if drain is not None and any(o.output is None for _, o in finished):
-            drain()  # a crash or a timeout: what it printed may still be on its way
-        for pending, outcome in finished:
-            with self.output_lock:
-                arrived = self.outputs.pop(pending.key, None)
-            output = outcome.output
-            if output is None and arrived is not None:
-                output = arrived.text()
-            if outcome.ok and outcome.value is None and self.executor.in_process:
-                try:
-                    outcome.value = cloudpickle.dumps(outcome.local_value)
-                except Exception as exc:
-                    outcome = _infrastructure_outcome(
-                        pending,
-                        TypeError(
-                            f"The experiment returned a {type(outcome.local_value).__qualname__} "
-                            f"that cannot be pickled, so it cannot be stored: {exc}"
-                        ),
-                    )
-            elif outcome.ok and outcome.value is not None and not self.executor.in_process:
-                outcome = _loaded(pending, outcome)
-            if not outcome.ok and pending.attempt <= self.m.retries:
-                logger.info(
-                    "Retrying %s after %s (attempt %d of %d)",
-                    pending.config,
-                    outcome.error_type,
-                    pending.attempt + 1,
-                    self.m.retries + 1,
-                )
-                self.marked.discard(pending.key)  # marked running again when it begins
-                queue.append(pending.again())
+        for pending, outcome in self._arrived(finished):
+            if self._retried(pending, outcome, queue):
                 continue
-            outcome.output = output
-            row = self._stored(pending, outcome)
-            row.output = output or None
-            rows.append(row)
             final.append((pending, outcome))
-        if not rows:
+        if not final:
             return
         # The durable point: one transaction for everything that finished together.
-        self.store.write_outcomes(rows)
-        checkpoints = self.store.checkpoint_directory
-        any_checkpoints = checkpoints.is_dir()
+        self.store.write_outcomes([self._stored(p, o) for p, o in final])
+        self._delete_checkpoints([p.key for p, o in final if o.ok])
         for pending, outcome in final:
-            if outcome.ok and any_checkpoints:
-                try:
-                    (checkpoints / f"{pending.key}.ckpt").unlink()
-                except FileNotFoundError:
-                    pass
             result = self._result(pending, outcome)
             self.results[pending.index] = result
+            self._emit_outcome(pending, outcome, result)
+
+    def _arrived(self, finished: list[tuple[_Pending, Outcome]]) -> list[tuple[_Pending, Outcome]]:
+        """The outcomes with their value decoded and what their experiment printed."""
+        if any(o.output is None for _, o in finished):
+            self.executor.drain_output()  # a crash or a timeout: its output may be on its way
+        arrived = []
+        for pending, outcome in finished:
+            with self.output_lock:
+                tail = self.outputs.pop(pending.key, None)
+            output = outcome.output
+            if output is None and tail is not None:
+                output = tail.text()
+            outcome = self._decoded(pending, outcome)
+            outcome.output = output
+            arrived.append((pending, outcome))
+        return arrived
+
+    def _decoded(self, pending: _Pending, outcome: Outcome) -> Outcome:
+        """The outcome with its value both pickled (to store) and loaded (to return); a value
+        that cannot be turned into one or the other fails the experiment instead."""
+        if not outcome.ok:
+            return outcome
+        if outcome.value is None and self.executor.in_process:
+            import cloudpickle
+
+            try:
+                outcome.value = cloudpickle.dumps(outcome.local_value)
+            except Exception as exc:
+                return _infrastructure_outcome(
+                    pending,
+                    TypeError(
+                        f"The experiment returned a {type(outcome.local_value).__qualname__} "
+                        f"that cannot be pickled, so it cannot be stored: {exc}"
+                    ),
+                )
+        elif outcome.value is not None and not self.executor.in_process:
+            return _loaded(pending, outcome)
+        return outcome
+
+    def _retried(self, pending: _Pending, outcome: Outcome, queue: deque[_Pending]) -> bool:
+        """Queue the next attempt of a failed experiment that has attempts left."""
+        if outcome.ok or pending.attempt > self.m.retries:
+            return False
+        logger.info(
+            "Retrying %s after %s (attempt %d of %d)",
+            pending.config,
+            outcome.error_type,
+            pending.attempt + 1,
+            self.m.retries + 1,
+        )
+        self.marked.discard(pending.key)  # marked running again when it begins
+        queue.append(pending.again())
+        return True
+
+    def _delete_checkpoints(self, keys: list[str]) -> None:
+        """Remove the checkpoints of experiments whose result is now stored."""
+        checkpoints = self.store.checkpoint_directory
+        if not keys or not checkpoints.is_dir():
+            return
+        for key in keys:
+            try:
+                (checkpoints / f"{key}.ckpt").unlink()
+            except FileNotFoundError:
+                pass
+
+    def _emit_outcome(self, pending: _Pending, outcome: Outcome, result: Result) -> None:
+        """Count a stored outcome, and tell the notifier and the live display."""
+        if outcome.ok:
+            self.done += 1
             runtime = datetime.timedelta(seconds=outcome.runtime)
-            if outcome.ok:
-                self.done += 1
-                self.notifier.emit(
-                    ExperimentFinished(pending.config, pending.key, runtime, pending.attempt)
-                )
-            else:
-                self.failed += 1
-                self.failures.append(result.error)
-                event = ExperimentFailed(
-                    pending.config,
-                    pending.key,
-                    outcome.error_type or "Exception",
-                    outcome.error_message or "",
-                    outcome.traceback or "",
-                    pending.attempt,
-                )
-                self.failed_events.append(event)
-                self.notifier.emit(event)
-            if self.display is not None:
-                self.display.finished(pending.key, outcome.ok, outcome.runtime)
+            self.notifier.emit(
+                ExperimentFinished(pending.config, pending.key, runtime, pending.attempt)
+            )
+        else:
+            self.failed += 1
+            self.failures.append(result.error)
+            event = ExperimentFailed(
+                pending.config,
+                pending.key,
+                outcome.error_type or "Exception",
+                outcome.error_message or "",
+                outcome.traceback or "",
+                pending.attempt,
+            )
+            self.failed_events.append(event)
+            self.notifier.emit(event)
+        if self.display is not None:
+            self.display.finished(pending.key, outcome.ok, outcome.runtime)
 
     def _stored(self, pending: _Pending, o: Outcome) -> StoredOutcome:
+        """The row the store keeps for a final outcome."""
         return StoredOutcome(
             key=pending.key,
             experiment=self.experiment,
@@ -563,6 +580,7 @@ class _Run:
             fingerprint=self.fingerprint,
             version=self.m.version,
             run_id=self.run_id,
+            output=o.output or None,
         )
 
     def _result(self, pending: _Pending, o: Outcome) -> Result:
@@ -591,9 +609,7 @@ class _Run:
     def _start_display(self, total: int) -> None:
         if not self.m.progress:
             return
-        from memento.run.progress import ProgressDisplay
-
-        self.display = ProgressDisplay(
+        self.display = live_display.ProgressDisplay(
             total=total,
             cached=self.cached,
             experiment=self.experiment,

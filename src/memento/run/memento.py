@@ -1,9 +1,11 @@
-"""The front door and the plan: matrix -> configs -> keys -> plan.
+"""The front door: ``Memento(experiment).run(matrix)``.
 
-:class:`Memento` validates its arguments; ``plan`` expands the matrix once, computes every key
-and classifies each config with one bulk look-up in the store; ``run`` prints the plan for a
-dry run, or hands it to :mod:`memento.run.driver`, which runs what is missing and writes every
-outcome as it arrives.
+:class:`Memento` validates its options; ``plan`` hands the matrix to :mod:`memento.plan`, which
+expands it once, computes every key and classifies each config with one bulk look-up in the
+store; ``run`` prints the plan for a dry run, or freezes its options and arguments into a
+:class:`~memento.run.settings.RunSettings` and hands both to the
+:class:`~memento.run.driver.Driver`, which runs what is missing and writes every outcome as it
+arrives. ``add_matrix`` and ``run_all`` go to :mod:`memento.run.run_all`.
 """
 
 from __future__ import annotations
@@ -13,63 +15,19 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from memento._util.checks import positive_int_or_none, timeout_or_none
 from memento.exceptions import CacheMiss
-from memento.keys.encoding import KeyMaker, experiment_name
-from memento.keys.fingerprint import code_fingerprint, is_stale
-from memento.matrix.configs import Config, generate_configurations
+from memento.notifications.base import NotificationDispatcher
+from memento.plan.planning import Plan, make_plan
 from memento.results.result import ResultList
-from memento.run.driver import LOAD_COLUMNS
-from memento.store.sqlite import Store, default_store_path
+from memento.run.driver import Driver
+from memento.run.run_all import check_matrix, run_all
+from memento.run.settings import RunSettings
+from memento.store.backends import open_store
 
 logger = logging.getLogger("memento")
-
-State = Literal["cached", "failed", "new", "stale"]
-_PLAN_COLUMNS = ("status", "fingerprint")
-
-
-@dataclass
-class Plan:
-    """What a run will do: each config's key and state, in matrix order."""
-
-    configs: list[Config]
-    keys: list[str]
-    states: list[State]
-    store_path: str
-    experiment: str
-    #: Stored rows read while planning (``LOAD_COLUMNS``), reused by the run.
-    rows: dict[str, tuple[Any, ...]] | None = None
-    #: The experiment's current code fingerprint.
-    fingerprint: str = ""
-    #: What happens to stale results: see ``Memento(on_code_change=...)``.
-    on_code_change: str = "warn"
-    #: The hash of the experiment's identity (see ``KeyMaker.identity``).
-    identity: str = ""
-
-    def count(self, state: State) -> int:
-        return sum(1 for s in self.states if s == state)
-
-    def summary(self) -> str:
-        labels: tuple[tuple[State, str], ...] = (
-            ("cached", "cached"),
-            ("failed", "failed before"),
-            ("stale", "stale"),
-            ("new", "new"),
-        )
-        parts = [f"{self.count(s)} {label}" for s, label in labels]
-        return f"{len(self.keys)} configs: " + ", ".join(parts)
-
-    def lines(self) -> list[str]:
-        """One line per config, with its state, as a dry run prints them."""
-        stale = "stale: rerun" if self.on_code_change == "rerun" else "stale: reuse"
-        labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": stale}
-        return [
-            f"  [{labels[state]:>13}] {config}\n"
-            for config, state in zip(self.configs, self.states)
-        ]
 
 
 class Memento:
@@ -131,10 +89,7 @@ class Memento:
                 f"concurrent.futures.Executor, got {executor!r}"
             )
         if notification_provider is not None:
-            # A provider that is none fails here, not when the first run starts; the
-            # notifications package is imported only by those who use it.
-            from memento.notifications import NotificationDispatcher
-
+            # A provider that is none fails here, not when the first run starts.
             NotificationDispatcher(notification_provider)
         _check_signature(func)
         self.func = func
@@ -154,45 +109,15 @@ class Memento:
 
     # -- planning --------------------------------------------------------------------------
     def plan(
-        self,
-        matrix: Mapping[str, Any],
-        cache_path: str | os.PathLike[str] | None = None,
-        *,
-        _keep_rows: bool = False,
+        self, matrix: Mapping[str, Any], cache_path: str | os.PathLike[str] | None = None
     ) -> Plan:
         """Expand ``matrix`` and classify each config against the store, running nothing."""
-        # Materialised once here; every later step walks this list.
-        configs = list(generate_configurations(matrix))
-        keymaker = KeyMaker(self.func, self.version)
-        keys = [keymaker.key(c._params, c.settings) for c in configs]
-        path = default_store_path(cache_path)
-        found: dict[str, tuple[Any, ...]] = {}
-        if path.is_file():
-            with Store(path, readonly=True) as store:
-                # One bulk read; a real run also takes the stored values along.
-                found = store.lookup(keys, LOAD_COLUMNS if _keep_rows else _PLAN_COLUMNS)
-        fingerprint = code_fingerprint(self.func)
-        states: list[State] = []
-        for key in keys:
-            row = found.get(key)
-            if row is None:
-                states.append("new")
-            elif row[0] == "failed":
-                states.append("failed")
-            elif is_stale(row[1], fingerprint):
-                states.append("stale")
-            else:
-                states.append("cached")
-        return Plan(
-            configs,
-            keys,
-            states,
-            str(path),
-            experiment_name(self.func),
-            found if _keep_rows else None,
-            fingerprint=fingerprint,
+        return make_plan(
+            self.func,
+            matrix,
+            cache_path,
+            version=self.version,
             on_code_change=self.on_code_change,
-            identity=keymaker.identity,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -228,7 +153,15 @@ class Memento:
         """
         if force_run and force_cache:
             raise ValueError("force_run=True and force_cache=True contradict each other")
-        plan = self.plan(matrix, cache_path, _keep_rows=not dry_run)
+        # A real run takes the stored values along in the plan's one look-up.
+        plan = make_plan(
+            self.func,
+            matrix,
+            cache_path,
+            version=self.version,
+            on_code_change=self.on_code_change,
+            keep_rows=not dry_run,
+        )
         if dry_run:
             _print_plan(plan)
             return None
@@ -236,25 +169,56 @@ class Memento:
             for config, state in zip(plan.configs, plan.states):
                 if state in ("new", "failed"):
                     raise CacheMiss(config)
-        from memento.run.driver import _Run
+        settings = self._settings(
+            force_run=force_run,
+            force_cache=force_cache,
+            notify_on_complete=notify_on_complete,
+            raise_on_failure=raise_on_failure,
+        )
+        store = open_store(plan.store_path, readonly=force_cache)
+        notifier = NotificationDispatcher(settings.notification_provider)
+        return Driver(plan, settings, store, notifier).execute()
 
-        return _Run(
-            self, plan, force_run, notify_on_complete, raise_on_failure, force_cache
-        ).execute()
+    def _settings(
+        self,
+        *,
+        force_run: bool,
+        force_cache: bool,
+        notify_on_complete: bool,
+        raise_on_failure: bool,
+    ) -> RunSettings:
+        """This Memento's options and one run's arguments, frozen for that run."""
+        return RunSettings(
+            func=self.func,
+            executor=self.executor,
+            num_workers=self.num_workers,
+            notification_provider=self.notification_provider,
+            timeout=self.timeout,
+            retries=self.retries,
+            version=self.version,
+            progress=self.progress,
+            on_code_change=self.on_code_change,
+            force_run=force_run,
+            force_cache=force_cache,
+            notify_on_complete=notify_on_complete,
+            raise_on_failure=raise_on_failure,
+        )
 
     # -- dependent matrices ----------------------------------------------------------------
     def add_matrix(self, matrix: dict[str, Any]) -> None:
         """Add a matrix for :meth:`run_all`; it needs an ``"id"`` and ``"dependencies"``."""
-        from memento.run.run_all import check_matrix
-
         check_matrix(matrix, self._matrices)
         self._matrices.append(matrix)
 
     def run_all(self, **run_kwargs: Any) -> dict[Any, ResultList | None] | None:
         """Run the added matrices in dependency order; see :mod:`memento.run.run_all`."""
-        from memento.run.run_all import run_all
-
-        return run_all(self, self._matrices, run_kwargs)
+        return run_all(
+            self.run,
+            self.plan,
+            self._matrices,
+            run_kwargs,
+            notification_provider=self.notification_provider,
+        )
 
 
 def _check_signature(func: Any) -> None:

@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
+from memento._util.text import format_seconds
+
 Mode = Literal["auto", "live", "plain"]
 
 #: Running experiments shown individually in the live display; the rest are counted.
@@ -81,13 +83,13 @@ class Snapshot:
 
     def line(self) -> str:
         """The one-line summary of the plain rendering (ASCII, no control characters)."""
-        eta = _hms(self.eta) if self.eta is not None else "unknown"
+        eta = _timer(self.eta)
         workers = f" on {self.workers} workers" if self.workers else ""
         return _clean(
             f"memento: {self.experiment} {self.finished}/{self.total} finished "
             f"({self.done} done, {self.failed} failed), {self.cached} cached, "
             f"{len(self.running)} running{workers}{self._queued()}, "
-            f"elapsed {_hms(self.elapsed)}, ETA {eta}"
+            f"elapsed {_timer(self.elapsed)}, ETA {eta}"
         )
 
 
@@ -399,8 +401,8 @@ def render(snap: Snapshot) -> Any:
         counts.append(f" on {snap.workers} workers")
     if snap.queued:
         counts.append(f", {snap.queued} queued")
-    eta = _hms(snap.eta) if snap.eta is not None else "unknown"
-    counts.append(f"  elapsed {_hms(snap.elapsed)}  ETA {eta}", style="dim")
+    eta = _timer(snap.eta)
+    counts.append(f"  elapsed {_timer(snap.elapsed)}  ETA {eta}", style="dim")
     parts: list[Any] = [header, counts]
     if snap.running:
         rows = Table.grid(padding=(0, 1))
@@ -412,7 +414,7 @@ def render(snap: Snapshot) -> Any:
                 total=1.0 if fraction is not None else None, completed=fraction or 0.0, width=20
             )
             pct = f"{fraction:4.0%}" if fraction is not None else "    "
-            rows.add_row(Text(f"  {label}"), bar, Text(f"{pct} {_hms(age)}", style="dim"))
+            rows.add_row(Text(f"  {label}"), bar, Text(f"{pct} {_timer(age)}", style="dim"))
         parts.append(rows)
         more = len(snap.running) - MAX_ROWS
         if more > 0:
@@ -446,14 +448,9 @@ def _in_jupyter() -> bool:
     return type(ipython).__name__ == "ZMQInteractiveShell" or "google.colab" in str(type(ipython))
 
 
-def _hms(seconds: float | None) -> str:
-    """``2:05`` or ``1:02:05``."""
-    if seconds is None:
-        return "?"
-    s = int(max(0.0, seconds) + 0.5)
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+def _timer(seconds: float | None) -> str:
+    """``2:05`` or ``1:02:05``; ``unknown`` for an ETA not known yet."""
+    return format_seconds(seconds, style="timer") if seconds is not None else "unknown"
 
 
 def _clean(text: str) -> str:

@@ -25,19 +25,21 @@ is the dict of what ran and its ``skipped`` lists the ids that did not.
 
 from __future__ import annotations
 
-import datetime
 import inspect
 import logging
 import sys
 import time
-from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 
+from memento.events import ExperimentFailed, RunFinished
 from memento.exceptions import AggregateException, CyclicDependency
-
-if TYPE_CHECKING:
-    from memento.results.result import ResultList
-    from memento.run.memento import Memento
+from memento.matrix.configs import generate_configurations, validate_matrix
+from memento.notifications.base import NotificationDispatcher
+from memento.plan.planning import Plan
+from memento.results.result import ResultList
+from memento.store.backends import open_store
+from memento.store.sqlite import default_store_path
 
 logger = logging.getLogger("memento")
 
@@ -61,8 +63,6 @@ def check_matrix(matrix: Any, existing_matrices: Sequence[Mapping[str, Any]]) ->
 
         check_matrix({"id": "b", "dependencies": ["a"], "parameters": {"x": [1]}}, [])
     """
-    from memento.matrix.configs import validate_matrix
-
     if not isinstance(matrix, Mapping):
         raise TypeError(
             f"add_matrix takes a dict with 'id', 'dependencies' and 'parameters', "
@@ -157,33 +157,49 @@ def _find_cycle(waiting: Sequence[Mapping[str, Any]]) -> list[Any]:
 
 
 def run_all(
-    memento: Memento, matrices: Sequence[Mapping[str, Any]], run_kwargs: Mapping[str, Any]
+    run: Callable[..., ResultList | None],
+    plan: Callable[..., Plan],
+    matrices: Sequence[Mapping[str, Any]],
+    run_kwargs: Mapping[str, Any],
+    *,
+    notification_provider: Any = None,
 ) -> dict[Any, ResultList | None] | None:
-    """Run ``matrices`` in dependency order with ``memento.run(matrix, **run_kwargs)``.
+    """Run ``matrices`` in dependency order with ``run(matrix, **run_kwargs)``.
 
-    Returns ``{id: results}`` (``None`` for a matrix skipped because a dependency failed), or
-    ``None`` for ``dry_run=True``, which prints each matrix's plan and runs nothing. Sends one
-    end-of-run notification for the whole set (``notify_on_complete=False`` turns it off).
-    Everything is checked, including the order, before the first experiment runs.
+    ``run`` and ``plan`` are a Memento's ``run`` and ``plan``. Returns ``{id: results}``
+    (``None`` for a matrix skipped because a dependency failed), or ``None`` for
+    ``dry_run=True``, which prints each matrix's plan and runs nothing. Sends one end-of-run
+    notification for the whole set to ``notification_provider`` (``notify_on_complete=False``
+    turns it off). Everything is checked, including the order, before the first experiment
+    runs.
     """
     kwargs = dict(run_kwargs)
     notify = bool(kwargs.pop("notify_on_complete", True))
     try:
-        inspect.signature(memento.run).bind({}, **kwargs)
+        inspect.signature(run).bind({}, **kwargs)
     except TypeError as exc:
         raise TypeError(f"run_all passes its keyword arguments to Memento.run: {exc}") from None
     order = execution_order(matrices)
     if kwargs.get("dry_run"):
-        _print_plans(memento, order, kwargs.get("cache_path"))
+        _print_plans(plan, order, kwargs.get("cache_path"))
         return None
-    return _Runner(memento, kwargs, notify).run(order, [m["id"] for m in matrices])
+    runs = _DependentRuns(run, notification_provider, kwargs, notify)
+    return runs.run(order, [m["id"] for m in matrices])
 
 
-class _Runner:
-    """One call of ``run_all``: runs the matrices, tracks failures, notifies once."""
+class _DependentRuns:
+    """One call of ``run_all``: one ``Memento.run`` per matrix, in order; tracks failures,
+    skips the dependents of failed matrices, notifies once at the end."""
 
-    def __init__(self, memento: Memento, kwargs: dict[str, Any], notify: bool) -> None:
-        self.memento = memento
+    def __init__(
+        self,
+        run: Callable[..., ResultList | None],
+        notification_provider: Any,
+        kwargs: dict[str, Any],
+        notify: bool,
+    ) -> None:
+        self.run_matrix = run
+        self.notification_provider = notification_provider
         self.kwargs = kwargs
         self.notify = notify
         self.failures: list[BaseException] = []
@@ -191,11 +207,9 @@ class _Runner:
         self.skipped: dict[Any, Any] = {}  # id -> the dependency that stopped it
 
     def run(self, order: list[Mapping[str, Any]], ids: list[Any]) -> dict[Any, ResultList | None]:
-        from memento.notifications import NotificationDispatcher
-
         results: dict[Any, ResultList | None] = dict.fromkeys(ids)
         started = time.monotonic()
-        notifier = NotificationDispatcher(self.memento.notification_provider)
+        notifier = NotificationDispatcher(self.notification_provider)
         interrupted = False
         try:
             for matrix in order:
@@ -222,8 +236,6 @@ class _Runner:
     def _run_one(
         self, matrix: Mapping[str, Any], results: dict[Any, ResultList | None]
     ) -> ResultList | None:
-        from memento.results.result import ResultList
-
         matrix_id = matrix["id"]
         for dependency in dependencies_of(matrix):
             if dependency in self.failed or dependency in self.skipped:
@@ -242,7 +254,7 @@ class _Runner:
         if any(not values for values in axes.values()):
             return ResultList()  # a dependency without results: the product is empty
         try:
-            outcome = self.memento.run(
+            outcome = self.run_matrix(
                 _expanded(matrix, axes), notify_on_complete=False, **self.kwargs
             )
         except AggregateException as exc:
@@ -255,16 +267,12 @@ class _Runner:
             self.failed.add(matrix_id)  # raise_on_failure=False: keep going, stop dependents
         return outcome
 
-    def _finished(self, results: dict[Any, ResultList | None], started: float) -> Any:
-        from memento.events import ExperimentFailed, RunFinished
-        from memento.store.sqlite import default_store_path
-
-        done = cached = failed = 0
+    def _finished(self, results: dict[Any, ResultList | None], started: float) -> RunFinished:
+        done = cached = 0
         failures = []
         for result_list in results.values():
             for result in result_list or ():
                 if result.error is not None:
-                    failed += 1
                     error = result.error
                     failures.append(
                         ExperimentFailed(
@@ -280,13 +288,9 @@ class _Runner:
                     cached += 1
                 else:
                     done += 1
-        return RunFinished(
-            done=done,
-            cached=cached,
-            failed=failed,
-            elapsed=datetime.timedelta(seconds=time.monotonic() - started),
-            store_path=str(default_store_path(self.kwargs.get("cache_path"))),
-            failures=tuple(failures),
+        store_path = default_store_path(self.kwargs.get("cache_path"))
+        return RunFinished.since(
+            started, done=done, cached=cached, failures=failures, store_path=store_path
         )
 
 
@@ -315,11 +319,11 @@ class _Placeholder:
         return f"(result {self.index + 1} of {self.matrix_id!r})"
 
 
-def _print_plans(memento: Memento, order: list[Mapping[str, Any]], cache_path: Any) -> None:
+def _print_plans(
+    plan_matrix: Callable[..., Plan], order: list[Mapping[str, Any]], cache_path: Any
+) -> None:
     """The dry run: each matrix's plan, in order. A dependent whose dependencies are all
     stored is planned with their stored results; otherwise its configs show placeholders."""
-    from memento.matrix.configs import generate_configurations
-
     out = sys.stdout
     counts: dict[Any, int] = {}
     known: dict[Any, list[Any] | None] = {}  # id -> inner values, when all are stored
@@ -333,7 +337,7 @@ def _print_plans(memento: Memento, order: list[Mapping[str, Any]], cache_path: A
                 counts[matrix_id], known[matrix_id] = 0, []
                 out.write(f"Matrix {matrix_id!r}: 0 configs (a dependency has no results)\n")
                 continue
-            plan = memento.plan(_expanded(matrix, axes), cache_path)
+            plan = plan_matrix(_expanded(matrix, axes), cache_path)
             counts[matrix_id] = len(plan.keys)
             known[matrix_id] = _stored_values(plan)
             out.write(f"Matrix {matrix_id!r}: {plan.summary()} (store: {plan.store_path})\n")
@@ -360,16 +364,14 @@ def _print_plans(memento: Memento, order: list[Mapping[str, Any]], cache_path: A
     out.flush()
 
 
-def _stored_values(plan: Any) -> list[Any] | None:
+def _stored_values(plan: Plan) -> list[Any] | None:
     """The inner values of a plan whose results are all stored (read-only), else None."""
-    from memento.store.sqlite import Store
-
     if any(state not in ("cached", "stale") for state in plan.states):
         return None
     if not plan.keys:
         return []
     try:
-        with Store(plan.store_path, readonly=True) as store:
+        with open_store(plan.store_path, readonly=True) as store:
             rows = store.lookup(plan.keys, ("status", "value", "value_file"))
             values = []
             for key in plan.keys:

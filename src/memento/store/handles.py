@@ -1,7 +1,7 @@
-"""SQLite plumbing shared by :mod:`memento.compat.caching` and
-:mod:`memento.compat.checkpointing`: one connection per process (reopened after ``fork``),
-stores opened safely by several processes at once, and temporary database files removed by
-the process that made them."""
+"""SQLite plumbing of memento-ml 1.2's file-backed providers (:mod:`memento.compat.caching`,
+:mod:`memento.compat.checkpointing`): one connection per process (reopened after ``fork``),
+the connection ``with provider as conn`` gives, and temporary database files removed by the
+process that made them. Their tables are :mod:`memento.store.kv`."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from memento.exceptions import LegacyStoreError, StoreError
-from memento.store.sqlite import Store, side_directory
+from memento.store.connection import transaction
+from memento.store.paths import side_directory
+from memento.store.sqlite import SQLiteStore
+
+#: What a 1.2 provider's ``connection=`` must be.
+Connection = sqlite3.Connection
 
 _abandoned: list[Any] = []  # connections inherited through fork: kept alive, never used
 
@@ -34,7 +37,7 @@ class SQLiteHandle:
     def __init__(self, path: Path | None, connection: sqlite3.Connection | None) -> None:
         self.path = path
         self._given = connection
-        self._store: Store | None = None
+        self._store: SQLiteStore | None = None
         self._pid = -1
         self._lock = threading.RLock()
 
@@ -46,7 +49,7 @@ class SQLiteHandle:
                 _abandoned.append(self._store)
             self._lock = threading.RLock()
             assert self.path is not None
-            self._store = open_store(self.path)
+            self._store = SQLiteStore(self.path).open()
             self._pid = os.getpid()
         assert self._store is not None
         return self._store.conn
@@ -59,22 +62,11 @@ class SQLiteHandle:
 
     @contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front (waiting on
-        the busy timeout), so concurrent writers queue instead of failing mid-transaction.
-        On a caller's connection with a transaction already open, the write joins it."""
+        """A write transaction (:func:`~memento.store.connection.transaction`); on a caller's
+        connection with a transaction already open, the write joins it."""
         conn = self._conn()
-        with self._lock:
-            own = not conn.in_transaction
-            if own:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if own:
-                    conn.execute("ROLLBACK")
-                raise
-            if own:
-                conn.execute("COMMIT")
+        with self._lock, transaction(conn):
+            yield conn
 
     def close(self) -> None:
         if self._store is not None and self._pid == os.getpid():
@@ -83,33 +75,10 @@ class SQLiteHandle:
         self._pid = -1
 
 
-def open_store(path: Path, *, timeout: float = 30.0) -> Store:
-    """Open (creating if needed) the memento store at ``path``, tolerating other processes
-    creating it at the same moment (brief 'database is locked' or half-made schema)."""
-    deadline = time.monotonic() + timeout
-    half_made = 0
-    while True:
-        store = Store(path)
-        try:
-            store.conn  # noqa: B018 - opens, creates the schema
-            return store
-        except LegacyStoreError:
-            store.close()
-            raise  # its message says what to do; retrying cannot change it
-        except StoreError as exc:
-            store.close()
-            text = str(exc)
-            if "locked" in text and time.monotonic() < deadline:
-                time.sleep(0.01)
-                continue
-            if "not a memento store" in text and half_made < 50:
-                # Another process may be between creating the file and its schema.
-                half_made += 1
-                time.sleep(0.01)
-                continue
-            if "not a memento store" in text:
-                raise StoreError(f"{text}; give a new filepath") from None
-            raise
+def check_connection(connection: object) -> None:
+    """Refuse a ``connection=`` that is not a ``sqlite3.Connection`` (``None`` is fine)."""
+    if connection is not None and not isinstance(connection, sqlite3.Connection):
+        raise TypeError(f"connection must be a sqlite3.Connection, got {type(connection).__name__}")
 
 
 def warn_both(what: str) -> None:
@@ -141,3 +110,50 @@ def _remove_database(path: Path, owner: int) -> None:
         except OSError:
             pass
     shutil.rmtree(side_directory(path), ignore_errors=True)
+
+
+_entered = threading.local()  # per thread: {id(provider): [connections from __enter__]}
+
+
+def enter_connection(
+    owner: object, path: Path | None, given: sqlite3.Connection | None
+) -> sqlite3.Connection:
+    """A connection for ``with owner as conn`` (1.2's file-backed providers): ``given``, or a
+    new connection to ``path`` that :func:`exit_connection` commits and closes."""
+    if given is not None:
+        return given  # the caller's connection stays theirs, as in 1.2
+    assert path is not None
+    conn = sqlite3.connect(path, timeout=30.0)
+    stacks: dict[int, list[sqlite3.Connection]] = _entered.__dict__.setdefault("stacks", {})
+    stacks.setdefault(id(owner), []).append(conn)  # with-blocks may nest
+    return conn
+
+
+def exit_connection(owner: object, *, failed: bool) -> None:
+    """End the innermost ``with owner as conn`` of this thread. 1.2 left its connection open,
+    with any write it held uncommitted (and the file locked) until garbage collection."""
+    stacks: dict[int, list[sqlite3.Connection]] = _entered.__dict__.get("stacks", {})
+    stack = stacks.get(id(owner))
+    if not stack:
+        return  # built on a given connection
+    conn = stack.pop()
+    if not stack:
+        del stacks[id(owner)]
+    try:
+        if failed:
+            conn.rollback()
+        else:
+            conn.commit()
+    finally:
+        conn.close()
+
+
+__all__ = [
+    "Connection",
+    "SQLiteHandle",
+    "check_connection",
+    "enter_connection",
+    "exit_connection",
+    "temporary_database",
+    "warn_both",
+]

@@ -13,7 +13,38 @@ import os
 import tempfile
 from pathlib import Path
 
+from memento._util.files import atomic_write
 from memento.exceptions import StoreError
+
+
+def side_directory(path: Path) -> Path:
+    """The directory beside the store file ``path`` that holds its large values and
+    checkpoints (``runs/grid.sqlite`` -> ``runs/grid.sqlite.d``)."""
+    return path.with_name(path.name + ".d")
+
+
+def side_file(store: Path, name: str) -> Path:
+    """The file ``name`` (as a row stores it) inside the side directory of ``store``, checked."""
+    return file_inside(side_directory(store), name, store)
+
+
+def write_side_file(store: Path, name: str, data: bytes) -> None:
+    """Write a value too large to keep in a row to ``name`` in the side directory of ``store``
+    (an existing file), before the row that names it is committed: a committed row never
+    points to a missing or half-written file (a crash in between leaves a harmless orphan).
+
+    The file gets the store file's permissions, so whoever can read the store can read its
+    values (never looser: mkstemp's 0600 until the rename).
+    """
+    atomic_write(side_directory(store) / name, data, mode=store.stat().st_mode & 0o777)
+
+
+def remove_side_file(store: Path, name: str) -> None:
+    """Delete ``name`` from the side directory of ``store`` (checked; gone already is fine)."""
+    try:
+        side_file(store, name).unlink()
+    except FileNotFoundError:
+        pass
 
 
 def file_inside(root: Path, name: str, store: Path) -> Path:
@@ -59,4 +90,12 @@ def check_writable_place(path: Path) -> None:
         )
 
 
-__all__ = ["check_writable_place", "file_inside", "writable_place"]
+__all__ = [
+    "check_writable_place",
+    "file_inside",
+    "remove_side_file",
+    "side_directory",
+    "side_file",
+    "writable_place",
+    "write_side_file",
+]

@@ -26,19 +26,28 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import memento.store.queries as queries
 from memento.exceptions import LegacyStoreError, StoreError
-from memento.store.paths import check_writable_place, file_inside, writable_place
+from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome
+from memento.store.connection import connect_readonly, retry_when_busy, transaction
+from memento.store.paths import (
+    check_writable_place,
+    remove_side_file,
+    side_directory,
+    side_file,
+    write_side_file,
+)
+from memento.store.queries import is_legacy_store
+from memento.store.safe_pickle import load_plain
 
 STORE_FORMAT = "memento-store"
 SCHEMA_VERSION = 2
 DEFAULT_FILENAME = "memento.sqlite"
 #: Values whose pickle is larger than this go to a file in the side directory.
 INLINE_LIMIT = 512 * 1024
-_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -109,35 +118,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 
-_RESULT_COLUMNS = (
-    "key",
-    "experiment",
-    "status",
-    "params",
-    "value",
-    "value_file",
-    "error_type",
-    "error_message",
-    "traceback",
-    "error",
-    "attempts",
-    "host",
-    "pid",
-    "start_time",
-    "end_time",
-    "runtime",
-    "cpu_time",
-    "peak_rss",
-    "peak_vms",
-    "metrics",
-    "progress",
-    "fingerprint",
-    "version",
-    "run_id",
-    "updated",
-    "output",
-)
-
 #: What turns a store of an older schema version into the next one: columns added, nothing
 #: removed or renamed, so that an older store reads as if it had been written by this version.
 _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
@@ -162,62 +142,6 @@ def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path
     return path.absolute()
 
 
-def side_directory(path: Path) -> Path:
-    """The directory beside the store file that holds its large values and checkpoints."""
-    return path.with_name(path.name + ".d")
-
-
-def connect_readonly(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write to ``path`` or create anything beside it.
-
-    The path goes into a ``file:`` URI percent-encoded, so ``?``, ``#`` and ``%`` in it are
-    file name characters, not URI syntax.
-    """
-    base = Path(path).absolute().as_uri()
-    conn = sqlite3.connect(base + "?mode=ro", uri=True, timeout=30, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:
-        if writable_place(path):
-            raise
-        # A read-only place (an archive, a read-only mount): reading a WAL database needs
-        # its -shm file, which cannot be created here. Nothing can write to the file there
-        # either, so SQLite may treat it as immutable (no locks, no -shm).
-        conn.close()
-        conn = sqlite3.connect(
-            base + "?mode=ro&immutable=1", uri=True, timeout=30, check_same_thread=False
-        )
-    return conn
-
-
-#: The tables memento-ml 1.2 creates (``FileSystemCacheProvider``, ``FileSystemCheckpointing``).
-LEGACY_TABLES = ("cache", "checkpoint_table")
-
-
-def is_legacy_store(conn: sqlite3.Connection) -> bool:
-    """Whether the database behind ``conn`` was written by memento-ml 1.2: no ``meta`` table,
-    and a ``cache`` or ``checkpoint_table`` table with 1.2's columns ``(key, ts, value)``."""
-    tables = _tables(conn)
-    if "meta" in tables:
-        return False
-    for name in LEGACY_TABLES:
-        if name in tables:
-            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
-            if columns == {"key", "ts", "value"}:
-                return True
-    return False
-
-
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
-def _is_empty(conn: sqlite3.Connection) -> bool:
-    """No tables, indexes or views at all: an empty file, or a database nobody filled yet."""
-    return not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-
-
 def _empty_store() -> sqlite3.Connection:
     """An in-memory store with the schema and nothing in it: what reading an empty file sees."""
     conn = sqlite3.connect(":memory:", check_same_thread=False)
@@ -235,46 +159,17 @@ def _meta_rows() -> list[tuple[str, str]]:
     ]
 
 
-@dataclass
-class StoredOutcome:
-    """One row to write: everything the store keeps about one finished experiment."""
-
-    key: str
-    experiment: str
-    status: str
-    #: The parameters as JSON text, non-JSON values shown by name.
-    params: str
-    value: bytes | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    traceback: str | None = None
-    error: bytes | None = None
-    attempts: int = 1
-    host: str = ""
-    pid: int | None = None
-    start_time: float | None = None
-    end_time: float | None = None
-    runtime: float | None = None
-    cpu_time: float | None = None
-    peak_rss: int | None = None
-    peak_vms: int | None = None
-    metrics: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
-    progress: float | None = None
-    fingerprint: str = ""
-    version: str | None = None
-    run_id: str = ""
-    #: What the experiment printed (stdout and stderr, interleaved; the end of it when long).
-    output: str | None = None
-
-
-class Store:
-    """A memento store at ``path``. Opened lazily; ``readonly=True`` never writes or creates.
+class SQLiteStore(BaseStore):
+    """A memento store in the SQLite file ``path`` (``memento.store.Store`` is this class).
+    Opened lazily; ``readonly=True`` never writes or creates.
 
     Example::
 
         with Store("memento.sqlite", readonly=True) as store:
             for row in store.rows(status="failed"):
                 print(row["params"], row["error_type"])
+
+    :attr:`conn` is the open ``sqlite3.Connection``, for tests and plain-SQL readers.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -286,13 +181,6 @@ class Store:
     def directory(self) -> Path:
         return side_directory(self.path)
 
-    @property
-    def checkpoint_directory(self) -> Path:
-        return self.directory / "checkpoints"
-
-    def exists(self) -> bool:
-        return self.path.is_file()
-
     # -- connection ------------------------------------------------------------------------
     @property
     def conn(self) -> sqlite3.Connection:
@@ -300,6 +188,12 @@ class Store:
             self._conn = self._open()
         return self._conn
 
+    def open(self) -> SQLiteStore:
+        _ = self.conn
+        return self
+
+    # Another process may be creating or migrating the same file at this moment: its locks
+    # are brief, so opening waits for them (retry_when_busy) rather than failing.
     def _open(self) -> sqlite3.Connection:
         if self.readonly:
             return self._open_readonly()
@@ -309,21 +203,26 @@ class Store:
             self._open_readonly().close()
         check_writable_place(self.path)
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
+            return retry_when_busy(self._connect)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable memento store ({exc})") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
             conn.execute("PRAGMA busy_timeout = 30000")
-            _when_unlocked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            # Changing the journal mode takes its lock without waiting on the busy timeout.
+            conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL in WAL mode: a committed transaction survives any process crash
             # (kill -9 included); only an OS crash or power cut can lose the last commits.
             conn.execute("PRAGMA synchronous = NORMAL")
             # Checking and creating the schema is one transaction, so that processes opening
             # a new store at the same moment never see each other's half-made schema.
-            with _transaction(conn):
-                if "meta" in _tables(conn):
+            with transaction(conn):
+                if "meta" in queries.tables(conn):
                     if self._check_format(conn) < SCHEMA_VERSION:
                         _migrate(conn)
-                elif not _is_empty(conn):
+                elif not queries.is_empty(conn):
                     raise StoreError(
                         f"{self.path} is an SQLite database but not a memento store; "
                         "choose another cache_path"
@@ -335,8 +234,9 @@ class Store:
                     conn.executemany(
                         "INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)", _meta_rows()
                     )
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable memento store ({exc})") from None
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _open_readonly(self) -> sqlite3.Connection:
@@ -344,20 +244,20 @@ class Store:
         if not self.path.is_file():
             raise StoreError(f"No memento store at {self.path}")
         try:
-            conn = connect_readonly(self.path)
+            return retry_when_busy(self._connect_readonly)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a readable memento store ({exc})") from None
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        conn = connect_readonly(self.path)
         try:
-            if _is_empty(conn):
+            if queries.is_empty(conn):
                 conn.close()
                 return _empty_store()
             if is_legacy_store(conn):
                 raise LegacyStoreError(self.path)
             if self._check_format(conn) < SCHEMA_VERSION:
                 _present_as_current(conn)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreError(f"{self.path} is not a readable memento store ({exc})") from None
         except BaseException:
             conn.close()
             raise
@@ -385,34 +285,12 @@ class Store:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> SQLiteStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- reads -----------------------------------------------------------------------------
     def lookup(self, keys: Sequence[str], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-        """Rows of ``results`` for the given keys that exist, as key -> tuple of ``columns``."""
-        cols = ", ".join(("key", *columns))
-        found: dict[str, tuple[Any, ...]] = {}
-        conn = self.conn
-        if len(keys) > 4 * _CHUNK:
-            # Many keys: one sequential scan beats thousands of index probes when they are
-            # a good part of the table.
-            (rows,) = conn.execute("SELECT count(*) FROM results").fetchone()
-            if 4 * len(keys) >= rows:
-                wanted = set(keys)
-                for row in conn.execute(f"SELECT {cols} FROM results"):
-                    if row[0] in wanted:
-                        found[row[0]] = row[1:]
-                return found
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT {cols} FROM results WHERE key IN ({marks})", chunk):
-                found[row[0]] = row[1:]
-        return found
+        return queries.lookup(self.conn, keys, columns)
 
     def rows(
         self,
@@ -421,26 +299,30 @@ class Store:
         experiment: str | None = None,
         key_prefix: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """All result rows as dicts (``params`` and ``metrics`` decoded from JSON)."""
-        clauses, args = [], []
-        if status is not None:
-            clauses.append("status = ?")
-            args.append(status)
-        if experiment is not None:
-            clauses.append("experiment = ?")
-            args.append(experiment)
-        if key_prefix is not None:
-            clauses.append("key LIKE ? ESCAPE '\\'")
-            args.append(key_prefix.replace("\\", "\\\\").replace("%", "\\%") + "%")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        cursor = self.conn.execute(
-            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM results{where} ORDER BY rowid", args
-        )
-        for row in cursor:
-            record = dict(zip(_RESULT_COLUMNS, row))
-            record["params"] = json.loads(record["params"])
-            record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
-            yield record
+        return queries.rows(self.conn, status, experiment, key_prefix)
+
+    def result_states(self) -> Iterator[tuple[Any, ...]]:
+        return queries.result_states(self.conn)
+
+    def latest_fingerprints(self) -> dict[str, str]:
+        return queries.latest_fingerprints(self.conn)
+
+    def experiment_names(self) -> set[str]:
+        return queries.experiment_names(self.conn)
+
+    def in_flight(self) -> list[tuple[Any, ...]]:
+        return queries.in_flight(self.conn)
+
+    def runs(
+        self, *, limit: int | None = None, running_only: bool = False
+    ) -> list[tuple[Any, ...]]:
+        return queries.runs(self.conn, limit, running_only)
+
+    def run_count(self) -> int:
+        return queries.run_count(self.conn)
+
+    def last_activity(self) -> float | None:
+        return queries.last_activity(self.conn)
 
     def load_value(
         self, value: bytes | None, value_file: str | None, *, plain_only: bool = False
@@ -457,14 +339,12 @@ class Store:
         if value is None:
             return None
         if plain_only:
-            from memento.store.safe_pickle import load_plain
-
             return load_plain(value)
         return cloudpickle.loads(value)
 
     def side_file(self, name: str) -> Path:
         """The file ``name`` (as a row stores it) inside the side directory, checked."""
-        return file_inside(self.directory, name, self.path)
+        return side_file(self.path, name)
 
     # -- writes ----------------------------------------------------------------------------
     def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
@@ -476,14 +356,9 @@ class Store:
             value_file = None
             value = o.value
             if value is not None and len(value) > INLINE_LIMIT:
-                from memento._util.files import atomic_write
-
                 value_file = f"values/{o.key}.pkl"
-                atomic_write(self.directory / value_file, value)
-                # mkstemp made it 0600: give it the store file's permissions, so that whoever
-                # can read the store can read its values. (Tighter meanwhile, never looser.)
                 _ = self.conn  # the store file exists from here on
-                os.chmod(self.directory / value_file, self.path.stat().st_mode & 0o777)
+                write_side_file(self.path, value_file, value)
                 value = None
             keys.append((o.key,))
             rows.append(
@@ -519,10 +394,10 @@ class Store:
         if not rows:
             return
         conn = self.conn
-        marks = ",".join("?" * len(_RESULT_COLUMNS))
-        with _transaction(conn):
+        marks = ",".join("?" * len(RESULT_COLUMNS))
+        with transaction(conn):
             conn.executemany(
-                f"INSERT OR REPLACE INTO results ({', '.join(_RESULT_COLUMNS)}) VALUES ({marks})",
+                f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({marks})",
                 rows,
             )
             conn.executemany("DELETE FROM running WHERE key = ?", keys)
@@ -531,7 +406,7 @@ class Store:
         """Note experiments as in flight (``items`` are (key, params JSON))."""
         now = time.time()
         rows = [(key, run_id, experiment, params, now) for key, params in items]
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.executemany(
                 "INSERT OR REPLACE INTO running (key, run_id, experiment, params, submitted) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -549,7 +424,7 @@ class Store:
     ) -> None:
         """Note a run as started; ``fingerprint`` is its experiment's code fingerprint, which
         makes results with another fingerprint stale (see ``reading.latest_fingerprints``)."""
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT INTO runs (run_id, experiment, host, pid, started, total, to_run, cached,"
                 " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -567,7 +442,7 @@ class Store:
             )
 
     def finish_run(self, run_id: str, done: int, failed: int, state: str) -> None:
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE runs SET finished = ?, done = ?, failed = ?, state = ? WHERE run_id = ?",
                 (time.time(), done, failed, state, run_id),
@@ -578,7 +453,7 @@ class Store:
         """Remember engine job ids (``(key, job_id)``), so a re-run can collect them."""
         now = time.time()
         rows = [(key, executor, job_id, now) for key, job_id in jobs]
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.executemany(
                 "INSERT OR REPLACE INTO jobs (key, executor, job_id, submitted) "
                 "VALUES (?, ?, ?, ?)",
@@ -586,34 +461,22 @@ class Store:
             )
 
     def find_jobs(self, executor: str, keys: Sequence[str]) -> dict[str, str]:
-        """Job ids remembered for ``keys`` by ``executor``: key -> job id."""
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = list(keys[start : start + _CHUNK])
-            marks = ",".join("?" * len(chunk))
-            for key, job_id in self.conn.execute(
-                f"SELECT key, job_id FROM jobs WHERE executor = ? AND key IN ({marks})",
-                [executor, *chunk],
-            ):
-                found[key] = job_id
-        return found
+        return queries.find_jobs(self.conn, executor, keys)
 
     def forget_jobs(self, keys: Sequence[str]) -> None:
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.executemany("DELETE FROM jobs WHERE key = ?", [(k,) for k in keys])
 
     def delete(self, keys: Sequence[str]) -> int:
         """Forget the results of ``keys`` (and their side files); returns how many were removed."""
         found = self.lookup(keys, ["value_file"])
-        # Every path is checked before anything is deleted, so a crafted row stops it all.
-        files = [self.side_file(name) for (name,) in found.values() if name]
-        with _transaction(self.conn):
+        names = [name for (name,) in found.values() if name]
+        for name in names:
+            self.side_file(name)  # every path is checked first: a crafted row stops it all
+        with transaction(self.conn):
             self.conn.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in found])
-        for file in files:
-            try:
-                file.unlink()
-            except FileNotFoundError:
-                pass
+        for name in names:
+            remove_side_file(self.path, name)
         return len(found)
 
 
@@ -628,8 +491,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     version = _schema_version(conn)
     while version < SCHEMA_VERSION:
         for table, column, kind in _MIGRATIONS[version]:
-            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
+            if column not in queries.columns_of(conn, table):
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         version += 1
     conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
@@ -644,40 +506,9 @@ def _present_as_current(conn: sqlite3.Connection) -> None:
         for table, column, _kind in _MIGRATIONS[version]:
             added.setdefault(table, []).append(column)
     for table, columns in added.items():
-        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        present = queries.columns_of(conn, table)
         extra = "".join(f", NULL AS {c}" for c in columns if c not in present)
         conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *{extra} FROM main.{table}")
-
-
-def _when_unlocked(statement: Any, seconds: float = 30.0) -> Any:
-    """Run ``statement()``, retrying while another connection holds the lock it needs.
-
-    Changing the journal mode takes an exclusive lock without waiting on the busy timeout.
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return statement()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error (autocommit connection)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
 
 
 def _metrics_json(metrics: dict[str, list[tuple[Any, Any]]]) -> str | None:
@@ -686,12 +517,14 @@ def _metrics_json(metrics: dict[str, list[tuple[Any, Any]]]) -> str | None:
     return json.dumps({k: [list(p) for p in v] for k, v in metrics.items()}, default=repr)
 
 
-def hostname() -> str:
-    return socket.gethostname()
-
+#: ``Store(path)`` opens an SQLite store, as it always did (see :mod:`memento.store.base`).
+Store = SQLiteStore
 
 __all__ = [
     "DEFAULT_FILENAME",
+    "INLINE_LIMIT",
+    "SCHEMA_VERSION",
+    "SQLiteStore",
     "Store",
     "StoredOutcome",
     "connect_readonly",

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +35,24 @@ from typing import Any, TypeVar
 import click
 
 from memento import __version__
+from memento._util.text import display_value, truncate
 from memento._util.text import format_bytes as _bytes
 from memento._util.text import format_seconds as _seconds
 from memento.exceptions import StoreError
+from memento.results.reading import (
+    config_label,
+    filter_records,
+    flat_records,
+    parse_where,
+    read_records,
+    summarize,
+)
+from memento.store.backends import open_store
+from memento.store.connection import DATABASE_ERRORS
+from memento.store.safe_pickle import StoredValue
+from memento.store.sqlite import default_store_path
+from memento.view.import_legacy import import_legacy_store
+from memento.view.report import write_report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,7 +71,6 @@ _load_values_option = click.option(
 
 # -- shared plumbing ------------------------------------------------------------------------------
 def _store_path(store: str | None) -> Path:
-    from memento.store.sqlite import default_store_path
 
     path = default_store_path(store)
     if not path.exists():
@@ -73,11 +86,8 @@ def _store_path(store: str | None) -> Path:
 @contextmanager
 def _open(store: str | None) -> Iterator[Any]:
     """The store, read-only (works while a run writes to it)."""
-    from memento.store.sqlite import Store
-
-    with Store(_store_path(store), readonly=True) as opened:
-        _ = opened.conn  # connect now, so that a bad file fails here with a StoreError
-        yield opened
+    with open_store(_store_path(store), readonly=True) as opened:
+        yield opened.open()  # connected now, so that a bad file fails here with a StoreError
 
 
 def _clean_errors(func: F) -> F:
@@ -89,7 +99,7 @@ def _clean_errors(func: F) -> F:
             return func(*args, **kwargs)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             raise click.ClickException(f"The store cannot be read: {exc}") from None
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
@@ -158,7 +168,6 @@ def _short(name: str) -> str:
 
 
 def _cell(value: Any, limit: int = 60) -> str:
-    from memento._util.text import display_value
 
     if value is None:
         return ""
@@ -168,8 +177,7 @@ def _cell(value: Any, limit: int = 60) -> str:
         text = value
     else:
         text = display_value(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return truncate(" ".join(text.split()), limit)
 
 
 # -- the group ------------------------------------------------------------------------------------
@@ -192,7 +200,6 @@ def status(store: str | None) -> None:
     A result is stale when its code fingerprint differs from the latest one written for the
     same experiment (it was computed by an older version of the code).
     """
-    from memento.results.reading import config_label, summarize
 
     with _open(store) as opened:
         summary = summarize(opened)
@@ -297,7 +304,6 @@ def results(
     load_values: bool,
 ) -> None:
     """The results, one row per config: parameters, status, timing, metrics, return value."""
-    from memento.results.reading import filter_records, flat_records, parse_where, read_records
 
     conditions = parse_where(where)
     with _open(store) as opened:
@@ -361,7 +367,6 @@ def _json_record(record: dict[str, Any]) -> dict[str, Any]:
         "inner",
         "note",
     )
-    from memento.store.safe_pickle import StoredValue
 
     out = {k: record[k] for k in keep}
     inner = record["inner"]
@@ -371,7 +376,6 @@ def _json_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_safe(value: Any) -> Any:
-    from memento._util.text import display_value
 
     if value is None or isinstance(value, (str, bool, int)):
         return value
@@ -391,7 +395,6 @@ def _json_safe(value: Any) -> Any:
 
 
 def _csv_value(value: Any) -> Any:
-    from memento._util.text import display_value
 
     if value is None:
         return ""
@@ -408,7 +411,6 @@ def _csv_value(value: Any) -> Any:
 @_clean_errors
 def show(store_or_key: str, key: str | None, load_values: bool) -> None:
     """One result: its config, a summary, its metrics, and for a failure its traceback."""
-    from memento.results.reading import config_label, read_records
 
     store = store_or_key if key is not None else None
     prefix = (key if key is not None else store_or_key).strip()
@@ -416,10 +418,9 @@ def show(store_or_key: str, key: str | None, load_values: bool) -> None:
         raise click.UsageError("Give a key, or the first characters of one.")
     with _open(store) as opened:
         matches = read_records(opened, key_prefix=prefix, load_values=load_values)
-        query = "SELECT key, experiment, params, submitted FROM running ORDER BY key"
-        running = [row for row in opened.conn.execute(query) if row[0].startswith(prefix)]
+        running = sorted(row for row in opened.in_flight() if row[0].startswith(prefix))
     if not matches and running:
-        k, experiment, params, submitted = running[0]
+        k, _run_id, experiment, params, submitted = running[0]
         if len(running) == 1:
             click.echo(
                 f"{k} is running ({experiment}, submitted {_ago(submitted)}); config: {params}"
@@ -442,7 +443,6 @@ def show(store_or_key: str, key: str | None, load_values: bool) -> None:
 
 
 def _show_record(r: dict[str, Any]) -> None:
-    from memento._util.text import display_value
 
     def field(name: str, value: Any) -> None:
         if value not in (None, ""):
@@ -540,8 +540,6 @@ def forget(
     yes: bool,
 ) -> None:
     """Delete stored results, so that the next run computes them again."""
-    from memento.results.reading import read_records
-    from memento.store.sqlite import Store
 
     chosen = [
         name
@@ -572,13 +570,12 @@ def forget(
         click.confirm(
             f"Forget {len(targets)} result(s) ({what}) from {path}?", abort=True, err=True
         )
-    with Store(path) as writable:
+    with open_store(path) as writable:
         removed = writable.delete(targets)
     click.echo(f"Forgot {removed} result(s) from {path}.")
 
 
 def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:
-    from memento.results.reading import read_records
 
     found = read_records(opened, key_prefix=prefix, experiment=experiment, load_values=False)
     if not found:
@@ -608,7 +605,6 @@ def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:
 @_clean_errors
 def report(store: str | None, output: str, experiment: str | None, load_values: bool) -> None:
     """A self-contained HTML page: summary, sortable results table, one plot per metric."""
-    from memento.view.report import write_report
 
     path = _store_path(store)
     counts = write_report(path, output, experiment=experiment, load_values=load_values)
@@ -644,7 +640,6 @@ def import_12(
     named by --experiment is imported too (not its __main__ block). Import only stores you
     trust. See docs/cli.md.
     """
-    from memento.view.import_legacy import import_legacy_store
 
     report = import_legacy_store(
         old, new, experiment, cache_dir=cache_dir, version=experiment_version

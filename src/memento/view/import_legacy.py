@@ -22,7 +22,6 @@ import importlib
 import os
 import pickle
 import pickletools
-import sqlite3
 import sys
 import types
 import uuid
@@ -33,16 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from memento._util.text import params_json
-from memento.exceptions import StoreError
-from memento.keys.encoding import main_as_script_of
+from memento.keys.encoding import KeyMaker, experiment_name, main_as_script_of
+from memento.keys.fingerprint import code_fingerprint
 from memento.matrix.configs import Config
-from memento.store.sqlite import (
-    Store,
-    StoredOutcome,
-    connect_readonly,
-    default_store_path,
-    is_legacy_store,
-)
+from memento.store.backends import open_store
+from memento.store.base import BaseStore, StoredOutcome
+from memento.store.queries import read_legacy_store
+from memento.store.sqlite import default_store_path
 
 #: Rows written per transaction: an interrupted import keeps what it wrote, and a second
 #: import adds only what is missing.
@@ -303,11 +299,11 @@ def import_legacy_store(
         raise ValueError("Give the path of the new store (NEW).")
     old_path = Path(old).expanduser().absolute()
     new_path = default_store_path(new)
-    rows, checkpoints = _read_legacy(old_path)
+    rows, checkpoints = read_legacy_store(old_path)
     if new_path.exists() and new_path.resolve() == old_path.resolve():
         raise ValueError(f"NEW must be another file than OLD ({old_path}): OLD is never written.")
     if new_path.exists():
-        Store(new_path, readonly=True).conn.close()  # refuse a bad NEW before loading anything
+        open_store(new_path, readonly=True).open().close()  # refuse a bad NEW before loading
     base = Path(cache_dir).expanduser().absolute() if cache_dir else old_path.parent
     with loaded_experiment(experiment, search=base) as func, main_as_script_of(func):
         # The functions of `__main__` in 1.2's pickles (by value, with the `__file__` of
@@ -315,40 +311,10 @@ def import_legacy_store(
         return _Importer(old_path, new_path, func, version, base).run(rows, checkpoints)
 
 
-def _read_legacy(path: Path) -> tuple[list[tuple[bytes, str]], int]:
-    """The ``(key, value)`` rows of 1.2's ``cache`` table, newest first, and the number of
-    checkpoints, read through a read-only connection."""
-    if not path.is_file():
-        raise StoreError(f"No memento-ml 1.2 store at {path}: check the path.")
-    try:
-        conn = connect_readonly(path)
-        try:
-            if not is_legacy_store(conn):
-                raise StoreError(
-                    f"{path} is not a memento-ml 1.2 store (it has no 1.2 'cache' or "
-                    "'checkpoint_table' table); nothing to import."
-                )
-            tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
-            rows: list[tuple[bytes, str]] = []
-            if "cache" in tables:
-                rows = conn.execute("SELECT key, value FROM cache ORDER BY ts DESC").fetchall()
-            count = 0
-            if "checkpoint_table" in tables:
-                (count,) = conn.execute("SELECT count(*) FROM checkpoint_table").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} cannot be read as a memento-ml 1.2 store ({exc})") from None
-    return rows, count
-
-
 class _Importer:
     """One import: turns 1.2 rows into stored outcomes and writes them in batches."""
 
     def __init__(self, old: Path, new: Path, func: Any, version: str | None, base: Path) -> None:
-        from memento.keys.encoding import KeyMaker, experiment_name
-        from memento.keys.fingerprint import code_fingerprint
-
         self.new = new
         self.base = base
         self.keymaker = KeyMaker(func, version)
@@ -358,7 +324,7 @@ class _Importer:
         self.report = ImportReport(old, new, experiment_name(func))
         self.run_id = "import-" + uuid.uuid4().hex[:12]
         self.seen: set[str] = set()
-        self.store: Store | None = None
+        self.store: BaseStore | None = None
         self.total = 0
 
     def run(self, rows: list[tuple[bytes, str]], checkpoints: int) -> ImportReport:
@@ -464,7 +430,7 @@ class _Importer:
         if not batch:
             return
         if self.store is None:
-            self.store = Store(self.new)
+            self.store = open_store(self.new)
             self.store.start_run(self.run_id, self.report.experiment, self.total, 0, 0)
         present = self.store.lookup([o.key for o, _ in batch], ["status"])
         fresh = []

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from memento._util.text import display_value, format_bytes, format_seconds
+from memento._util.text import display_value, format_bytes, format_seconds, truncate
 from memento.results.reading import (
     StoreSummary,
     config_label,
@@ -31,7 +31,8 @@ from memento.results.reading import (
     read_records,
     summarize,
 )
-from memento.store.sqlite import Store, default_store_path
+from memento.store.backends import open_store
+from memento.store.sqlite import default_store_path
 
 #: Lines drawn per plot at most (the first configs, in store order), and points per line.
 MAX_SERIES = 60
@@ -65,7 +66,7 @@ def write_report(
     Return values are shown only when plain (see :mod:`memento.store.safe_pickle`);
     ``load_values=True`` unpickles them all, which runs code from the store."""
     path = default_store_path(store)
-    with Store(path, readonly=True) as opened:
+    with open_store(path, readonly=True) as opened:
         records = read_records(opened, experiment=experiment, load_values=load_values)
         summary = summarize(opened)
     page = build_report(records, summary, title=f"memento report: {path.name}")
@@ -169,7 +170,7 @@ def _table_section(records: Sequence[dict[str, Any]]) -> str:
             text = _cell_text(c, value)
             sort = _sort_value(value)
             title = f' title="{_e(text)}"' if len(text) > 40 else ""
-            shown = text if len(text) <= 40 else text[:39] + "\u2026"
+            shown = truncate(text, 40, marker="\u2026")
             cells.append(f'<td{cls} data-sort="{_e(sort)}"{title}>{_e(shown)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
@@ -215,95 +216,129 @@ def _metric_names(records: Iterable[dict[str, Any]]) -> list[str]:
     return list(names)
 
 
+_Line = list[tuple[float, float]]
+
+
 def _plot(name: str, records: Sequence[dict[str, Any]]) -> str:
     """One metric: y against x, one line per config, as an inline SVG with a legend."""
     raw = [(config_label(r["params"]), r["series"].get(name) or []) for r in records]
     raw = [(label, pts) for label, pts in raw if pts]
-    total = len(raw)
-    raw = raw[:MAX_SERIES]
-    xs_all = [p[0] for _, pts in raw for p in pts if _is_number(p[0])]
-    timestamps = bool(xs_all) and all(1e9 < float(x) < 1e10 for x in xs_all)
-    series: list[tuple[str, list[tuple[float, float]]]] = []
-    for label, pts in raw:
-        numeric_x = all(_is_number(p[0]) for p in pts)
-        origin = float(pts[0][0]) if timestamps and numeric_x else 0.0
-        line = []
-        for i, point in enumerate(pts):
-            x, y = point[0], point[1]
-            if not _is_number(y):
-                continue
-            xv = float(x) - origin if numeric_x else float(i)
-            line.append((xv, float(y)))
-        if len(line) > MAX_POINTS:
-            step = math.ceil(len(line) / MAX_POINTS)
-            line = line[::step] + ([line[-1]] if (len(line) - 1) % step else [])
-        if line:
-            series.append((label, line))
-    x_label = "seconds since the first record" if timestamps else "x"
+    timestamps = _timestamped(raw[:MAX_SERIES])
+    series = [(label, line) for label, pts in raw[:MAX_SERIES] if (line := _line(pts, timestamps))]
     if not series:
         return (
             f'<figure class="plot"><figcaption>{_e(name)}</figcaption>'
             "<p>No numeric values to plot.</p></figure>"
         )
-    xs = [x for _, line in series for x, _ in line]
-    ys = [y for _, line in series for _, y in line]
-    x_ticks = _ticks(min(xs), max(xs))
-    y_ticks = _ticks(min(ys), max(ys))
-    x0, x1 = x_ticks[0], x_ticks[-1]
-    y0, y1 = y_ticks[0], y_ticks[-1]
-    pw, ph = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
-
-    def sx(x: float) -> float:
-        return _LEFT + (x - x0) / (x1 - x0) * pw
-
-    def sy(y: float) -> float:
-        return _TOP + ph - (y - y0) / (y1 - y0) * ph
-
+    x_label = "seconds since the first record" if timestamps else "x"
+    axes = _Axes([point for _, line in series for point in line])
     out = [
         f'<svg class="chart" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" '
-        f'aria-label="{_e(name)} against {_e(x_label)}">'
+        f'aria-label="{_e(name)} against {_e(x_label)}">',
+        *axes.grid(),
+        axes.frame(x_label),
+        *(_series_svg(i, label, line, axes) for i, (label, line) in enumerate(series)),
+        "</svg>",
     ]
-    for t in x_ticks:
-        out.append(
-            f'<line class="grid" x1="{sx(t):.1f}" y1="{_TOP}" x2="{sx(t):.1f}" y2="{_TOP + ph}"/>'
-            f'<text class="tick" x="{sx(t):.1f}" y="{_TOP + ph + 16}" text-anchor="middle">'
-            f"{_e(_tick_text(t))}</text>"
-        )
-    for t in y_ticks:
-        out.append(
-            f'<line class="grid" x1="{_LEFT}" y1="{sy(t):.1f}" x2="{_LEFT + pw}" y2="{sy(t):.1f}"/>'
-            f'<text class="tick" x="{_LEFT - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">'
-            f"{_e(_tick_text(t))}</text>"
-        )
-    out.append(
-        f'<rect class="frame" x="{_LEFT}" y="{_TOP}" width="{pw}" height="{ph}"/>'
-        f'<text class="axis" x="{_LEFT + pw / 2:.1f}" y="{_HEIGHT - 6}" text-anchor="middle">'
-        f"{_e(x_label)}</text>"
-    )
-    legend = []
-    for i, (label, line) in enumerate(series):
-        color = _PALETTE[i % len(_PALETTE)]
-        points = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
-        out.append(f'<g class="series" data-series="{i}" stroke="{color}" fill="{color}">')
-        out.append(f"<title>{_e(label)}</title>")
-        if len(line) > 1:
-            out.append(f'<polyline fill="none" stroke-width="1.8" points="{points}"/>')
-        if len(line) <= 30:
-            out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5"/>' for x, y in line)
-        out.append("</g>")
-        legend.append(
-            f'<li data-series="{i}"><span class="sw" style="background:{color}"></span>'
-            f"{_e(label)}</li>"
-        )
-    out.append("</svg>")
+    legend = "".join(_legend_item(i, label) for i, (label, _) in enumerate(series))
     more = (
-        f'<p class="sub">showing {len(series)} of {total} configs</p>'
-        if total > len(series)
+        f'<p class="sub">showing {len(series)} of {len(raw)} configs</p>'
+        if len(raw) > len(series)
         else ""
     )
     return (
         f'<figure class="plot"><figcaption>{_e(name)}</figcaption>{"".join(out)}'
-        f'<ul class="legend">{"".join(legend)}</ul>{more}</figure>'
+        f'<ul class="legend">{legend}</ul>{more}</figure>'
+    )
+
+
+def _timestamped(raw: Sequence[tuple[str, Sequence[Any]]]) -> bool:
+    """Whether every numeric x looks like a Unix time (then x counts seconds from each
+    config's first record)."""
+    xs = [p[0] for _, pts in raw for p in pts if _is_number(p[0])]
+    return bool(xs) and all(1e9 < float(x) < 1e10 for x in xs)
+
+
+def _line(pts: Sequence[Any], timestamps: bool) -> _Line:
+    """One config's numeric ``(x, y)`` points (x its index when some x is not a number),
+    thinned to about :data:`MAX_POINTS`, the last point kept."""
+    numeric_x = all(_is_number(p[0]) for p in pts)
+    origin = float(pts[0][0]) if timestamps and numeric_x else 0.0
+    line = [
+        (float(point[0]) - origin if numeric_x else float(i), float(point[1]))
+        for i, point in enumerate(pts)
+        if _is_number(point[1])
+    ]
+    if len(line) > MAX_POINTS:
+        step = math.ceil(len(line) / MAX_POINTS)
+        line = line[::step] + ([line[-1]] if (len(line) - 1) % step else [])
+    return line
+
+
+class _Axes:
+    """The plotting area: round ticks covering the values, and data -> SVG coordinates."""
+
+    width, height = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
+
+    def __init__(self, points: Sequence[tuple[float, float]]) -> None:
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        self.x_ticks = _ticks(min(xs), max(xs))
+        self.y_ticks = _ticks(min(ys), max(ys))
+
+    def sx(self, x: float) -> float:
+        x0, x1 = self.x_ticks[0], self.x_ticks[-1]
+        return _LEFT + (x - x0) / (x1 - x0) * self.width
+
+    def sy(self, y: float) -> float:
+        y0, y1 = self.y_ticks[0], self.y_ticks[-1]
+        return _TOP + self.height - (y - y0) / (y1 - y0) * self.height
+
+    def grid(self) -> list[str]:
+        """Grid lines and tick labels, x then y."""
+        bottom, right = _TOP + self.height, _LEFT + self.width
+        out = [
+            f'<line class="grid" x1="{self.sx(t):.1f}" y1="{_TOP}" x2="{self.sx(t):.1f}" '
+            f'y2="{bottom}"/><text class="tick" x="{self.sx(t):.1f}" y="{bottom + 16}" '
+            f'text-anchor="middle">{_e(_tick_text(t))}</text>'
+            for t in self.x_ticks
+        ]
+        out += [
+            f'<line class="grid" x1="{_LEFT}" y1="{self.sy(t):.1f}" x2="{right}" '
+            f'y2="{self.sy(t):.1f}"/><text class="tick" x="{_LEFT - 6}" y="{self.sy(t) + 4:.1f}" '
+            f'text-anchor="end">{_e(_tick_text(t))}</text>'
+            for t in self.y_ticks
+        ]
+        return out
+
+    def frame(self, x_label: str) -> str:
+        """The frame around the plotting area and the x axis's label."""
+        return (
+            f'<rect class="frame" x="{_LEFT}" y="{_TOP}" width="{self.width}" '
+            f'height="{self.height}"/><text class="axis" x="{_LEFT + self.width / 2:.1f}" '
+            f'y="{_HEIGHT - 6}" text-anchor="middle">{_e(x_label)}</text>'
+        )
+
+
+def _series_svg(i: int, label: str, line: _Line, axes: _Axes) -> str:
+    """One config's line (and its points, when few), in the ``i``-th colour."""
+    color = _PALETTE[i % len(_PALETTE)]
+    out = [
+        f'<g class="series" data-series="{i}" stroke="{color}" fill="{color}">',
+        f"<title>{_e(label)}</title>",
+    ]
+    if len(line) > 1:
+        points = " ".join(f"{axes.sx(x):.1f},{axes.sy(y):.1f}" for x, y in line)
+        out.append(f'<polyline fill="none" stroke-width="1.8" points="{points}"/>')
+    if len(line) <= 30:
+        out += [f'<circle cx="{axes.sx(x):.1f}" cy="{axes.sy(y):.1f}" r="2.5"/>' for x, y in line]
+    out.append("</g>")
+    return "".join(out)
+
+
+def _legend_item(i: int, label: str) -> str:
+    color = _PALETTE[i % len(_PALETTE)]
+    return (
+        f'<li data-series="{i}"><span class="sw" style="background:{color}"></span>{_e(label)}</li>'
     )
 
 
@@ -383,7 +418,7 @@ def _plain(value: Any) -> str:
 
 
 def _duration(seconds: float) -> str:
-    return format_seconds(seconds, clock=False)
+    return format_seconds(seconds, style="words")
 
 
 def _timestamp(ts: float) -> str:

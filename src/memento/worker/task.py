@@ -6,7 +6,6 @@ an experiment's failure: the failure *is* the outcome.
 from __future__ import annotations
 
 import copy
-import datetime
 import os
 import pickle
 import re
@@ -23,7 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from memento.exceptions import ExperimentError, ExperimentTimeout
+from memento._util.text import truncate
+from memento.exceptions import ExperimentError
 from memento.matrix.configs import Config
 from memento.worker.context import Context, FileCheckpoints
 
@@ -113,8 +113,6 @@ class Job:
     thread_cpu: bool = False
     #: Reset the process's peak-memory counter before each experiment (own process only).
     reset_memory_peak: bool = True
-    #: Enforce ``timeout`` with SIGALRM inside the experiment (inline executor only).
-    alarm_timeout: float | None = None
     #: Send each outcome's value pickled (cross-process) or as the object itself (in-process).
     pickle_values: bool = True
     progress: Callable[[str, float, float | None], None] | None = field(default=None, repr=False)
@@ -264,7 +262,7 @@ def run_job(job: Job) -> list[Outcome]:
     func = job.function.resolve()
     outcomes = []
     # Where nothing routes output (a cluster's worker), capture it for this job only.
-    held = job.redirect_output and _router.hold()
+    held = job.redirect_output and output_router.hold()
     try:
         for task in job.tasks:
             try:
@@ -275,7 +273,7 @@ def run_job(job: Job) -> list[Outcome]:
                 outcomes.append(_failed(task, exc))
     finally:
         if held:
-            _router.release()
+            output_router.release()
     return outcomes
 
 
@@ -303,8 +301,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     clock = time.thread_time if job.thread_cpu else time.process_time
     label = _label(task.config)
     if job.redirect_output:
-        _router.begin(label, task.key, sink=job.output, interactive=_ctrl_c_lands_here(job))
-    alarm = _Alarm(job.alarm_timeout)
+        output_router.begin(label, task.key, sink=job.output, interactive=_ctrl_c_lands_here(job))
     config = _own_copy(task.config)
     # A reused worker process gives each experiment the directory and environment it started
     # with (threads share the driver's, which memento leaves alone).
@@ -312,8 +309,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     start, cpu0 = time.time(), clock()
     outcome = Outcome(key=task.key, ok=True, host=host, pid=pid, attempt=task.attempt)
     try:
-        with alarm:
-            value = func(context, config)
+        value = func(context, config)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt) and _ctrl_c_lands_here(job):
             raise  # the user pressed Ctrl-C: stop the run (the driver stores what finished)
@@ -341,7 +337,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
         if saved is not None:
             saved.restore()
         if job.redirect_output:
-            outcome.output = _router.end()
+            outcome.output = output_router.end()
     outcome.start_time = start
     outcome.metrics = context.metric_rows()
     done, total = context.progress_state
@@ -486,8 +482,7 @@ def attach(error: BaseException, **attributes: Any) -> BaseException:
 
 
 def _label(config: Config) -> str:
-    text = str(config)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return truncate(str(config), 60)
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -761,7 +756,8 @@ class _RoutedStream:
         return sys.__stderr__.buffer if sys.__stderr__ is not None else None
 
 
-_router = _LineRouter()
+#: The one router of this process (public: `compat.parallel` routes `TaskManager` output with it).
+output_router = _LineRouter()
 
 
 def install_output_router() -> None:
@@ -774,7 +770,7 @@ def install_output_router() -> None:
     import logging
 
     old_out, old_err = sys.stdout, sys.stderr
-    _router.install()
+    output_router.install()
     handlers = list(logging.getLogger().handlers)
     for logger in list(logging.Logger.manager.loggerDict.values()):
         handlers.extend(getattr(logger, "handlers", ()))
@@ -784,13 +780,13 @@ def install_output_router() -> None:
 
 
 def uninstall_output_router() -> None:
-    _router.uninstall()
+    output_router.uninstall()
 
 
 def driver_stderr() -> Any:
     """Where the driver shows forwarded output without a display: its stderr, never the router
     (a thread experiment's line would be captured again)."""
-    return _router.original(1)
+    return output_router.original(1)
 
 
 # The output pipe: records cut into chunks of at most PIPE_BUF bytes, each written in one
@@ -934,8 +930,8 @@ def init_process_worker(progress_fd: int | None = None, output: Any = None) -> N
     if output is not None:
         _output_conn = output  # keeps the descriptor open
         _output_fd = output.fileno()
-        _router.sink = _send_output
-        _router.process_wide = True
+        output_router.sink = _send_output
+        output_router.process_wide = True
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -1006,36 +1002,6 @@ def _peak_memory() -> tuple[int | None, int | None]:
         elif line.startswith("VmPeak:"):
             vms = int(line.split()[1]) * 1024
     return rss, vms
-
-
-# -- inline timeouts -------------------------------------------------------------------------
-class _Alarm:
-    """SIGALRM-based timeout for experiments run in the main thread (inline executor)."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self._previous: Any = None
-
-    def __enter__(self) -> None:
-        if not self.seconds or threading.current_thread() is not threading.main_thread():
-            self.seconds = None
-            return
-        seconds = self.seconds
-
-        def on_alarm(signum: int, frame: Any) -> None:
-            raise ExperimentTimeout(f"The experiment ran longer than its timeout of {seconds} s")
-
-        self._previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.seconds:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._previous)
-
-
-def as_datetime(ts: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ts)
 
 
 __all__ = ["FunctionRef", "Job", "Outcome", "Task", "init_process_worker", "run_job"]

@@ -1,0 +1,46 @@
+"""What one ``Memento.run`` was asked to do, fixed for the whole run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The options of a :class:`~memento.run.memento.Memento` and the arguments of one of its
+    ``run`` calls, made once by ``Memento.run`` and read by the driver; frozen, so that nothing
+    changes them while experiments run.
+
+    Example::
+
+        settings = RunSettings(experiment, retries=2, force_run=True)
+        settings.retries  # 2
+    """
+
+    #: The experiment, ``(context, config) -> value``.
+    func: Callable[..., Any]
+    #: ``"process"``, ``"thread"``, ``"inline"``, an Executor or a concurrent.futures one.
+    executor: Any = "process"
+    num_workers: int | None = None
+    notification_provider: Any = None
+    #: Seconds per experiment, or ``None``.
+    timeout: float | None = None
+    #: Extra attempts before an experiment is recorded as failed.
+    retries: int = 0
+    version: str | None = None
+    #: Show the live display on stderr.
+    progress: bool = True
+    on_code_change: Literal["warn", "rerun", "ignore"] = "warn"
+    #: Recompute everything, ignoring stored results.
+    force_run: bool = False
+    #: Run nothing, write nothing: serve stored results only.
+    force_cache: bool = False
+    #: Send the end-of-run notification.
+    notify_on_complete: bool = True
+    #: Raise an AggregateException at the end when experiments failed.
+    raise_on_failure: bool = True
+
+
+__all__ = ["RunSettings"]

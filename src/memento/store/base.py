@@ -1,0 +1,225 @@
+"""The store seam: what the driver, the plan, the executors, ``open_results``, the report and
+the ``memento`` command may ask of a store. :class:`~memento.store.sqlite.SQLiteStore` is the
+first backend; a second one (PostgreSQL, say) is one new module with a subclass of
+:class:`BaseStore`, plus its URL scheme in :func:`memento.store.backends.open_store`.
+
+A backend keeps the records of docs/store.md (results, runs, in-flight experiments, engine
+job ids) under the same names: :meth:`BaseStore.lookup` and :meth:`BaseStore.rows` take and
+give the ``results`` columns by name, and the tuples below are in the order their docstrings
+give. Large values and checkpoints are files in :attr:`BaseStore.directory`, which cluster
+executors check the workers can reach.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The ``results`` columns (docs/store.md), in the order :meth:`BaseStore.rows` gives them.
+RESULT_COLUMNS = (
+    "key",
+    "experiment",
+    "status",
+    "params",
+    "value",
+    "value_file",
+    "error_type",
+    "error_message",
+    "traceback",
+    "error",
+    "attempts",
+    "host",
+    "pid",
+    "start_time",
+    "end_time",
+    "runtime",
+    "cpu_time",
+    "peak_rss",
+    "peak_vms",
+    "metrics",
+    "progress",
+    "fingerprint",
+    "version",
+    "run_id",
+    "updated",
+    "output",
+)
+
+
+@dataclass
+class StoredOutcome:
+    """One row to write: everything the store keeps about one finished experiment."""
+
+    key: str
+    experiment: str
+    status: str
+    #: The parameters as JSON text, non-JSON values shown by name.
+    params: str
+    value: bytes | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    error: bytes | None = None
+    attempts: int = 1
+    host: str = ""
+    pid: int | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    runtime: float | None = None
+    cpu_time: float | None = None
+    peak_rss: int | None = None
+    peak_vms: int | None = None
+    metrics: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    progress: float | None = None
+    fingerprint: str = ""
+    version: str | None = None
+    run_id: str = ""
+    #: What the experiment printed (stdout and stderr, interleaved; the end of it when long).
+    output: str | None = None
+
+
+class BaseStore(ABC):
+    """A memento store: where results, runs, in-flight experiments and job ids are kept.
+
+    Opened lazily (:meth:`open` connects at once); ``readonly=True`` never writes or creates.
+    A context manager that closes it. Every write is atomic: one transaction, committed
+    before the method returns.
+    """
+
+    path: Path
+    readonly: bool
+
+    # -- opening ---------------------------------------------------------------------------
+    @abstractmethod
+    def open(self) -> BaseStore:
+        """Connect now (creating a new store unless read-only), so that a missing, damaged,
+        foreign or too new store fails here, with a :class:`~memento.exceptions.StoreError`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection; a later call connects again."""
+
+    def __enter__(self) -> BaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    @abstractmethod
+    def directory(self) -> Path:
+        """The directory of large values and checkpoints (shared with the workers)."""
+
+    @property
+    def checkpoint_directory(self) -> Path:
+        """Where workers write checkpoints (``<key>.ckpt``, atomic files)."""
+        return self.directory / "checkpoints"
+
+    # -- plan look-up and values -----------------------------------------------------------
+    @abstractmethod
+    def lookup(self, keys: Sequence[str], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """The stored results among ``keys``: key -> the tuple of ``columns`` (names of
+        docs/store.md's ``results`` columns). Missing keys are left out."""
+
+    @abstractmethod
+    def load_value(
+        self, value: bytes | None, value_file: str | None, *, plain_only: bool = False
+    ) -> Any:
+        """The return value a result's ``value`` and ``value_file`` hold. ``plain_only=True``
+        runs no code from the store (see :mod:`memento.store.safe_pickle`)."""
+
+    # -- writes ----------------------------------------------------------------------------
+    @abstractmethod
+    def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
+        """Store finished experiments (replacing earlier results of their keys) and take them
+        off the in-flight list, in one transaction."""
+
+    @abstractmethod
+    def mark_running(self, run_id: str, experiment: str, items: Iterable[tuple[str, str]]) -> None:
+        """Note experiments as in flight for ``run_id`` (``items``: (key, params JSON))."""
+
+    @abstractmethod
+    def start_run(
+        self,
+        run_id: str,
+        experiment: str,
+        total: int,
+        to_run: int,
+        cached: int,
+        fingerprint: str | None = None,
+    ) -> None:
+        """Note a run as started; its ``fingerprint`` (the experiment's code fingerprint)
+        makes results with another one stale."""
+
+    @abstractmethod
+    def finish_run(self, run_id: str, done: int, failed: int, state: str) -> None:
+        """Note a run as ended in ``state``; its experiments are no longer in flight."""
+
+    @abstractmethod
+    def record_jobs(self, executor: str, jobs: Iterable[tuple[str, str]]) -> None:
+        """Remember engine job ids (``(key, job_id)``), so a re-run can collect them."""
+
+    @abstractmethod
+    def find_jobs(self, executor: str, keys: Sequence[str]) -> dict[str, str]:
+        """Job ids remembered by ``executor`` for ``keys``: key -> job id."""
+
+    @abstractmethod
+    def forget_jobs(self, keys: Sequence[str]) -> None:
+        """Forget the job ids of ``keys``."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> int:
+        """Forget the results of ``keys`` (and their value files); how many there were."""
+
+    # -- read-side queries -----------------------------------------------------------------
+    @abstractmethod
+    def rows(
+        self,
+        *,
+        status: str | None = None,
+        experiment: str | None = None,
+        key_prefix: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every result (optionally filtered) as a dict of all its columns, in the order
+        they were first written; ``params`` and ``metrics`` decoded from JSON."""
+
+    @abstractmethod
+    def result_states(self) -> Iterator[tuple[Any, ...]]:
+        """Every result, first written first, as ``(key, experiment, status, params JSON,
+        fingerprint, error_type, error_message, updated)``."""
+
+    @abstractmethod
+    def latest_fingerprints(self) -> dict[str, str]:
+        """Each experiment's code fingerprint as of its most recent run (for stores from
+        before runs recorded one, its last written result's)."""
+
+    @abstractmethod
+    def experiment_names(self) -> set[str]:
+        """The experiments with results or in flight."""
+
+    @abstractmethod
+    def in_flight(self) -> list[tuple[Any, ...]]:
+        """The experiments in flight, first submitted first, as ``(key, run_id, experiment,
+        params JSON, submitted)``."""
+
+    @abstractmethod
+    def runs(
+        self, *, limit: int | None = None, running_only: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Runs as ``(run_id, experiment, host, pid, started, finished, state, total, done,
+        failed)``: the ``limit`` most recent first, or (``running_only``) the runs still
+        running, first started first."""
+
+    @abstractmethod
+    def run_count(self) -> int:
+        """How many runs the store has seen."""
+
+    @abstractmethod
+    def last_activity(self) -> float | None:
+        """When anything was last written (epoch seconds); ``None`` for an empty store."""
+
+
+__all__ = ["RESULT_COLUMNS", "BaseStore", "StoredOutcome"]

@@ -1,0 +1,224 @@
+"""The SQLite backend's read-side SQL: the plan's look-up, result rows, and what
+``memento status`` and ``open_results`` summarise; and the look at a memento-ml 1.2 file.
+
+Functions of an open connection, so that a read-only one (or the in-memory stand-in for an
+empty file) serves as well as the writer's. :class:`memento.store.sqlite.SQLiteStore` is
+their only caller outside this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from memento.exceptions import StoreError
+from memento.store.base import RESULT_COLUMNS
+from memento.store.connection import connect_readonly
+
+#: Keys per ``IN (...)``: well under SQLite's limit on bound parameters.
+CHUNK = 500
+#: The tables memento-ml 1.2 creates (``FileSystemCacheProvider``, ``FileSystemCheckpointing``).
+LEGACY_TABLES = ("cache", "checkpoint_table")
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def is_empty(conn: sqlite3.Connection) -> bool:
+    """No tables, indexes or views at all: an empty file, or a database nobody filled yet."""
+    return not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+
+
+def columns_of(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def is_legacy_store(conn: sqlite3.Connection) -> bool:
+    """Whether the database behind ``conn`` was written by memento-ml 1.2: no ``meta`` table,
+    and a ``cache`` or ``checkpoint_table`` table with 1.2's columns ``(key, ts, value)``."""
+    present = tables(conn)
+    if "meta" in present:
+        return False
+    return any(
+        name in present and columns_of(conn, name) == {"key", "ts", "value"}
+        for name in LEGACY_TABLES
+    )
+
+
+def read_legacy_store(path: Path) -> tuple[list[tuple[bytes, str]], int]:
+    """The ``(key, value)`` rows of a memento-ml 1.2 file's ``cache`` table, newest first, and
+    its number of checkpoints, read through a read-only connection."""
+    if not path.is_file():
+        raise StoreError(f"No memento-ml 1.2 store at {path}: check the path.")
+    try:
+        conn = connect_readonly(path)
+        try:
+            if not is_legacy_store(conn):
+                raise StoreError(
+                    f"{path} is not a memento-ml 1.2 store (it has no 1.2 'cache' or "
+                    "'checkpoint_table' table); nothing to import."
+                )
+            present = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+            rows: list[tuple[bytes, str]] = []
+            if "cache" in present:
+                rows = conn.execute("SELECT key, value FROM cache ORDER BY ts DESC").fetchall()
+            count = 0
+            if "checkpoint_table" in present:
+                (count,) = conn.execute("SELECT count(*) FROM checkpoint_table").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} cannot be read as a memento-ml 1.2 store ({exc})") from None
+    return rows, count
+
+
+# -- results ---------------------------------------------------------------------------------
+def lookup(
+    conn: sqlite3.Connection, keys: Sequence[str], columns: Sequence[str]
+) -> dict[str, tuple[Any, ...]]:
+    """Rows of ``results`` for the given keys that exist, as key -> tuple of ``columns``."""
+    cols = ", ".join(("key", *columns))
+    found: dict[str, tuple[Any, ...]] = {}
+    if len(keys) > 4 * CHUNK:
+        # Many keys: one sequential scan beats thousands of index probes when they are
+        # a good part of the table.
+        (count,) = conn.execute("SELECT count(*) FROM results").fetchone()
+        if 4 * len(keys) >= count:
+            wanted = set(keys)
+            for row in conn.execute(f"SELECT {cols} FROM results"):
+                if row[0] in wanted:
+                    found[row[0]] = row[1:]
+            return found
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT {cols} FROM results WHERE key IN ({marks})", chunk):
+            found[row[0]] = row[1:]
+    return found
+
+
+def rows(
+    conn: sqlite3.Connection,
+    status: str | None,
+    experiment: str | None,
+    key_prefix: str | None,
+) -> Iterator[dict[str, Any]]:
+    """All result rows as dicts (``params`` and ``metrics`` decoded from JSON)."""
+    clauses, args = [], []
+    if status is not None:
+        clauses.append("status = ?")
+        args.append(status)
+    if experiment is not None:
+        clauses.append("experiment = ?")
+        args.append(experiment)
+    if key_prefix is not None:
+        clauses.append("key LIKE ? ESCAPE '\\'")
+        args.append(key_prefix.replace("\\", "\\\\").replace("%", "\\%") + "%")
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    cursor = conn.execute(
+        f"SELECT {', '.join(RESULT_COLUMNS)} FROM results{where} ORDER BY rowid", args
+    )
+    for row in cursor:
+        record = dict(zip(RESULT_COLUMNS, row))
+        record["params"] = json.loads(record["params"])
+        record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
+        yield record
+
+
+def result_states(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
+    yield from conn.execute(
+        "SELECT key, experiment, status, params, fingerprint, error_type, error_message, "
+        "updated FROM results ORDER BY rowid"
+    )
+
+
+def find_jobs(conn: sqlite3.Connection, executor: str, keys: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = list(keys[start : start + CHUNK])
+        marks = ",".join("?" * len(chunk))
+        for key, job_id in conn.execute(
+            f"SELECT key, job_id FROM jobs WHERE executor = ? AND key IN ({marks})",
+            [executor, *chunk],
+        ):
+            found[key] = job_id
+    return found
+
+
+# -- what status shows -----------------------------------------------------------------------
+def latest_fingerprints(conn: sqlite3.Connection) -> dict[str, str]:
+    # Runs come last, so that a run's fingerprint wins over its results'.
+    latest = dict(
+        conn.execute(
+            "SELECT experiment, fingerprint FROM results "
+            "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY updated, rowid"
+        )
+    )
+    latest.update(
+        conn.execute(
+            "SELECT experiment, fingerprint FROM runs "
+            "WHERE fingerprint IS NOT NULL AND fingerprint != '' ORDER BY started, rowid"
+        )
+    )
+    return latest
+
+
+def experiment_names(conn: sqlite3.Connection) -> set[str]:
+    names = {r[0] for r in conn.execute("SELECT DISTINCT experiment FROM results")}
+    return names | {r[0] for r in conn.execute("SELECT DISTINCT experiment FROM running")}
+
+
+def in_flight(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT key, run_id, experiment, params, submitted FROM running ORDER BY submitted"
+    ).fetchall()
+
+
+_RUN_COLUMNS = "run_id, experiment, host, pid, started, finished, state, total, done, failed"
+
+
+def runs(conn: sqlite3.Connection, limit: int | None, running_only: bool) -> list[tuple[Any, ...]]:
+    if running_only:
+        query = f"SELECT {_RUN_COLUMNS} FROM runs WHERE state = 'running' ORDER BY started"
+        return conn.execute(query).fetchall()
+    query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started DESC LIMIT ?"
+    return conn.execute(query, (-1 if limit is None else limit,)).fetchall()
+
+
+def run_count(conn: sqlite3.Connection) -> int:
+    count: int = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    return count
+
+
+def last_activity(conn: sqlite3.Connection) -> float | None:
+    last: float | None = conn.execute(
+        "SELECT max(t) FROM (SELECT max(updated) AS t FROM results "
+        "UNION ALL SELECT max(max(started), coalesce(max(finished), 0)) FROM runs "
+        "UNION ALL SELECT max(submitted) FROM running)"
+    ).fetchone()[0]
+    return last
+
+
+__all__ = [
+    "CHUNK",
+    "LEGACY_TABLES",
+    "columns_of",
+    "experiment_names",
+    "find_jobs",
+    "in_flight",
+    "is_empty",
+    "is_legacy_store",
+    "last_activity",
+    "latest_fingerprints",
+    "lookup",
+    "read_legacy_store",
+    "result_states",
+    "rows",
+    "run_count",
+    "runs",
+    "tables",
+]
