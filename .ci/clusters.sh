@@ -2,7 +2,7 @@
 # Clusters for the test suite, all on 127.0.0.1: a single-node Slurm (when
 # ../shared/tools/slurm-up.sh exists), a Ray head (`ray start --head`) and a Dask scheduler
 # with one worker. The tests read the addresses from the variables exported here; without
-# them, tests/clusters.py starts private clusters itself, and Slurm tests skip.
+# them, tests/support/clusters.py starts private clusters itself, and Slurm tests skip.
 #
 #   . .ci/clusters.sh && clusters_start    # starts them; exports MEMENTO_TEST_* and RAY_*
 #   clusters_stop                          # stops only what clusters_start started
@@ -52,7 +52,10 @@ _clusters_kill() {  # _clusters_kill NAME: SIGTERM to the group, SIGKILL after 1
 
 clusters_start() {
   mkdir -p "$MEMENTO_CLUSTERS_DIR"
-  local tests_path="$_clusters_root/tests:$_clusters_root/src${PYTHONPATH:+:$PYTHONPATH}"
+  # tests/support and every test folder: the workers import test modules by name.
+  local test_dirs
+  test_dirs=$(find "$_clusters_root/tests" -mindepth 1 -maxdepth 1 -type d ! -name __pycache__ ! -name '.*' | sort | paste -sd: -)
+  local tests_path="$test_dirs:$_clusters_root/src${PYTHONPATH:+:$PYTHONPATH}"
   # Ray: no token auth files in ~; every listener on 127.0.0.1 (see docs/cluster-notes.md).
   export RAY_AUTH_MODE=disabled RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets its own store path and never writes into the cwd."""
+"""Shared fixtures: every test gets its own store path and never writes into the cwd.
+
+The tests mirror the folders of ``src/memento``; helpers they share live in ``tests/support``
+(``experiments``, ``clusters``, ``processes``), which is put on ``sys.path`` here, so that
+the module names (and the keys of the experiments they define) stay what they were."""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SUPPORT = ROOT / "tests" / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+from clusters import test_paths  # noqa: E402  (needs SUPPORT on sys.path)
+
+#: The real SMTP and HTTP servers' fixtures (tests/support/servers.py), for every test.
+pytest_plugins = ["servers"]
 
 
 @pytest.fixture(autouse=True)
@@ -28,50 +40,10 @@ def store_path(tmp_path: Path) -> Path:
 def subprocess_env() -> dict[str, str]:
     """Environment for child Python processes that import memento and the tests' helpers."""
     env = dict(os.environ)
-    paths = [str(ROOT / "src"), str(ROOT / "tests")]
+    paths = [str(ROOT / "src"), *test_paths()]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("MEMENTO_CACHE_PATH", None)
     return env
-
-
-PYTHON = sys.executable
-
-
-def run_at_once(script: str, args: list[list[str]], env: dict[str, str]) -> list[str]:
-    """Start one ``python -c script *a`` per entry of ``args`` together; wait for all of them;
-    each must succeed. Returns their stdouts, in order."""
-    import subprocess
-
-    procs = [
-        subprocess.Popen(
-            [PYTHON, "-c", script, *a],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for a in args
-    ]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=150)
-        assert proc.returncode == 0, err
-        outputs.append(out)
-    return outputs
-
-
-def run_notebook(cells: list[str], timeout: int = 240) -> list[str]:
-    """Execute ``cells`` as a notebook in a real IPython kernel; each cell's stdout, stripped.
-    Skips the test when the notebook packages are not installed."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3").execute()
-    return [
-        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout").strip()
-        for cell in nb.cells
-    ]

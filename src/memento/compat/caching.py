@@ -45,10 +45,9 @@ from memento.exceptions import CacheMiss
 from memento.keys.encoding import digest, encode, experiment_identity
 from memento.store.handles import (
     Connection,
+    SharedFileProvider,
     SQLiteHandle,
     check_connection,
-    enter_connection,
-    exit_connection,
     temporary_database,
     warn_both,
 )
@@ -221,7 +220,7 @@ class MemoryCacheProvider(CacheProvider):
         return f"MemoryCacheProvider({len(self._cache)} items)"
 
 
-class FileSystemCacheProvider(CacheProvider):
+class FileSystemCacheProvider(SharedFileProvider, CacheProvider):
     """A cache in a table of a memento store's SQLite file, shared by every process using it.
 
     Every write is one ``BEGIN IMMEDIATE`` transaction and readers wait on a busy timeout, so
@@ -330,24 +329,16 @@ class FileSystemCacheProvider(CacheProvider):
         is in ``value_file``), ``value_file``, ``updated``), beside the store's own tables
         (docs/store.md). A provider built on a ``connection`` gives that connection, untouched.
         """
-        return enter_connection(self, self.filepath, self._connection)
+        return super().__enter__()
 
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        exit_connection(self, failed=exc_type is not None)
+    _rows: KeyValueTable
+    _share_hint = "build it with filepath=... to share it between processes"
 
-    def __getstate__(self) -> dict[str, Any]:
-        if self._connection is not None:
-            raise TypeError(
-                "A FileSystemCacheProvider built on a sqlite3 connection cannot be sent to "
-                "another process; build it with filepath=... to share it between processes"
-            )
-        state = dict(self.__dict__)
-        state["_rows"] = None
-        return state
+    def _file(self) -> Path | None:
+        return self.filepath
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._rows = KeyValueTable(SQLiteHandle(self.filepath, None), self._table, value_files=True)
+    def _reopen(self) -> Any:
+        return KeyValueTable(SQLiteHandle(self.filepath, None), self._table, value_files=True)
 
     def __str__(self) -> str:
         where = self.filepath if self.filepath is not None else self._connection

@@ -16,10 +16,9 @@ from typing import Any
 from memento.compat.caching import default_key_provider
 from memento.store.handles import (
     Connection,
+    SharedFileProvider,
     SQLiteHandle,
     check_connection,
-    enter_connection,
-    exit_connection,
     temporary_database,
     warn_both,
 )
@@ -27,7 +26,7 @@ from memento.store.kv import KeyValueTable
 from memento.worker.context import unpack_checkpoint
 
 
-class FileSystemCheckpointing:
+class FileSystemCheckpointing(SharedFileProvider):
     """Checkpoints in an SQLite file, safe to share between processes.
 
     Each write is one ``BEGIN IMMEDIATE`` transaction, so several processes may checkpoint into
@@ -117,24 +116,15 @@ class FileSystemCheckpointing:
         ``checkpoint_table``. The file is a memento store, so its other tables are there too
         (docs/store.md). A provider built on a ``connection`` gives that connection, untouched.
         """
-        return enter_connection(self, self._path, self._connection)
+        return super().__enter__()
 
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        exit_connection(self, failed=exc_type is not None)
+    _rows: KeyValueTable
 
-    def __getstate__(self) -> dict[str, Any]:
-        if self._connection is not None:
-            raise TypeError(
-                "A FileSystemCheckpointing built on a sqlite3 connection cannot be sent to "
-                "another process; build it with a filepath to share it between processes"
-            )
-        state = dict(self.__dict__)
-        state["_rows"] = None
-        return state
+    def _file(self) -> Path | None:
+        return self._path
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._rows = _table(SQLiteHandle(self._path, None))
+    def _reopen(self) -> Any:
+        return _table(SQLiteHandle(self._path, None))
 
     def __str__(self) -> str:
         return f"Filesystem checkpoint, using {self.filepath or self._connection}"

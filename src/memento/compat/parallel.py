@@ -32,13 +32,17 @@ from memento._util.checks import positive_int_or_none, timeout_or_none
 from memento._util.text import display_value
 from memento.events import ExperimentFailed, ExperimentFinished, RunFinished
 from memento.exceptions import AggregateException
+from memento.executors.inflight import InFlight
 from memento.executors.local import ProcessExecutor
+from memento.matrix.configs import Config
 from memento.notifications.base import (
     DefaultNotificationProvider,
     NotificationDispatcher,
     NotificationProvider,
 )
-from memento.worker.task import attach, describe_error, output_router, rebuild_error
+from memento.worker.errors import attach, describe_error, rebuild_error
+from memento.worker.output import output_router
+from memento.worker.wire import FunctionRef, Job, Task
 
 TASK_PRIORITY_LOW: int = 3
 TASK_PRIORITY_MEDIUM: int = 2
@@ -95,53 +99,21 @@ def delayed(func: Callable[P, R]) -> Callable[P, Callable[[], R]]:
     return bind
 
 
-@dataclass
-class _TaskOutcome:
-    """What a worker sends back for one task (the value and the error travel pickled)."""
-
-    ok: bool
-    value: bytes | None = None
-    error: bytes | None = None
-    error_type: str = ""
-    message: str = ""
-    traceback: str = ""
-    runtime: float = 0.0
-
-
-def _run_task(payload: bytes, label: str) -> _TaskOutcome:
-    """Runs in the worker: unpickle the task, call it, send back its value or its failure."""
+def _call(context: Any, config: Config) -> Any:
+    """The job's function in the worker (run by :func:`~memento.worker.task.run_job`, which
+    times it and turns its value or failure into an outcome): the task's callable, with what
+    it prints sent to stderr as ``"[Task 3] ..."``."""
     import cloudpickle
 
-    output_router.begin(label)  # the task's output goes to stderr as "[Task 3] ..."
-    start = time.monotonic()
+    output_router.begin(config.label, config.label)
     try:
-        value = cloudpickle.loads(payload)()
-    except BaseException as exc:  # the failure is the outcome
-        return _failure(exc, start)
+        return cloudpickle.loads(config.payload)()
     finally:
         output_router.end()
-    try:
-        data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        error = TypeError(
-            f"The task returned a {type(value).__qualname__} that cannot be pickled, so it "
-            f"cannot be sent back: {exc}"
-        )
-        return _failure(error, start)
-    return _TaskOutcome(ok=True, value=data, runtime=time.monotonic() - start)
 
 
-def _failure(exc: BaseException, start: float) -> _TaskOutcome:
-
-    error_type, message, text, data = describe_error(exc)
-    return _TaskOutcome(
-        ok=False,
-        error=data,
-        error_type=error_type,
-        message=message,
-        traceback=text,
-        runtime=time.monotonic() - start,
-    )
+#: Every task's job runs this function; the task's callable travels as its parameter.
+_CALL = FunctionRef(_call, "memento.compat.parallel.TaskManager")
 
 
 @dataclass
@@ -150,6 +122,12 @@ class _Task:
     index: int
     payload: bytes
     priority: float
+
+    def job(self) -> Job:
+        """The task as a job of one experiment: its callable (pickled) and its label."""
+        config = Config(None, payload=self.payload, label=self.label)
+        # Output is routed by _call itself, under the task's label.
+        return Job(_CALL, [Task(self.label, config)], checkpoint_dir="", redirect_output=False)
 
 
 class TaskManager:
@@ -253,21 +231,16 @@ class TaskManager:
         interrupted = False
         try:
             queue = deque(sorted(tasks, key=lambda t: (t.priority, t.index)))
-            running: dict[cf.Future[Any], _Task] = {}
-            limit = executor.max_in_flight()
-            while queue or running:
+            inflight: InFlight[_Task] = InFlight(executor, self._timeout)
+            while queue or inflight:
                 # Submitting in priority order, a few ahead: the pool starts them first-in
                 # first-out, so lower priority numbers start first.
-                while queue and len(running) < limit:
+                while queue and inflight.has_room():
                     task = queue.popleft()
-                    future = executor.schedule(
-                        _run_task, task.payload, task.label, timeout=self._timeout
-                    )
-                    running[future] = task
-                done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                    inflight.submit(task.job(), task)
+                done = inflight.wait(1.0)
                 notifier.tick()
-                for future in done:
-                    task = running.pop(future)
+                for future, task in done:
                     self._collect(executor, future, task, results, errors, events, notifier)
         except KeyboardInterrupt:
             interrupted = True
@@ -302,40 +275,31 @@ class TaskManager:
         import cloudpickle
 
         try:
-            outcome: _TaskOutcome = executor.result(future)  # WorkerDied, ExperimentTimeout
+            (outcome,) = executor.result(future)  # or WorkerDied, ExperimentTimeout
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
             text = getattr(exc, "traceback", "") or "".join(
                 traceback.format_exception_only(type(exc), exc)
             )
-            outcome = _TaskOutcome(
-                ok=False, error_type=type(exc).__qualname__, message=str(exc), traceback=text
-            )
-            error: BaseException | None = exc
+            error, error_type, message = exc, type(exc).__qualname__, str(exc)
         else:
-            error = None
+            text = outcome.traceback or ""
+            error_type, message = outcome.error_type or "", outcome.error_message or ""
             if outcome.ok:
                 try:
                     results[task.index] = cloudpickle.loads(outcome.value)  # type: ignore[arg-type]
                 except Exception as exc:
-                    outcome = _failure(exc, time.monotonic() - outcome.runtime)
-        if outcome.ok:
-            runtime = datetime.timedelta(seconds=outcome.runtime)
-            notifier.emit(ExperimentFinished(task.label, task.label, runtime))
-            return
-        if error is None:
-            error = rebuild_error(
-                outcome.error, outcome.error_type, outcome.message, outcome.traceback,
-                config=task.label, traceback=outcome.traceback,
-            )  # fmt: skip
-        else:
-            text = outcome.traceback or getattr(error, "traceback", "")
-            error = attach(error, config=task.label, traceback=text)
-        errors[task.index] = error
-        event = ExperimentFailed(
-            task.label, task.label, outcome.error_type, outcome.message, outcome.traceback
-        )
+                    error = exc
+                    error_type, message, text, _ = describe_error(exc)
+                else:
+                    runtime = datetime.timedelta(seconds=outcome.runtime)
+                    notifier.emit(ExperimentFinished(task.label, task.label, runtime))
+                    return
+            else:
+                error = rebuild_error(outcome.error, error_type, message, text)
+        errors[task.index] = attach(error, config=task.label, traceback=text)
+        event = ExperimentFailed(task.label, task.label, error_type, message, text)
         events.append(event)
         notifier.emit(event)
 

@@ -2,7 +2,7 @@
 
 Every executor, the built-in local ones, the cluster engines and yours, implements
 :class:`Executor`. The driver calls :meth:`Executor.submit` with a
-:class:`~memento.worker.task.Job` (one or more experiments) and a timeout, waits on the
+:class:`~memento.worker.wire.Job` (one or more experiments) and a timeout, waits on the
 returned :class:`concurrent.futures.Future` objects with ``concurrent.futures.wait``, and reads
 each one through :meth:`Executor.result`: the job's outcomes, or an engine error such as
 :class:`~memento.exceptions.ExperimentTimeout` or :class:`~memento.exceptions.WorkerDied`.
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from memento.executors.workspace import Workspace
-    from memento.worker.task import Job, Outcome, OutputRecord
+    from memento.worker.output import OutputRecord
+    from memento.worker.wire import Job, Outcome
 
 
 _E = TypeVar("_E", bound="Executor")
@@ -105,7 +106,7 @@ class Executor(ABC):
 
     def set_output_sink(self, sink: Callable[[list[OutputRecord]], None] | None) -> None:  # noqa: B027
         """Where what the workers print goes, as lists of output records (see
-        :data:`memento.worker.task.OutputRecord`); ``None``: the executor's default. Executors
+        :data:`memento.worker.output.OutputRecord`); ``None``: the executor's default. Executors
         whose workers' output travels by itself (in-process, or kept in the job's outcomes)
         ignore it."""
 

@@ -39,7 +39,8 @@ from memento.executors.envelope import Envelope, seal, unseal
 from memento.executors.local import ProcessExecutor
 from memento.executors.timeouts import SoftTimeouts
 from memento.executors.workspace import Workspace, check_shared_directory
-from memento.worker.task import Job, Outcome, run_job
+from memento.worker.task import run_job
+from memento.worker.wire import Job, Outcome
 
 logger = logging.getLogger("memento")
 

@@ -3,7 +3,7 @@
 On the node, :func:`seal` runs the job and wraps what happened as plain data:
 ``("ok", outcomes, "")``, or ``("error", exception, traceback)`` when something outside the
 experiments broke (the experiment's function cannot be loaded there, say). An experiment's own
-failure is never an envelope error: it is a failed :class:`~memento.worker.task.Outcome`.
+failure is never an envelope error: it is a failed :class:`~memento.worker.wire.Outcome`.
 In the driver, :func:`unseal` returns the outcomes or raises the error, in one way for every
 engine. The envelope is a plain tuple, so a result written by an earlier memento (a Slurm job
 collected by a later driver) still opens.

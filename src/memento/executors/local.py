@@ -16,16 +16,10 @@ from memento._util.checks import positive_int_or_none
 from memento.exceptions import WorkerDied
 from memento.executors.base import Executor, ProgressUpdate, describe_exit
 from memento.executors.timeouts import SoftTimeouts, timed_out
-from memento.worker.task import (
-    Job,
-    Outcome,
-    OutputFrames,
-    OutputRecord,
-    encode_marker,
-    init_process_worker,
-    prefix_lines,
-    run_job,
-)
+from memento.worker.output import OutputFrames, OutputRecord, encode_marker, prefix_lines
+from memento.worker.process import init_process_worker
+from memento.worker.task import run_job
+from memento.worker.wire import Job, Outcome
 
 
 def available_cpus() -> int:
@@ -99,7 +93,9 @@ class ProcessExecutor(Executor):
         #: As given: ``None`` is resolved when the workers start (:func:`default_start_method`).
         self.start_method = start_method
         self._pool: Any = None
-        self._pipe: tuple[int, int] | None = None
+        # context.progress updates: a pipe of their own, non-blocking on the workers' side
+        # (an update the driver is too slow for is dropped), read by progress_updates().
+        self._pipe: tuple[Any, Any] | None = None
         self._reading = False
         self._pending: set[cf.Future[Any]] = set()
         # Experiments' output: a pipe of its own (blocking writes, nothing dropped), read by a
@@ -124,18 +120,16 @@ class ProcessExecutor(Executor):
                 target=self._read_output, args=(out_read,), name="memento-output", daemon=True
             )
             self._output_reader.start()
-            initargs: tuple[Any, ...] = (None, out_write)
-            if context.get_start_method() == "fork":
-                # Progress updates travel on a pipe the workers inherit (no lock to die with).
-                read, write = os.pipe()
-                os.set_blocking(write, False)
-                self._pipe = (read, write)
-                initargs = (write, out_write)
+            # Progress updates too travel on a connection (every start method), which the
+            # workers write to directly (no lock to die with).
+            read, write = context.Pipe(duplex=False)
+            os.set_blocking(write.fileno(), False)
+            self._pipe = (read, write)
             self._pool = ProcessPool(
                 max_workers=self.max_workers,
                 max_tasks=self.max_tasks,
                 initializer=init_process_worker,
-                initargs=initargs,
+                initargs=(write, out_write),
                 context=context,
             )
         return self._pool
@@ -152,11 +146,11 @@ class ProcessExecutor(Executor):
         self._reading = True
         return self._read_progress(self._pipe[0])
 
-    def _read_progress(self, read: int) -> Iterator[ProgressUpdate]:
+    def _read_progress(self, read: Any) -> Iterator[ProgressUpdate]:
         buffer = b""
         try:
             while True:
-                chunk = os.read(read, 65536)
+                chunk = os.read(read.fileno(), 65536)
                 if not chunk:
                     return
                 buffer += chunk
@@ -169,11 +163,11 @@ class ProcessExecutor(Executor):
         except (OSError, ValueError):
             return
         finally:
-            os.close(read)
+            read.close()
 
     def set_output_sink(self, sink: Callable[[list[OutputRecord]], None] | None) -> None:
         """Where the output records of the workers go (lists of ``(key, label, text,
-        first)``, see :data:`memento.worker.task.OutputRecord`), from the reader thread. ``None``:
+        first)``, see :data:`memento.worker.output.OutputRecord`), from the reader thread. ``None``:
         to this process's stderr, each line prefixed with its config."""
         self._output_sink = sink
 
@@ -266,13 +260,13 @@ class ProcessExecutor(Executor):
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
             try:
-                os.set_blocking(pipe[1], True)
-                os.write(pipe[1], b"\n\n")  # wakes and stops the progress reader
+                os.set_blocking(pipe[1].fileno(), True)
+                os.write(pipe[1].fileno(), b"\n\n")  # wakes and stops the progress reader
             except OSError:
                 pass
-            os.close(pipe[1])
+            pipe[1].close()
             if not self._reading:
-                os.close(pipe[0])
+                pipe[0].close()
             self._reading = False
         try:
             if pool is None:

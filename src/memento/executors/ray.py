@@ -29,7 +29,8 @@ from memento.executors.base import Executor, settle
 from memento.executors.envelope import Envelope, seal, unseal
 from memento.executors.timeouts import timed_out
 from memento.executors.workspace import Workspace, check_shared_directory
-from memento.worker.task import Job, Outcome, run_job
+from memento.worker.task import run_job
+from memento.worker.wire import Job, Outcome
 
 logger = logging.getLogger("memento")
 _WAIT = 0.1  # seconds per ray.wait round in the watcher thread

@@ -55,7 +55,8 @@ from memento.executors.slurm_support import (
 )
 from memento.executors.timeouts import timed_out
 from memento.executors.workspace import JobRegistry, NoJobRegistry, Workspace
-from memento.worker.task import Job, Outcome, run_job
+from memento.worker.task import run_job
+from memento.worker.wire import Job, Outcome
 
 logger = logging.getLogger("memento")
 

@@ -280,6 +280,19 @@ def module_name(obj: Any) -> str:
     return module if file is None else _importable_name(file)
 
 
+def code_target(func: Any) -> Any:
+    """The function or class whose code ``func`` runs: through partials, bound methods and
+    callable objects (their class)."""
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    if not isinstance(target, (type, types.FunctionType)):
+        target = type(target)
+    return target
+
+
 @contextlib.contextmanager
 def main_as_script_of(func: Any) -> Iterator[None]:
     """Within it, the functions and classes of ``__main__`` count as defined in the script
@@ -295,13 +308,7 @@ def main_as_script_of(func: Any) -> Iterator[None]:
         with main_as_script_of(experiment):
             key = KeyMaker(experiment).key(old_config.asdict(), old_config.settings)
     """
-    target = func
-    while isinstance(target, functools.partial):
-        target = target.func
-    if isinstance(target, types.MethodType):
-        target = target.__func__
-    if not isinstance(target, (type, types.FunctionType)):
-        target = type(target)
+    target = code_target(func)
     file = _script_file(target) if target.__module__ in _MAIN_MODULES else None
     token = _MAIN_SCRIPT.set(file) if file is not None else None
     try:
@@ -815,6 +822,7 @@ __all__ = [
     "encode_code",
     "experiment_identity",
     "experiment_name",
+    "code_target",
     "main_as_script_of",
     "module_name",
 ]

@@ -16,7 +16,13 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-from memento.keys.encoding import FINGERPRINT_VERSION, Encoder, encode_code, module_name
+from memento.keys.encoding import (
+    FINGERPRINT_VERSION,
+    Encoder,
+    code_target,
+    encode_code,
+    module_name,
+)
 
 
 def code_fingerprint(func: Any) -> str:
@@ -65,13 +71,7 @@ MAX_DEPTH, MAX_OBJECTS = 4, 200
 def _target(func: Any) -> Any:
     """The function or class whose code ``func`` runs: through partials, bound methods,
     callable objects (their class) and decorators (``__wrapped__``)."""
-    target = func
-    while isinstance(target, functools.partial):
-        target = target.func
-    if isinstance(target, types.MethodType):
-        target = target.__func__
-    if not isinstance(target, (type, types.FunctionType)):
-        target = type(target)
+    target = code_target(func)
     try:
         target = inspect.unwrap(target)
     except ValueError:  # a cycle of __wrapped__

@@ -25,6 +25,7 @@ import memento.run.progress as live_display
 from memento._util.text import params_json
 from memento.events import ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
 from memento.exceptions import AggregateException
+from memento.executors.inflight import InFlight
 from memento.executors.local import make_executor
 from memento.executors.workspace import Workspace
 from memento.keys.fingerprint import stale_message
@@ -42,18 +43,15 @@ from memento.run.stopping import (
 )
 from memento.store.backends import open_store
 from memento.store.base import BaseStore, StoredOutcome
-from memento.worker.task import (
-    FunctionRef,
-    Job,
-    Outcome,
+from memento.worker.errors import rebuild_error
+from memento.worker.output import (
     OutputTail,
-    Task,
     driver_stderr,
     install_output_router,
     prefix_lines,
-    rebuild_error,
     uninstall_output_router,
 )
+from memento.worker.wire import FunctionRef, Job, Outcome, Task
 
 logger = logging.getLogger("memento")
 
@@ -325,7 +323,8 @@ class Driver:
     def _execute(self, to_run: list[_Pending]) -> None:
         ex = self.executor
         queue: deque[_Pending] = deque(to_run)
-        running: dict[cf.Future[Any], list[_Pending]] = {}
+        inflight: InFlight[list[_Pending]] = InFlight(ex, self.m.timeout)
+        running = inflight.running
         # Job ids go through a connection of their own: an engine records them from its own
         # threads while this one writes outcomes (SQLite's WAL and busy timeout make the two
         # safe together). Opened on first use, closed with the run.
@@ -344,24 +343,19 @@ class Driver:
             # experiment began, which is when it is marked running in the store.
             updates = ex.progress_updates()
             threading.Thread(target=self._forward_progress, args=(updates,), daemon=True).start()
-        timeout = self.m.timeout
         try:
-            limit = ex.max_in_flight()
-            while queue or running:
-                while queue and len(running) < limit:
+            while queue or inflight:
+                while queue and inflight.has_room():
                     batch = self._next_batch(queue)
-                    future = ex.submit(self._job(batch), timeout=timeout)
-                    running[future] = batch
+                    inflight.submit(self._job(batch), batch)
                     if self.display is not None:
                         for p in batch:
                             self.display.submitted(p.key, str(p.config))
-                ex.flush()
-                done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                done = inflight.wait(0.5)
                 self.notifier.tick()
                 if done:
                     finished: list[tuple[_Pending, Outcome]] = []
-                    for future in done:
-                        batch = running.pop(future)
+                    for future, batch in done:
                         finished.extend(self._collect(future, batch, queue))
                     self._record(finished, queue)
                 # After the finished ones left the running table, so that a worker's next

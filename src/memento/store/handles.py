@@ -148,9 +148,50 @@ def exit_connection(owner: object, *, failed: bool) -> None:
         conn.close()
 
 
+class SharedFileProvider:
+    """What memento-ml 1.2's file-backed providers share: ``with provider as conn`` gives a
+    connection to their file, and a copy sent to another process opens its own there.
+
+    A subclass sets ``_connection`` (a connection it was built on, else ``None``) and
+    ``_rows``, and says where its file is (:meth:`_file`), how to reopen its rows in another
+    process (:meth:`_reopen`) and how to build a provider that can travel (``_share_hint``).
+    """
+
+    _connection: sqlite3.Connection | None
+    _rows: Any
+    _share_hint = "build it with a filepath to share it between processes"
+
+    def _file(self) -> Path | None:
+        raise NotImplementedError
+
+    def _reopen(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> sqlite3.Connection:
+        return enter_connection(self, self._file(), self._connection)
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        exit_connection(self, failed=exc_type is not None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._connection is not None:
+            raise TypeError(
+                f"A {type(self).__name__} built on a sqlite3 connection cannot be sent to "
+                f"another process; {self._share_hint}"
+            )
+        state = dict(self.__dict__)
+        state["_rows"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._rows = self._reopen()
+
+
 __all__ = [
     "Connection",
     "SQLiteHandle",
+    "SharedFileProvider",
     "check_connection",
     "enter_connection",
     "exit_connection",
