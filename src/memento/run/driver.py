@@ -25,8 +25,8 @@ import memento.run.progress as live_display
 from memento._util.text import params_json
 from memento.events import ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
 from memento.exceptions import AggregateException
+from memento.executors.base import Executor
 from memento.executors.inflight import InFlight
-from memento.executors.local import make_executor
 from memento.executors.workspace import Workspace
 from memento.keys.fingerprint import stale_message
 from memento.matrix.configs import Config
@@ -86,8 +86,8 @@ class _Pending:
 
 
 class Driver:
-    """One call of ``Memento.run``: runs ``plan`` as ``settings`` say, writing to ``store``
-    and telling ``notifier``; owns the executor and the bookkeeping. Closes the store and the
+    """One call of ``Memento.run``: runs ``plan`` on ``executor`` as ``settings`` say, writing
+    to ``store`` and telling ``notifier``; does the bookkeeping. Closes the store and the
     notifier when :meth:`execute` ends.
 
     Example::
@@ -95,20 +95,32 @@ class Driver:
         plan = make_plan(experiment, matrix, keep_rows=True)
         settings = RunSettings(experiment)
         store = open_store(plan.store_path)
-        results = Driver(plan, settings, store, NotificationDispatcher()).execute()
+        executor, owned = make_executor(settings.executor, settings.num_workers)
+        notifier = NotificationDispatcher()
+        driver = Driver(plan, settings, store, notifier, executor, owns_executor=owned)
+        results = driver.execute()
     """
 
     def __init__(
-        self, plan: Plan, settings: RunSettings, store: BaseStore, notifier: NotificationDispatcher
+        self,
+        plan: Plan,
+        settings: RunSettings,
+        store: BaseStore,
+        notifier: NotificationDispatcher,
+        executor: Executor,
+        *,
+        owns_executor: bool,
     ) -> None:
-        #: The run's settings (frozen); named ``m`` as it once was the Memento.
-        self.m = settings
+        #: The run's settings, frozen.
+        self.settings = settings
         self.plan = plan
         # force_cache runs nothing and writes nothing, so a store in a read-only place (an
         # archive, a read-only mount) serves it.
         self.read_only = settings.force_cache
         self.store = store
-        self.executor, self.owns_executor = make_executor(settings.executor, settings.num_workers)
+        self.executor = executor
+        #: Shut the executor down when the run ends (one made for this run, not the user's).
+        self.owns_executor = owns_executor
         self.notifier = notifier
         self.results: list[Result | None] = [None] * len(plan.keys)
         self.run_id = uuid.uuid4().hex[:12]
@@ -150,7 +162,7 @@ class Driver:
         if stop is not None:
             self._stopped(stop)
         results = ResultList(r for r in self.results if r is not None)
-        if self.failures and self.m.raise_on_failure:
+        if self.failures and self.settings.raise_on_failure:
             error = AggregateException(self.failures)
             error.results = results  # type: ignore[attr-defined]
             raise error
@@ -163,7 +175,7 @@ class Driver:
         plan = self.plan
         for i, (config, key, state) in enumerate(zip(plan.configs, plan.keys, plan.states)):
             reuse = state == "cached" or (state == "stale" and self.reuse_stale)
-            if reuse and not self.m.force_run:
+            if reuse and not self.settings.force_run:
                 cached_idx.append(i)
             else:
                 to_run.append(_Pending(i, key, config))
@@ -173,15 +185,15 @@ class Driver:
         """Warn about reused stale results, or say they run again, as ``on_code_change`` asks."""
         plan = self.plan
         stale = plan.count("stale")
-        if not stale or self.m.force_run:
+        if not stale or self.settings.force_run:
             return
-        if self.m.on_code_change == "warn":
+        if self.settings.on_code_change == "warn":
             rows = plan.rows or {}
             stored = [
                 rows[k][1] for k, s in zip(plan.keys, plan.states) if s == "stale" and k in rows
             ]
             logger.warning("%s", stale_message(stale, self.experiment, stored, plan.fingerprint))
-        elif self.m.on_code_change == "rerun" and not self.reuse_stale:
+        elif self.settings.on_code_change == "rerun" and not self.reuse_stale:
             logger.info(
                 "%d stored result(s) of %s were computed by older code; computing them again",
                 stale,
@@ -228,7 +240,7 @@ class Driver:
                     self.store.finish_run(self.run_id, self.done, self.failed, run_state)
             finally:
                 restore_sigterm(previous_sigterm)
-                if run_state != "interrupted" and self.m.notify_on_complete:
+                if run_state != "interrupted" and self.settings.notify_on_complete:
                     self._emit_finished(started)
                 self.notifier.close()
                 self.store.close()
@@ -323,7 +335,7 @@ class Driver:
     def _execute(self, to_run: list[_Pending]) -> None:
         ex = self.executor
         queue: deque[_Pending] = deque(to_run)
-        inflight: InFlight[list[_Pending]] = InFlight(ex, self.m.timeout)
+        inflight: InFlight[list[_Pending]] = InFlight(ex, self.settings.timeout)
         running = inflight.running
         # Job ids go through a connection of their own: an engine records them from its own
         # threads while this one writes outcomes (SQLite's WAL and busy timeout make the two
@@ -415,7 +427,7 @@ class Driver:
 
     def _next_batch(self, queue: deque[_Pending]) -> list[_Pending]:
         size = 1
-        if self.executor.batching and self.m.timeout is None and self.runtimes:
+        if self.executor.batching and self.settings.timeout is None and self.runtimes:
             mean = sum(self.runtimes) / len(self.runtimes)
             size = int(_BATCH_TARGET / max(mean, 1e-6))
             # Leave every worker some jobs, so the tail of the grid stays parallel.
@@ -500,14 +512,14 @@ class Driver:
 
     def _retried(self, pending: _Pending, outcome: Outcome, queue: deque[_Pending]) -> bool:
         """Queue the next attempt of a failed experiment that has attempts left."""
-        if outcome.ok or pending.attempt > self.m.retries:
+        if outcome.ok or pending.attempt > self.settings.retries:
             return False
         logger.info(
             "Retrying %s after %s (attempt %d of %d)",
             pending.config,
             outcome.error_type,
             pending.attempt + 1,
-            self.m.retries + 1,
+            self.settings.retries + 1,
         )
         self.marked.discard(pending.key)  # marked running again when it begins
         queue.append(pending.again())
@@ -572,7 +584,7 @@ class Driver:
             metrics=o.metrics,
             progress=o.progress,
             fingerprint=self.fingerprint,
-            version=self.m.version,
+            version=self.settings.version,
             run_id=self.run_id,
             output=o.output or None,
         )
@@ -601,7 +613,7 @@ class Driver:
 
     # -- live progress -----------------------------------------------------------------------
     def _start_display(self, total: int) -> None:
-        if not self.m.progress:
+        if not self.settings.progress:
             return
         self.display = live_display.ProgressDisplay(
             total=total,

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from memento._util.checks import positive_int_or_none, timeout_or_none
 from memento.exceptions import CacheMiss
+from memento.executors.local import make_executor
 from memento.notifications.base import NotificationDispatcher
 from memento.plan.planning import Plan, make_plan
 from memento.results.result import ResultList
@@ -175,9 +176,12 @@ class Memento:
             notify_on_complete=notify_on_complete,
             raise_on_failure=raise_on_failure,
         )
+        # The executor first: a bad one is an error before the store is opened. (Pools start
+        # lazily, so an executor made for nothing holds nothing.)
+        executor, owned = make_executor(settings.executor, settings.num_workers)
         store = open_store(plan.store_path, readonly=force_cache)
         notifier = NotificationDispatcher(settings.notification_provider)
-        return Driver(plan, settings, store, notifier).execute()
+        return Driver(plan, settings, store, notifier, executor, owns_executor=owned).execute()
 
     def _settings(
         self,
