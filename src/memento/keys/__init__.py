@@ -1,5 +1,6 @@
-"""Stage 2, keys: the canonical encoding of values, experiment identity and code
-fingerprints. ``memento.keys`` stays the public import path."""
+"""Stage 2, keys: the canonical encoding of values (``encoding``), what names what a script
+defines (``identity``), and code fingerprints (``fingerprint``). ``memento.keys`` stays the
+public import path."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from memento.keys.encoding import (
     encode,
     experiment_identity,
     experiment_name,
-    main_as_script_of,
-    module_name,
 )
+from memento.keys.identity import main_as_script_of, module_name
 
 __all__ = [
     "FINGERPRINT_VERSION",

@@ -16,13 +16,8 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-from memento.keys.encoding import (
-    FINGERPRINT_VERSION,
-    Encoder,
-    code_target,
-    encode_code,
-    module_name,
-)
+from memento.keys.encoding import FINGERPRINT_VERSION, Encoder, encode_code
+from memento.keys.identity import code_target, module_name
 
 
 def code_fingerprint(func: Any) -> str:

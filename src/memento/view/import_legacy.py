@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from memento._util.text import params_json
-from memento.keys.encoding import KeyMaker, experiment_name, main_as_script_of
+from memento.keys.encoding import KeyMaker, experiment_name
 from memento.keys.fingerprint import code_fingerprint
+from memento.keys.identity import main_as_script_of
 from memento.matrix.configs import Config
 from memento.store.backends import open_store
 from memento.store.base import BaseStore, StoredOutcome
