@@ -125,13 +125,22 @@ def read_records(
     experiment: str | None = None,
     key_prefix: str | None = None,
     load_values: bool = False,
+    with_output: bool = False,
 ) -> list[dict[str, Any]]:
-    """Records of ``store`` (see :class:`StoredResults`), optionally filtered."""
+    """Records of ``store`` (see :class:`StoredResults`), optionally filtered; each one's
+    captured ``output`` only ``with_output`` (``memento show`` asks for it)."""
     try:
         name = resolve_experiment(store, experiment) if experiment is not None else None
         latest_prints = latest_fingerprints(store)
         status_filter = "done" if status == "stale" else status
-        rows = list(store.rows(status=status_filter, experiment=name, key_prefix=key_prefix))
+        rows = list(
+            store.rows(
+                status=status_filter,
+                experiment=name,
+                key_prefix=key_prefix,
+                with_output=with_output,
+            )
+        )
     except (StoreError, ValueError):
         raise
     except Exception as exc:  # a database error, bad JSON: the file is damaged

@@ -182,9 +182,11 @@ class BaseStore(ABC):
         status: str | None = None,
         experiment: str | None = None,
         key_prefix: str | None = None,
+        with_output: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Every result (optionally filtered) as a dict of all its columns, in the order
-        they were first written; ``params`` and ``metrics`` decoded from JSON."""
+        they were first written; ``params`` and ``metrics`` decoded from JSON; ``output``
+        only ``with_output``."""
 
     @abstractmethod
     def result_states(self) -> Iterator[tuple[Any, ...]]:

@@ -106,8 +106,11 @@ def rows(
     status: str | None,
     experiment: str | None,
     key_prefix: str | None,
+    with_output: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """All result rows as dicts (``params`` and ``metrics`` decoded from JSON)."""
+    """All result rows as dicts (``params`` and ``metrics`` decoded from JSON). The captured
+    ``output`` (up to 1 MiB a row) is read only when asked for."""
+    columns = RESULT_COLUMNS if with_output else tuple(c for c in RESULT_COLUMNS if c != "output")
     clauses, args = [], []
     if status is not None:
         clauses.append("status = ?")
@@ -119,11 +122,9 @@ def rows(
         clauses.append("key LIKE ? ESCAPE '\\'")
         args.append(key_prefix.replace("\\", "\\\\").replace("%", "\\%") + "%")
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    cursor = conn.execute(
-        f"SELECT {', '.join(RESULT_COLUMNS)} FROM results{where} ORDER BY rowid", args
-    )
+    cursor = conn.execute(f"SELECT {', '.join(columns)} FROM results{where} ORDER BY rowid", args)
     for row in cursor:
-        record = dict(zip(RESULT_COLUMNS, row))
+        record = dict(zip(columns, row))
         record["params"] = json.loads(record["params"])
         record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
         yield record

@@ -298,8 +298,9 @@ class SQLiteStore(BaseStore):
         status: str | None = None,
         experiment: str | None = None,
         key_prefix: str | None = None,
+        with_output: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        return queries.rows(self.conn, status, experiment, key_prefix)
+        return queries.rows(self.conn, status, experiment, key_prefix, with_output)
 
     def result_states(self) -> Iterator[tuple[Any, ...]]:
         return queries.result_states(self.conn)

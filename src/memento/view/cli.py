@@ -417,7 +417,7 @@ def show(store_or_key: str, key: str | None, load_values: bool) -> None:
     if not prefix:
         raise click.UsageError("Give a key, or the first characters of one.")
     with _open(store) as opened:
-        matches = read_records(opened, key_prefix=prefix, load_values=load_values)
+        matches = read_records(opened, key_prefix=prefix, load_values=load_values, with_output=True)
         running = sorted(row for row in opened.in_flight() if row[0].startswith(prefix))
     if not matches and running:
         k, _run_id, experiment, params, submitted = running[0]
