@@ -43,6 +43,7 @@ from memento.run.stopping import (
 )
 from memento.store.backends import open_store
 from memento.store.base import BaseStore, StoredOutcome
+from memento.store.paths import side_file_mode
 from memento.worker.errors import rebuild_error
 from memento.worker.output import (
     OutputTail,
@@ -119,6 +120,8 @@ class Driver:
         self.read_only = settings.force_cache
         self.store = store
         self.executor = executor
+        #: The permissions of checkpoint files: the store file's (read once a run).
+        self.checkpoint_mode: int | None = None
         #: Shut the executor down when the run ends (one made for this run, not the user's).
         self.owns_executor = owns_executor
         self.notifier = notifier
@@ -325,6 +328,7 @@ class Driver:
             function=self.function,
             tasks=[Task(p.key, p.config, p.attempt) for p in batch],
             checkpoint_dir=str(self.store.checkpoint_directory),
+            checkpoint_mode=self.checkpoint_mode,
             thread_cpu=ex.measures_thread_cpu,
             reset_memory_peak=ex.own_process,
             pickle_values=not ex.in_process,
@@ -342,6 +346,7 @@ class Driver:
         # safe together). Opened on first use, closed with the run.
         jobs = open_store(self.store.path)
         ex.prepare(Workspace(self.store.directory, jobs))
+        self.checkpoint_mode = side_file_mode(self.store.path)
         # What each running experiment printed so far, as it arrived: what a crash or a
         # timeout leaves of its output.
         self.outputs: dict[str, OutputTail] = {}

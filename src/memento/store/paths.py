@@ -28,6 +28,16 @@ def side_file(store: Path, name: str) -> Path:
     return file_inside(side_directory(store), name, store)
 
 
+def side_file_mode(store: Path) -> int | None:
+    """The permissions of the files in the side directory of ``store``: the store file's own,
+    so that whoever can read the store can read its values and checkpoints (``None`` when
+    there is no store file to copy them from)."""
+    try:
+        return store.stat().st_mode & 0o777
+    except OSError:
+        return None
+
+
 def write_side_file(store: Path, name: str, data: bytes) -> None:
     """Write a value too large to keep in a row to ``name`` in the side directory of ``store``
     (an existing file), before the row that names it is committed: a committed row never
@@ -36,7 +46,7 @@ def write_side_file(store: Path, name: str, data: bytes) -> None:
     The file gets the store file's permissions, so whoever can read the store can read its
     values (never looser: mkstemp's 0600 until the rename).
     """
-    atomic_write(side_directory(store) / name, data, mode=store.stat().st_mode & 0o777)
+    atomic_write(side_directory(store) / name, data, mode=side_file_mode(store))
 
 
 def remove_side_file(store: Path, name: str) -> None:

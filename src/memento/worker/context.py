@@ -42,8 +42,11 @@ class FileCheckpoints:
     the death of the worker and of the driver, and a reader never sees half a file.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], mode: int | None = None) -> None:
         self.directory = Path(directory)
+        #: The files' permissions (a store's side directory: the store file's); else mkstemp's
+        #: private 0600.
+        self.mode = mode
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.ckpt"
@@ -66,23 +69,7 @@ class FileCheckpoints:
         import cloudpickle
 
         data = cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write(self._path(key), data, mode=self._store_mode())
-
-    def _store_mode(self) -> int | None:
-        """The store file's permissions when this is a store's ``<file>.d/checkpoints``.
-
-        Whoever can read the store can then read its checkpoints, as its value files; a
-        directory of checkpoints outside a store keeps mkstemp's private 0600.
-        """
-        side = self.directory.parent
-        if self.directory.name != "checkpoints" or len(side.name) <= 2:
-            return None
-        if not side.name.endswith(".d"):
-            return None
-        try:
-            return side.with_name(side.name[:-2]).stat().st_mode & 0o777
-        except OSError:  # no store file there: not a store's side directory after all
-            return None
+        atomic_write(self._path(key), data, mode=self.mode)
 
     def remove(self, key: str) -> None:
         try:

@@ -54,7 +54,9 @@ def _failed(task: Task, exc: BaseException) -> Outcome:
 def run_task(func: Any, task: Task, job: Job) -> Outcome:
     """Run one experiment; every exception it raises becomes a failed :class:`Outcome`."""
     sink = job.progress if job.progress is not None else progress_sink()
-    context = Context(task.key, FileCheckpoints(job.checkpoint_dir), progress_sink=sink)
+    context = Context(
+        task.key, FileCheckpoints(job.checkpoint_dir, job.checkpoint_mode), progress_sink=sink
+    )
     if sink is not None:
         try:
             sink(task.key, 0.0, None)  # tells the live display that this experiment began

@@ -93,6 +93,8 @@ class Job:
     function: FunctionRef
     tasks: list[Task]
     checkpoint_dir: str
+    #: The checkpoint files' permissions: the store file's (``None``: private, 0600).
+    checkpoint_mode: int | None = None
     #: Prefix the experiment's output with its config and send it to stderr.
     redirect_output: bool = True
     #: Measure CPU time of the thread (threads) rather than of the process.
