@@ -52,6 +52,12 @@ INTERFACE = {
     "runs",
     "run_count",
     "last_activity",
+    # leases, and checkpoints kept by the store (issue 11)
+    "delete_checkpoints",
+    "claim",
+    "heartbeat",
+    "release",
+    "leases",
 }
 
 
@@ -94,7 +100,7 @@ def _interface_only_class() -> type[BaseStore]:
 
     def __init__(self: Any, location: Any, *, readonly: bool = False) -> None:
         self.inner = SQLiteStore(location, readonly=readonly)
-        self.path = self.inner.path
+        self.location = self.inner.location
         self.readonly = readonly
         self.calls = []
         opened.append(self)

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from memento import Memento, open_results
+from memento.store.sqlite import SCHEMA_VERSION
 from memento.view.cli import cli
 
 MODULE = """
@@ -122,5 +123,6 @@ def test_a_version_1_store_reads_untouched_and_upgrades_when_a_run_writes(tmp_pa
     with sqlite3.connect(store) as conn:
         version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         columns = {row[1] for row in conn.execute("PRAGMA table_info(results)")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
-    assert version == ("2",) and "output" in columns
+    assert version == (str(SCHEMA_VERSION),) and "output" in columns and "leases" in tables

@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 from stores import XSS, load, make_store, write_module
 
 from memento import Memento, open_results
+from memento.store.sqlite import SCHEMA_VERSION
 from memento.view.cli import cli
 
 SCRIPT = shutil.which("memento") or str(Path(sys.executable).parent / "memento")
@@ -358,7 +359,7 @@ MESSAGES = {
     "missing": "No memento store at",
     "text": "is not a readable memento store (file is not a database)",
     "other": "is not a memento store (no meta table)",
-    "future": "has store schema version '99'; this memento reads versions 1 to 2",
+    "future": f"has store schema version '99'; this memento reads versions 1 to {SCHEMA_VERSION}",
     "alien": "is not a memento store (format 'something-else')",
 }
 COMMANDS = [

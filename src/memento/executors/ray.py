@@ -147,7 +147,7 @@ class RayExecutor(Executor):
         """Connect; check that every alive node can use the workspace's directory."""
         self.connect()
         ray = self._ray
-        if self.check_directory:
+        if self.check_directory and workspace.directory is not None:
             check_shared_directory(workspace.directory, self._run_on_every_node, "Ray")
         if self._max_workers is None:
             cpus = float(ray.cluster_resources().get("CPU", 1))

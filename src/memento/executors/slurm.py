@@ -245,7 +245,10 @@ class SlurmExecutor(Executor):
             self.chunk_size = min(self._requested_chunk, max_array_size())
         if self.array_parallelism is None:
             self.max_workers = self.chunk_size
-        warn_if_node_local([workspace.directory, self.folder], self.partition)
+        shared = (
+            [self.folder] if workspace.directory is None else [workspace.directory, self.folder]
+        )
+        warn_if_node_local(shared, self.partition)
         with self._jobs_lock:
             # Used from the background thread too (one call at a time, under the lock).
             self._jobs = workspace.jobs

@@ -58,12 +58,13 @@ class Workspace:
     """
 
     #: Checkpoints and large values: every worker must read and write it at this path.
-    directory: Path
+    #: ``None`` for a server store, which keeps them in its database (nothing to share).
+    directory: Path | None
     jobs: JobRegistry = field(default_factory=NoJobRegistry)
 
     @property
-    def checkpoint_directory(self) -> Path:
-        return self.directory / "checkpoints"
+    def checkpoint_directory(self) -> Path | None:
+        return None if self.directory is None else self.directory / "checkpoints"
 
 
 # -- is the workspace's directory shared? (engine-neutral) ------------------------------------

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from memento.keys.encoding import KeyMaker, experiment_name
 from memento.keys.fingerprint import code_fingerprint, is_stale
 from memento.matrix.configs import Config, generate_configurations
-from memento.store.backends import open_store
-from memento.store.sqlite import default_store_path
+from memento.store.backends import open_store, redact, store_location, url_scheme
+from memento.store.leases import Lease, holder_dead
 
-#: What a config's stored result makes of it: see :func:`classify`.
-State = Literal["cached", "failed", "new", "stale"]
+#: What a config's stored result makes of it: see :func:`classify`; ``"running"``: not
+#: stored, and claimed by a live driver elsewhere (its lease is in :attr:`Plan.holders`).
+State = Literal["cached", "failed", "new", "stale", "running"]
 
 #: What a run reads of each stored result; the two columns :func:`classify` needs come first.
 LOAD_COLUMNS = (
@@ -58,6 +59,16 @@ class Plan:
     on_code_change: str = "warn"
     #: The hash of the experiment's identity (see ``KeyMaker.identity``).
     identity: str = ""
+    #: The store's clock just before the look-up: a result stored at or after it was
+    #: written since (by another driver); 0 when there was no store yet.
+    made_at: float = 0.0
+    #: The leases of the configs in state ``"running"``: key -> who holds it.
+    holders: dict[str, Lease] = field(default_factory=dict)
+
+    @property
+    def store_name(self) -> str:
+        """The store as shown (a server URL without its password)."""
+        return redact(self.store_path)
 
     def count(self, state: State) -> int:
         """How many configs are in ``state``."""
@@ -72,16 +83,23 @@ class Plan:
             ("new", "new"),
         )
         parts = [f"{self.count(s)} {label}" for s, label in labels]
+        if self.holders:
+            parts.append(f"{self.count('running')} running elsewhere")
         return f"{len(self.keys)} configs: " + ", ".join(parts)
 
     def lines(self) -> list[str]:
         """One line per config, with its state, as a dry run prints them."""
         stale = "stale: rerun" if self.on_code_change == "rerun" else "stale: reuse"
         labels = {"cached": "cached", "failed": "failed before", "new": "new", "stale": stale}
-        return [
-            f"  [{labels[state]:>13}] {config}\n"
-            for config, state in zip(self.configs, self.states)
-        ]
+        width = 16 if self.holders else 13
+        lines = []
+        for config, key, state in zip(self.configs, self.keys, self.states):
+            if state == "running":
+                lease = self.holders[key]
+                lines.append(f"  [{'running elsewhere':>{width}}] {config} ({lease.holder})\n")
+            else:
+                lines.append(f"  [{labels[state]:>{width}}] {config}\n")
+        return lines
 
 
 def make_plan(
@@ -103,19 +121,25 @@ def make_plan(
     configs = list(generate_configurations(matrix))
     keymaker = KeyMaker(func, version)
     keys = [keymaker.key(c._params, c.settings) for c in configs]
-    path = default_store_path(cache_path)
-    found = _look_up(path, keys, LOAD_COLUMNS if keep_rows else _PLAN_COLUMNS)
+    location = store_location(cache_path)
+    look = _look_up(location, keys, LOAD_COLUMNS if keep_rows else _PLAN_COLUMNS)
     fingerprint = code_fingerprint(func)
+    states = classify(keys, look.rows, fingerprint)
+    for i, key in enumerate(keys):
+        if key in look.holders and states[i] != "cached":
+            states[i] = "running"
     return Plan(
         configs,
         keys,
-        classify(keys, found, fingerprint),
-        str(path),
+        states,
+        location,
         experiment_name(func),
-        found if keep_rows else None,
+        look.rows if keep_rows else None,
         fingerprint=fingerprint,
         on_code_change=on_code_change,
         identity=keymaker.identity,
+        made_at=look.made_at,
+        holders={k: v for k, v in look.holders.items() if k in set(keys)},
     )
 
 
@@ -142,12 +166,27 @@ def classify(
     return states
 
 
-def _look_up(path: Path, keys: list[str], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-    """The stored rows of ``keys``, in one bulk read-only look-up (none without a store)."""
-    if not path.is_file():
-        return {}
-    with open_store(path, readonly=True) as store:
-        return store.lookup(keys, columns)
+@dataclass
+class _LookUp:
+    rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    holders: dict[str, Lease] = field(default_factory=dict)
+    made_at: float = 0.0
+
+
+def _look_up(location: str, keys: list[str], columns: Sequence[str]) -> _LookUp:
+    """The stored rows of ``keys``, in one bulk read-only look-up, and the live leases of the
+    others (nothing without a store)."""
+    if url_scheme(location) is None and not Path(location).is_file():
+        return _LookUp()
+    with open_store(location, readonly=True) as store:
+        made_at = store.now()
+        rows = store.lookup(keys, columns)
+        holders = {}
+        if len(rows) < len(keys):
+            now = store.now()
+            leased = store.leases([k for k in keys if k not in rows or rows[k][0] != "done"])
+            holders = {k: lease for k, lease in leased.items() if not holder_dead(lease, now)}
+        return _LookUp(rows, holders, made_at)
 
 
 __all__ = ["LOAD_COLUMNS", "Plan", "State", "classify", "make_plan"]

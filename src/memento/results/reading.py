@@ -28,10 +28,10 @@ from memento._util.tables import require_pandas
 from memento._util.text import display_value, is_scalar_dict
 from memento.exceptions import StoreError
 from memento.keys.fingerprint import is_stale
-from memento.store.backends import open_store
+from memento.store.backends import open_store, store_location
 from memento.store.base import BaseStore
+from memento.store.leases import holder_dead
 from memento.store.safe_pickle import StoredValue
-from memento.store.sqlite import default_store_path
 
 #: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`is_stale`).
 STATUSES = ("done", "failed", "stale")
@@ -60,7 +60,9 @@ class StoredResults(list[dict[str, Any]]):
     ``updated``.
     """
 
-    def __init__(self, records: Iterable[dict[str, Any]] = (), path: Path | None = None) -> None:
+    def __init__(
+        self, records: Iterable[dict[str, Any]] = (), path: Path | str | None = None
+    ) -> None:
         super().__init__(records)
         self.path = path
 
@@ -110,12 +112,13 @@ def open_results(
     """
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
-    store_path = default_store_path(path)
-    with open_store(store_path, readonly=True) as store:
+    with open_store(store_location(path), readonly=True) as store:
         records = read_records(store, status=status, experiment=experiment, load_values=load_values)
+        # A file store's path (as before); a server store's URL without its password.
+        shown: Path | str = getattr(store, "path", None) or store.name
     if where:
         records = filter_records(records, where)
-    return StoredResults(records, store_path)
+    return StoredResults(records, shown)
 
 
 def read_records(
@@ -144,7 +147,7 @@ def read_records(
     except (StoreError, ValueError):
         raise
     except Exception as exc:  # a database error, bad JSON: the file is damaged
-        raise StoreError(f"{store.path} cannot be read as a memento store ({exc})") from None
+        raise StoreError(f"{store.name} cannot be read as a memento store ({exc})") from None
     records = []
     for row in rows:
         record = _record(store, row, latest_prints, load_values)
@@ -239,7 +242,7 @@ def resolve_experiment(store: BaseStore, name: str) -> str:
         return matches[0]
     if not matches:
         known = ", ".join(names) or "none"
-        raise ValueError(f"No experiment {name!r} in {store.path}; experiments: {known}")
+        raise ValueError(f"No experiment {name!r} in {store.name}; experiments: {known}")
     raise ValueError(f"Experiment name {name!r} is ambiguous: {', '.join(matches)}")
 
 
@@ -403,7 +406,8 @@ class RunInfo:
 class StoreSummary:
     """What ``memento status`` shows: counts, in-flight, failed and stale results."""
 
-    path: Path
+    #: The store, as shown (a server URL without its password).
+    path: str
     counts: list[ExperimentCounts]
     running: list[dict[str, Any]]
     failed: list[dict[str, Any]]
@@ -412,6 +416,8 @@ class StoreSummary:
     last_activity: float | None
     runs_total: int = 0
     active_runs: list[RunInfo] = field(default_factory=list)
+    #: Drivers holding leases on experiments (see :func:`lease_holders`).
+    holders: list[dict[str, Any]] = field(default_factory=list)
 
 
 def summarize(store: BaseStore, *, recent_runs: int = 5) -> StoreSummary:
@@ -421,7 +427,7 @@ def summarize(store: BaseStore, *, recent_runs: int = 5) -> StoreSummary:
     except StoreError:
         raise
     except Exception as exc:
-        raise StoreError(f"{store.path} cannot be read as a memento store ({exc})") from None
+        raise StoreError(f"{store.name} cannot be read as a memento store ({exc})") from None
 
 
 def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
@@ -457,8 +463,9 @@ def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
         )
     runs = [RunInfo(*row) for row in store.runs(limit=recent_runs)]
     active = [RunInfo(*row) for row in store.runs(running_only=True)]
+    holders = lease_holders(store)
     return StoreSummary(
-        path=store.path,
+        path=store.name,
         counts=[counts[name] for name in sorted(counts)],
         running=running,
         failed=failed,
@@ -467,7 +474,39 @@ def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
         last_activity=store.last_activity(),
         runs_total=store.run_count(),
         active_runs=active,
+        holders=holders,
     )
+
+
+def lease_holders(store: BaseStore) -> list[dict[str, Any]]:
+    """Who holds experiments of the store (memento.store.leases), most first: ``holder``
+    (``host:pid``), ``run_id``, ``host``, ``pid``, ``count``, ``experiments`` (names),
+    ``expires_in`` (seconds, store clock) and ``alive`` (``False`` once the lease may be
+    taken over: expired, or its process gone on this host)."""
+    leases = store.leases()
+    if not leases:
+        return []
+    now = store.now()
+    began = {row[0] for row in store.in_flight()}
+    groups: dict[str, dict[str, Any]] = {}
+    for lease in leases.values():
+        group = groups.setdefault(
+            lease.run_id,
+            {
+                "holder": lease.holder,
+                "run_id": lease.run_id,
+                "host": lease.host,
+                "pid": lease.pid,
+                "count": 0,
+                "running": 0,
+                "expires_in": lease.expires - now,
+                "alive": not holder_dead(lease, now),
+            },
+        )
+        group["count"] += 1
+        group["running"] += lease.key in began
+        group["expires_in"] = max(group["expires_in"], lease.expires - now)
+    return sorted(groups.values(), key=lambda g: -g["count"])
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from memento.matrix.configs import Config
 from memento.notifications.base import NotificationDispatcher
 from memento.plan.planning import LOAD_COLUMNS, Plan
 from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
+from memento.run.claims import POLL_INTERVAL, Claims
 from memento.run.settings import RunSettings
 from memento.run.stopping import (
     RunInterrupted,
@@ -43,7 +44,6 @@ from memento.run.stopping import (
 )
 from memento.store.backends import open_store
 from memento.store.base import BaseStore, StoredOutcome
-from memento.store.paths import side_file_mode
 from memento.worker.errors import rebuild_error
 from memento.worker.output import (
     OutputTail,
@@ -57,6 +57,9 @@ from memento.worker.wire import FunctionRef, Job, Outcome, Task
 logger = logging.getLogger("memento")
 
 _BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
+#: What is read of a result another driver stored: its error, then what a run loads.
+_ERROR_COLUMNS = ("status", "error", "error_type", "error_message", "traceback")
+_LANDED_COLUMNS = _ERROR_COLUMNS + LOAD_COLUMNS
 _MAX_BATCH = 64
 
 
@@ -133,6 +136,10 @@ class Driver:
         self.experiment = plan.experiment
         self.function = FunctionRef(settings.func, plan.identity)
         self.done = self.failed = self.cached = 0
+        #: Outcomes other drivers stored for this grid while this run waited for them.
+        self.landed = 0
+        #: This run's leases (None when it runs nothing: force_cache).
+        self.claims: Claims[_Pending] | None = None
         self.failures: list[Any] = []
         self.failed_events: list[Any] = []
         self.runtimes: deque[float] = deque(maxlen=50)
@@ -222,7 +229,7 @@ class Driver:
                     to_run=len(to_run),
                     cached=self.cached,
                     failed_before=plan.count("failed"),
-                    store_path=str(self.store.path),
+                    store_path=self.store.name,
                     experiment=self.experiment,
                 )
             )
@@ -259,7 +266,7 @@ class Driver:
             f"memento: run of {self.experiment} stopped by "
             f"{'SIGTERM' if terminated else 'Ctrl-C'}; {stored} new result(s) stored "
             f"({self.done} done, {self.failed} failed; {self.cached} were cached) in "
-            f"{self.store.path}. Running again resumes with the {remaining} remaining.\n"
+            f"{self.store.name}. Running again resumes with the {remaining} remaining.\n"
         )
         sys.stderr.flush()
         if terminated:
@@ -274,7 +281,7 @@ class Driver:
                 done=self.done,
                 cached=self.cached,
                 failures=self.failed_events,
-                store_path=self.store.path,
+                store_path=self.store.name,
             )
         )
 
@@ -327,8 +334,9 @@ class Driver:
         return Job(
             function=self.function,
             tasks=[Task(p.key, p.config, p.attempt) for p in batch],
-            checkpoint_dir=str(self.store.checkpoint_directory),
+            checkpoint_dir=str(self.store.checkpoint_directory or ""),
             checkpoint_mode=self.checkpoint_mode,
+            checkpoint_url=self.store.checkpoint_url,
             thread_cpu=ex.measures_thread_cpu,
             reset_memory_peak=ex.own_process,
             pickle_values=not ex.in_process,
@@ -344,9 +352,17 @@ class Driver:
         # Job ids go through a connection of their own: an engine records them from its own
         # threads while this one writes outcomes (SQLite's WAL and busy timeout make the two
         # safe together). Opened on first use, closed with the run.
-        jobs = open_store(self.store.path)
+        jobs = open_store(self.store.location)
         ex.prepare(Workspace(self.store.directory, jobs))
-        self.checkpoint_mode = side_file_mode(self.store.path)
+        self.checkpoint_mode = self.store.side_file_mode()
+        claims = self.claims = Claims[_Pending](
+            self.store,
+            open_store(self.store.location),
+            self.run_id,
+            since=self.plan.made_at,
+            lease_timeout=self.settings.lease_timeout,
+        )
+        claims.start()
         # What each running experiment printed so far, as it arrived: what a crash or a
         # timeout leaves of its output.
         self.outputs: dict[str, OutputTail] = {}
@@ -361,14 +377,21 @@ class Driver:
             updates = ex.progress_updates()
             threading.Thread(target=self._forward_progress, args=(updates,), daemon=True).start()
         try:
-            while queue or inflight:
+            while queue or inflight or claims.waiting:
                 while queue and inflight.has_room():
                     batch = self._next_batch(queue)
+                    if not batch:
+                        break
                     inflight.submit(self._job(batch), batch)
                     if self.display is not None:
                         for p in batch:
                             self.display.submitted(p.key, str(p.config))
-                done = inflight.wait(0.5)
+                if inflight:
+                    done = inflight.wait(0.5)
+                else:
+                    done = []
+                    if not queue:  # only experiments held elsewhere are left: wait for them
+                        time.sleep(POLL_INTERVAL)
                 self.notifier.tick()
                 if done:
                     finished: list[tuple[_Pending, Outcome]] = []
@@ -378,6 +401,8 @@ class Driver:
                 # After the finished ones left the running table, so that a worker's next
                 # experiment never counts beside the one it just finished.
                 self._mark_started(running)
+                if claims.due():
+                    self._follow_elsewhere(queue)
         except KeyboardInterrupt:
             # Keep what already finished, then stop the workers at once.
             finished = []
@@ -401,6 +426,7 @@ class Driver:
             if self.owns_executor:
                 ex.shutdown()
             jobs.close()
+            claims.stop()
 
     def _mark_started(self, running: dict[cf.Future[Any], list[_Pending]]) -> None:
         """Write the experiments that began since the last call into the ``running`` table.
@@ -438,6 +464,10 @@ class Driver:
             # Leave every worker some jobs, so the tail of the grid stays parallel.
             fair = len(queue) // max(1, 2 * self.executor.max_workers)
             size = max(1, min(size, _MAX_BATCH, fair))
+        if self.claims is not None:
+            # Claimed just before submitting; what other drivers hold or finished leaves.
+            self._land(self.claims.take(queue, size))
+            self._show_elsewhere()
         return [queue.popleft() for _ in range(min(size, len(queue)))]
 
     def _collect(
@@ -532,14 +562,57 @@ class Driver:
 
     def _delete_checkpoints(self, keys: list[str]) -> None:
         """Remove the checkpoints of experiments whose result is now stored."""
-        checkpoints = self.store.checkpoint_directory
-        if not keys or not checkpoints.is_dir():
+        if keys:
+            self.store.delete_checkpoints(keys)
+
+    # -- experiments other drivers hold ------------------------------------------------------
+    def _follow_elsewhere(self, queue: deque[_Pending]) -> None:
+        """Read what other drivers stored for this grid; run here what a dead one held."""
+        assert self.claims is not None
+        landed, back = self.claims.poll()
+        self._land(landed)
+        queue.extend(back)
+        self._show_elsewhere()
+
+    def _show_elsewhere(self) -> None:
+        if self.display is not None and self.claims is not None:
+            self.display.elsewhere(len(self.claims.waiting), self.claims.holders())
+
+    def _land(self, landed: list[_Pending]) -> None:
+        """Put in place the outcomes another driver stored for ``landed``, as if this run
+        had computed them: a done one like a cached result, a failed one as a failure."""
+        if not landed:
             return
-        for key in keys:
-            try:
-                (checkpoints / f"{key}.ckpt").unlink()
-            except FileNotFoundError:
-                pass
+        rows = self.store.lookup([p.key for p in landed], _LANDED_COLUMNS)
+        for pending in landed:
+            row = rows.get(pending.key)
+            if row is None:  # forgotten meanwhile: nothing to show
+                continue
+            status, error, etype, emsg, tb = row[: len(_ERROR_COLUMNS)]
+            load = row[len(_ERROR_COLUMNS) :]
+            if status == "done":
+                try:
+                    inner = self.store.load_value(load[2], load[3])
+                except Exception as exc:
+                    logger.warning("Result %s cannot be loaded (%s)", pending.key, exc)
+                    continue
+                result = self._cached_result(pending.index, pending.key, load, inner)
+            else:
+                outcome = Outcome(
+                    key=pending.key,
+                    ok=False,
+                    error=error,
+                    error_type=etype,
+                    error_message=emsg,
+                    traceback=tb,
+                )
+                result = self._cached_result(pending.index, pending.key, load, None)
+                result.error = _rebuild_error(pending, outcome)
+                self.failures.append(result.error)
+            self.results[pending.index] = result
+            self.landed += 1
+            if self.display is not None:
+                self.display.landed(status == "done")
 
     def _emit_outcome(self, pending: _Pending, outcome: Outcome, result: Result) -> None:
         """Count a stored outcome, and tell the notifier and the live display."""

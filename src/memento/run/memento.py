@@ -27,6 +27,7 @@ from memento.run.driver import Driver
 from memento.run.run_all import check_matrix, run_all
 from memento.run.settings import RunSettings
 from memento.store.backends import open_store
+from memento.store.leases import DEFAULT_LEASE_TIMEOUT
 
 logger = logging.getLogger("memento")
 
@@ -63,6 +64,10 @@ class Memento:
         the experiment's current code (see docs/cli.md, "Stale results"): ``"warn"`` (the
         default) reuses them and warns once with their count; ``"rerun"`` computes them again;
         ``"ignore"`` reuses them silently.
+    :param lease_timeout: seconds after which an experiment claimed by a driver that stopped
+        sending heartbeats (a dead or frozen process on another host) may be claimed by
+        another driver (default 60; a dead driver on this host is noticed at once). See
+        docs/store.md, "Several drivers, one grid".
     """
 
     def __init__(
@@ -77,9 +82,13 @@ class Memento:
         version: str | None = None,
         progress: bool = True,
         on_code_change: Literal["warn", "rerun", "ignore"] = "warn",
+        lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
     ) -> None:
         positive_int_or_none("num_workers", num_workers)
         timeout = timeout_or_none(timeout)
+        lease = timeout_or_none(lease_timeout, "lease_timeout")
+        if lease is None:
+            raise ValueError("lease_timeout must be a positive number of seconds, got None")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         if version is not None and not isinstance(version, str):
@@ -106,6 +115,7 @@ class Memento:
                 f"on_code_change must be 'warn', 'rerun' or 'ignore', got {on_code_change!r}"
             )
         self.on_code_change = on_code_change
+        self.lease_timeout = lease
         self._matrices: list[dict[str, Any]] = []
 
     # -- planning --------------------------------------------------------------------------
@@ -140,10 +150,12 @@ class Memento:
         :param force_run: recompute everything, ignoring stored results.
         :param force_cache: run nothing; raise :class:`~memento.exceptions.CacheMiss` naming
             the first config without a stored result.
-        :param cache_path: the store's SQLite file; when ``None`` or ``""``, defaults to
-            ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the working directory. An empty
-            file is a new store. A memento-ml 1.2 store is left untouched and raises
-            :class:`~memento.exceptions.LegacyStoreError` (see ``memento import-1.2``).
+        :param cache_path: the store's SQLite file, or a PostgreSQL URL
+            (``postgresql://user@host:5432/dbname``, the ``postgres`` extra); when ``None`` or
+            ``""``, defaults to ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the working
+            directory. An empty file is a new store. A memento-ml 1.2 store is left untouched
+            and raises :class:`~memento.exceptions.LegacyStoreError` (see ``memento
+            import-1.2``).
         :param notify_on_complete: send the end-of-run notification.
         :param raise_on_failure: when experiments failed, raise
             :class:`~memento.exceptions.AggregateException` at the end (the default). With
@@ -202,6 +214,7 @@ class Memento:
             version=self.version,
             progress=self.progress,
             on_code_change=self.on_code_change,
+            lease_timeout=self.lease_timeout,
             force_run=force_run,
             force_cache=force_cache,
             notify_on_complete=notify_on_complete,
@@ -254,7 +267,7 @@ def _check_signature(func: Any) -> None:
 
 def _print_plan(plan: Plan) -> None:
     out = sys.stdout
-    out.write(f"Plan for {plan.experiment}: {plan.summary()} (store: {plan.store_path})\n")
+    out.write(f"Plan for {plan.experiment}: {plan.summary()} (store: {plan.store_name})\n")
     out.writelines(plan.lines())
     out.write("Exiting due to dry run\n")
     out.flush()

@@ -73,6 +73,9 @@ class Snapshot:
     running: tuple[tuple[str, float | None, float], ...]
     #: Experiments handed to the executor that have not started yet.
     queued: int = 0
+    #: Experiments of this grid that other drivers run now, and who they are (``host:pid``).
+    elsewhere: int = 0
+    holders: tuple[str, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -81,6 +84,13 @@ class Snapshot:
     def _queued(self) -> str:
         return f", {self.queued} queued" if self.queued else ""
 
+    def elsewhere_text(self) -> str:
+        """``", 3 running elsewhere (node2:4242)"``, or nothing."""
+        if not self.elsewhere:
+            return ""
+        shown = ", ".join(self.holders[:2]) + (", ..." if len(self.holders) > 2 else "")
+        return f", {self.elsewhere} running elsewhere ({shown})"
+
     def line(self) -> str:
         """The one-line summary of the plain rendering (ASCII, no control characters)."""
         eta = _timer(self.eta)
@@ -88,7 +98,7 @@ class Snapshot:
         return _clean(
             f"memento: {self.experiment} {self.finished}/{self.total} finished "
             f"({self.done} done, {self.failed} failed), {self.cached} cached, "
-            f"{len(self.running)} running{workers}{self._queued()}, "
+            f"{len(self.running)} running{workers}{self._queued()}{self.elsewhere_text()}, "
             f"elapsed {_timer(self.elapsed)}, ETA {eta}"
         )
 
@@ -139,6 +149,7 @@ class ProgressDisplay:
         self._running: dict[str, _Running] = {}
         self._done = 0
         self._failed = 0
+        self._elsewhere: tuple[int, tuple[str, ...]] = (0, ())
         self._runtime_sum = 0.0
         self._runtime_count = 0
         self._started: float | None = None
@@ -202,6 +213,19 @@ class ProgressDisplay:
             if runtime >= 0:
                 self._runtime_sum += runtime
                 self._runtime_count += 1
+
+    def landed(self, ok: bool) -> None:
+        """An experiment another driver ran has its outcome stored (no runtime of ours)."""
+        with self._lock:
+            if ok:
+                self._done += 1
+            else:
+                self._failed += 1
+
+    def elsewhere(self, count: int, holders: list[str]) -> None:
+        """``count`` experiments of this run are held by other drivers (``host:pid``)."""
+        with self._lock:
+            self._elsewhere = (count, tuple(_clean(h) for h in holders))
 
     def output(self, text: str) -> None:
         """Show ``text``, lines an experiment printed (prefixed already): above the live
@@ -323,6 +347,8 @@ class ProgressDisplay:
                 eta=eta,
                 running=rows,
                 queued=queued,
+                elsewhere=self._elsewhere[0],
+                holders=self._elsewhere[1],
             )
 
     def _eta(self, running: list[_Running]) -> float | None:
@@ -401,6 +427,7 @@ def render(snap: Snapshot) -> Any:
         counts.append(f" on {snap.workers} workers")
     if snap.queued:
         counts.append(f", {snap.queued} queued")
+    counts.append(snap.elsewhere_text())
     eta = _timer(snap.eta)
     counts.append(f"  elapsed {_timer(snap.elapsed)}  ETA {eta}", style="dim")
     parts: list[Any] = [header, counts]

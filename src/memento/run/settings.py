@@ -33,6 +33,8 @@ class RunSettings:
     #: Show the live display on stderr.
     progress: bool = True
     on_code_change: Literal["warn", "rerun", "ignore"] = "warn"
+    #: Seconds a claimed experiment stays claimed without a heartbeat (memento.store.leases).
+    lease_timeout: float = 60.0
     #: Recompute everything, ignoring stored results.
     force_run: bool = False
     #: Run nothing, write nothing: serve stored results only.

@@ -6,8 +6,13 @@ first backend; a second one (PostgreSQL, say) is one new module with a subclass 
 A backend keeps the records of docs/store.md (results, runs, in-flight experiments, engine
 job ids) under the same names: :meth:`BaseStore.lookup` and :meth:`BaseStore.rows` take and
 give the ``results`` columns by name, and the tuples below are in the order their docstrings
-give. Large values and checkpoints are files in :attr:`BaseStore.directory`, which cluster
-executors check the workers can reach.
+give. A file store keeps large values and checkpoints in :attr:`BaseStore.directory`, which
+cluster executors check the workers can reach; a server store (``directory`` is ``None``)
+keeps them in the database, and workers write checkpoints there through
+:attr:`BaseStore.checkpoint_url`.
+
+Leases (:mod:`memento.store.leases`) let several drivers share one grid: :meth:`claim`,
+:meth:`heartbeat`, :meth:`release` and :meth:`leases`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from memento.store.leases import Claim, Lease
 
 #: The ``results`` columns (docs/store.md), in the order :meth:`BaseStore.rows` gives them.
 RESULT_COLUMNS = (
@@ -89,8 +96,18 @@ class BaseStore(ABC):
     before the method returns.
     """
 
-    path: Path
+    #: What :func:`~memento.store.backends.open_store` takes to open this store again (a
+    #: server store's URL with its password: never show it; show :attr:`name`).
+    location: str
     readonly: bool
+
+    @property
+    def name(self) -> str:
+        """The store as messages, logs and reports show it (a URL without its password)."""
+        return self.location
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
 
     # -- opening ---------------------------------------------------------------------------
     @abstractmethod
@@ -110,13 +127,34 @@ class BaseStore(ABC):
 
     @property
     @abstractmethod
-    def directory(self) -> Path:
-        """The directory of large values and checkpoints (shared with the workers)."""
+    def directory(self) -> Path | None:
+        """The directory of large values and checkpoints (shared with the workers); ``None``
+        for a store that keeps them in its database."""
 
     @property
-    def checkpoint_directory(self) -> Path:
-        """Where workers write checkpoints (``<key>.ckpt``, atomic files)."""
-        return self.directory / "checkpoints"
+    def checkpoint_directory(self) -> Path | None:
+        """Where workers write checkpoints (``<key>.ckpt``, atomic files), if in files."""
+        return None if self.directory is None else self.directory / "checkpoints"
+
+    @property
+    def checkpoint_url(self) -> str:
+        """For a store that keeps checkpoints in its database, what a worker opens to write
+        them (:func:`memento.store.backends.open_checkpoints`); ``""`` otherwise."""
+        return ""
+
+    def side_file_mode(self) -> int | None:
+        """The permissions for files beside the store (checkpoints): ``None`` for private."""
+        return None
+
+    @abstractmethod
+    def delete_checkpoints(self, keys: Sequence[str]) -> None:
+        """Remove the checkpoints of ``keys`` (their results are stored)."""
+
+    def now(self) -> float:
+        """The store's clock (epoch seconds): what leases and ``updated`` times are in."""
+        import time
+
+        return time.time()
 
     # -- plan look-up and values -----------------------------------------------------------
     @abstractmethod
@@ -134,8 +172,35 @@ class BaseStore(ABC):
     # -- writes ----------------------------------------------------------------------------
     @abstractmethod
     def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
-        """Store finished experiments (replacing earlier results of their keys) and take them
-        off the in-flight list, in one transaction."""
+        """Store finished experiments (replacing earlier results of their keys), take them
+        off the in-flight list and drop their leases held by the outcome's ``run_id``, in one
+        transaction."""
+
+    # -- leases (memento.store.leases) -----------------------------------------------------
+    @abstractmethod
+    def claim(
+        self, run_id: str, keys: Sequence[str], *, since: float, lease_timeout: float
+    ) -> Claim:
+        """Claim ``keys`` for ``run_id`` (this host, this pid), in one transaction.
+
+        A key whose result another run stored at or after ``since`` (store clock; when the
+        caller planned) is ``finished``; one leased by a live holder of another run is
+        ``held``; the others, including those of dead holders (``reclaimed``, see
+        :func:`~memento.store.leases.holder_dead`) and those the caller holds already, are
+        ``claimed``: leased to ``run_id`` until ``lease_timeout`` seconds without a heartbeat.
+        """
+
+    @abstractmethod
+    def heartbeat(self, run_id: str) -> int:
+        """Extend every lease of ``run_id`` by its timeout from now; how many it holds."""
+
+    @abstractmethod
+    def release(self, run_id: str, keys: Sequence[str] | None = None) -> None:
+        """Drop the leases of ``run_id`` (on ``keys`` only, when given)."""
+
+    @abstractmethod
+    def leases(self, keys: Sequence[str] | None = None) -> dict[str, Lease]:
+        """The leases on ``keys`` (every lease, when ``None``), live or not: key -> lease."""
 
     @abstractmethod
     def mark_running(self, run_id: str, experiment: str, items: Iterable[tuple[str, str]]) -> None:
@@ -156,7 +221,8 @@ class BaseStore(ABC):
 
     @abstractmethod
     def finish_run(self, run_id: str, done: int, failed: int, state: str) -> None:
-        """Note a run as ended in ``state``; its experiments are no longer in flight."""
+        """Note a run as ended in ``state``; its experiments are no longer in flight, and its
+        leases are released."""
 
     @abstractmethod
     def record_jobs(self, executor: str, jobs: Iterable[tuple[str, str]]) -> None:
@@ -224,4 +290,4 @@ class BaseStore(ABC):
         """When anything was last written (epoch seconds); ``None`` for an empty store."""
 
 
-__all__ = ["RESULT_COLUMNS", "BaseStore", "StoredOutcome"]
+__all__ = ["RESULT_COLUMNS", "BaseStore", "Claim", "Lease", "StoredOutcome"]

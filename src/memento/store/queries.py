@@ -17,6 +17,7 @@ from typing import Any
 from memento.exceptions import StoreError
 from memento.store.base import RESULT_COLUMNS
 from memento.store.connection import connect_readonly
+from memento.store.leases import LEASE_COLUMNS, Lease, lease_of
 
 #: Keys per ``IN (...)``: well under SQLite's limit on bound parameters.
 CHUNK = 500
@@ -74,6 +75,21 @@ def read_legacy_store(path: Path) -> tuple[list[tuple[bytes, str]], int]:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} cannot be read as a memento-ml 1.2 store ({exc})") from None
     return rows, count
+
+
+# -- leases ----------------------------------------------------------------------------------
+def leases(conn: sqlite3.Connection, keys: Sequence[str] | None = None) -> dict[str, Lease]:
+    """The leases on ``keys`` (all, when ``None``): key -> :class:`Lease`."""
+    select = f"SELECT {', '.join(LEASE_COLUMNS)} FROM leases"
+    if keys is None:
+        return {row[0]: lease_of(row) for row in conn.execute(select + " ORDER BY claimed")}
+    found: dict[str, Lease] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = list(keys[start : start + CHUNK])
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"{select} WHERE key IN ({marks})", chunk):
+            found[row[0]] = lease_of(row)
+    return found
 
 
 # -- results ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -33,18 +34,20 @@ import memento.store.queries as queries
 from memento.exceptions import LegacyStoreError, StoreError
 from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome
 from memento.store.connection import connect_readonly, retry_when_busy, transaction
+from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_row
 from memento.store.paths import (
     check_writable_place,
     remove_side_file,
     side_directory,
     side_file,
+    side_file_mode,
     write_side_file,
 )
 from memento.store.queries import is_legacy_store
 from memento.store.safe_pickle import load_plain
 
 STORE_FORMAT = "memento-store"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_FILENAME = "memento.sqlite"
 #: Values whose pickle is larger than this go to a file in the side directory.
 INLINE_LIMIT = 512 * 1024
@@ -116,6 +119,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_id     TEXT NOT NULL,
     submitted  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    key        TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    host       TEXT NOT NULL,
+    pid        INTEGER,
+    claimed    REAL NOT NULL,
+    heartbeat  REAL NOT NULL,
+    expires    REAL NOT NULL,
+    timeout    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_by_run ON leases (run_id);
 """
 
 #: What turns a store of an older schema version into the next one: columns added, nothing
@@ -123,7 +137,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     # version 2: each experiment's captured output; each run's code fingerprint.
     1: (("results", "output", "TEXT"), ("runs", "fingerprint", "TEXT")),
+    # version 3: the leases table (below).
+    2: (),
 }
+#: The tables a version added (created from _SCHEMA by the migration to it).
+_NEW_TABLES: dict[int, tuple[str, ...]] = {2: ("leases",)}
 
 
 def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path:
@@ -174,12 +192,30 @@ class SQLiteStore(BaseStore):
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path).absolute()
+        self.location = str(self.path)
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
 
     @property
     def directory(self) -> Path:
         return side_directory(self.path)
+
+    @property
+    def checkpoint_directory(self) -> Path:
+        return self.directory / "checkpoints"
+
+    def side_file_mode(self) -> int | None:
+        return side_file_mode(self.path)
+
+    def delete_checkpoints(self, keys: Sequence[str]) -> None:
+        checkpoints = self.checkpoint_directory
+        if not keys or not checkpoints.is_dir():
+            return
+        for key in keys:
+            try:
+                (checkpoints / f"{key}.ckpt").unlink()
+            except FileNotFoundError:
+                pass
 
     # -- connection ------------------------------------------------------------------------
     @property
@@ -353,6 +389,7 @@ class SQLiteStore(BaseStore):
         now = time.time()
         rows = []
         keys = []
+        leases = []
         for o in outcomes:
             value_file = None
             value = o.value
@@ -362,6 +399,7 @@ class SQLiteStore(BaseStore):
                 write_side_file(self.path, value_file, value)
                 value = None
             keys.append((o.key,))
+            leases.append((o.key, o.run_id))
             rows.append(
                 (
                     o.key,
@@ -402,6 +440,47 @@ class SQLiteStore(BaseStore):
                 rows,
             )
             conn.executemany("DELETE FROM running WHERE key = ?", keys)
+            conn.executemany("DELETE FROM leases WHERE key = ? AND run_id = ?", leases)
+
+    # -- leases ----------------------------------------------------------------------------
+    def claim(
+        self, run_id: str, keys: Sequence[str], *, since: float, lease_timeout: float
+    ) -> Claim:
+        conn = self.conn
+        claim = Claim()
+        # BEGIN IMMEDIATE: one claimer at a time, so two never both see a key as free.
+        with transaction(conn):
+            now = time.time()
+            stored = queries.lookup(conn, keys, ("updated", "run_id"))
+            leased = queries.leases(conn, keys)
+            claim = decide(run_id, keys, stored, leased, since=since, now=now)
+            marks = ",".join("?" * len(LEASE_COLUMNS))
+            conn.executemany(
+                f"INSERT OR REPLACE INTO leases ({', '.join(LEASE_COLUMNS)}) VALUES ({marks})",
+                [lease_row(key, run_id, now, lease_timeout) for key in claim.claimed],
+            )
+        return claim
+
+    def heartbeat(self, run_id: str) -> int:
+        now = time.time()
+        with transaction(self.conn):
+            cursor = self.conn.execute(
+                "UPDATE leases SET heartbeat = ?, expires = ? + timeout WHERE run_id = ?",
+                (now, now, run_id),
+            )
+        return cursor.rowcount
+
+    def release(self, run_id: str, keys: Sequence[str] | None = None) -> None:
+        with transaction(self.conn):
+            if keys is None:
+                self.conn.execute("DELETE FROM leases WHERE run_id = ?", (run_id,))
+            else:
+                self.conn.executemany(
+                    "DELETE FROM leases WHERE key = ? AND run_id = ?", [(k, run_id) for k in keys]
+                )
+
+    def leases(self, keys: Sequence[str] | None = None) -> dict[str, Lease]:
+        return queries.leases(self.conn, keys)
 
     def mark_running(self, run_id: str, experiment: str, items: Iterable[tuple[str, str]]) -> None:
         """Note experiments as in flight (``items`` are (key, params JSON))."""
@@ -449,6 +528,7 @@ class SQLiteStore(BaseStore):
                 (time.time(), done, failed, state, run_id),
             )
             self.conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM leases WHERE run_id = ?", (run_id,))
 
     def record_jobs(self, executor: str, jobs: Iterable[tuple[str, str]]) -> None:
         """Remember engine job ids (``(key, job_id)``), so a re-run can collect them."""
@@ -494,6 +574,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for table, column, kind in _MIGRATIONS[version]:
             if column not in queries.columns_of(conn, table):
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        for table in _NEW_TABLES.get(version, ()):
+            for statement in _statements_of(table):
+                conn.execute(statement)
         version += 1
     conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
@@ -506,10 +589,20 @@ def _present_as_current(conn: sqlite3.Connection) -> None:
     for version in range(_schema_version(conn), SCHEMA_VERSION):
         for table, column, _kind in _MIGRATIONS[version]:
             added.setdefault(table, []).append(column)
+        for table in _NEW_TABLES.get(version, ()):
+            # An empty temporary table of the same shape (the file itself has none).
+            for statement in _statements_of(table)[:1]:
+                conn.execute(statement.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
     for table, columns in added.items():
         present = queries.columns_of(conn, table)
         extra = "".join(f", NULL AS {c}" for c in columns if c not in present)
         conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *{extra} FROM main.{table}")
+
+
+def _statements_of(table: str) -> list[str]:
+    """The statements of _SCHEMA that create ``table`` and its indexes."""
+    pattern = re.compile(rf"\b(EXISTS|ON) {table} \(")
+    return [st.strip() for st in _SCHEMA.split(";") if pattern.search(st)]
 
 
 def _metrics_json(metrics: dict[str, list[tuple[Any, Any]]]) -> str | None:

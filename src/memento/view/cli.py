@@ -47,10 +47,9 @@ from memento.results.reading import (
     read_records,
     summarize,
 )
-from memento.store.backends import open_store
+from memento.store.backends import open_store, store_location, url_scheme
 from memento.store.connection import DATABASE_ERRORS
 from memento.store.safe_pickle import StoredValue
-from memento.store.sqlite import default_store_path
 from memento.view.import_legacy import import_legacy_store
 from memento.view.report import write_report
 
@@ -70,9 +69,12 @@ _load_values_option = click.option(
 
 
 # -- shared plumbing ------------------------------------------------------------------------------
-def _store_path(store: str | None) -> Path:
-
-    path = default_store_path(store)
+def _store_path(store: str | None) -> str:
+    """Where ``store`` (or the default) is: a server URL as given, else a file that exists."""
+    location = store_location(store)
+    if url_scheme(location) is not None:
+        return location
+    path = Path(location)
     if not path.exists():
         hint = (
             "give the store's path (memento status runs/grid.sqlite) or set MEMENTO_CACHE_PATH"
@@ -80,7 +82,7 @@ def _store_path(store: str | None) -> Path:
             else "check the path"
         )
         raise StoreError(f"No memento store at {path}: {hint}.")
-    return path
+    return location
 
 
 @contextmanager
@@ -213,6 +215,17 @@ def status(store: str | None) -> None:
     if active:
         runs_line += f", {len(active)} in progress: " + "; ".join(active)
     click.echo(runs_line)
+    if summary.holders:
+        click.echo()
+        held = _Table("holder", "run", "claimed", "running", "lease", title="Claimed by drivers")
+        for h in summary.holders:
+            lease = (
+                f"expires in {_seconds(max(0.0, h['expires_in']))}"
+                if h["alive"]
+                else "holder gone: another driver may take these over"
+            )
+            held.add_row(h["holder"], h["run_id"], h["count"], h["running"], lease)
+        held.echo()
     if not summary.counts:
         click.echo("\nNo results yet.")
         return
@@ -554,7 +567,7 @@ def forget(
     if len(chosen) != 1:
         raise click.UsageError("Choose exactly one of --failed, --stale, --key K or --all.")
     with _open(store) as opened:
-        path = opened.path
+        path, shown = opened.location, opened.name
         if keys:
             targets = [_resolve_key(opened, k, experiment) for k in keys]
         else:
@@ -568,11 +581,11 @@ def forget(
     what = chosen[0].lstrip("-")
     if not yes:
         click.confirm(
-            f"Forget {len(targets)} result(s) ({what}) from {path}?", abort=True, err=True
+            f"Forget {len(targets)} result(s) ({what}) from {shown}?", abort=True, err=True
         )
     with open_store(path) as writable:
         removed = writable.delete(targets)
-    click.echo(f"Forgot {removed} result(s) from {path}.")
+    click.echo(f"Forgot {removed} result(s) from {shown}.")
 
 
 def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:

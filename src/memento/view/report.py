@@ -31,8 +31,7 @@ from memento.results.reading import (
     read_records,
     summarize,
 )
-from memento.store.backends import open_store
-from memento.store.sqlite import default_store_path
+from memento.store.backends import open_store, store_location
 
 #: Lines drawn per plot at most (the first configs, in store order), and points per line.
 MAX_SERIES = 60
@@ -65,11 +64,12 @@ def write_report(
 
     Return values are shown only when plain (see :mod:`memento.store.safe_pickle`);
     ``load_values=True`` unpickles them all, which runs code from the store."""
-    path = default_store_path(store)
-    with open_store(path, readonly=True) as opened:
+    with open_store(store_location(store), readonly=True) as opened:
         records = read_records(opened, experiment=experiment, load_values=load_values)
         summary = summarize(opened)
-    page = build_report(records, summary, title=f"memento report: {path.name}")
+        # A file's name; a server store's URL without its password.
+        title = Path(opened.location).name if opened.directory is not None else opened.name
+    page = build_report(records, summary, title=f"memento report: {title}")
     Path(output).write_text(page, encoding="utf-8")
     return {"results": len(records), "plots": len(_metric_names(records))}
 

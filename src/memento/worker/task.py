@@ -15,7 +15,8 @@ from typing import Any
 
 from memento._util.text import truncate
 from memento.matrix.configs import Config
-from memento.worker.context import Context, FileCheckpoints
+from memento.store.backends import open_checkpoints
+from memento.worker.context import CheckpointProvider, Context, FileCheckpoints
 from memento.worker.errors import describe_error
 from memento.worker.output import output_router
 from memento.worker.process import peak_memory, progress_sink, reset_peak_memory
@@ -51,12 +52,19 @@ def _failed(task: Task, exc: BaseException) -> Outcome:
     return outcome
 
 
+def checkpoint_provider(job: Job) -> CheckpointProvider:
+    """Where ``job``'s experiments checkpoint: the store's database (a server store), else
+    one file per key in the store's side directory."""
+    if job.checkpoint_url:
+        provider: CheckpointProvider = open_checkpoints(job.checkpoint_url)
+        return provider
+    return FileCheckpoints(job.checkpoint_dir, job.checkpoint_mode)
+
+
 def run_task(func: Any, task: Task, job: Job) -> Outcome:
     """Run one experiment; every exception it raises becomes a failed :class:`Outcome`."""
     sink = job.progress if job.progress is not None else progress_sink()
-    context = Context(
-        task.key, FileCheckpoints(job.checkpoint_dir, job.checkpoint_mode), progress_sink=sink
-    )
+    context = Context(task.key, checkpoint_provider(job), progress_sink=sink)
     if sink is not None:
         try:
             sink(task.key, 0.0, None)  # tells the live display that this experiment began

@@ -95,6 +95,9 @@ class Job:
     checkpoint_dir: str
     #: The checkpoint files' permissions: the store file's (``None``: private, 0600).
     checkpoint_mode: int | None = None
+    #: A server store's URL: checkpoints go to its database instead of ``checkpoint_dir``
+    #: (``repr=False``: it may carry a password).
+    checkpoint_url: str = field(default="", repr=False)
     #: Prefix the experiment's output with its config and send it to stderr.
     redirect_output: bool = True
     #: Measure CPU time of the thread (threads) rather than of the process.
