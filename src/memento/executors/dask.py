@@ -14,6 +14,14 @@ naming the workers that cannot.
 
 Timeouts: with ``isolate=True`` the child process's pool kills the experiment; otherwise the
 driver abandons it (:class:`~memento.executors.timeouts.SoftTimeouts`).
+
+A cluster object (``LocalCluster``, or dask-jobqueue's ``SLURMCluster``, ``PBSCluster``,
+``LSFCluster``, ``SGECluster``, ``HTCondorCluster``) gets a client of memento's own, closed
+at the end; the cluster stays the user's and is never closed here. A batch-queue cluster
+often has no worker yet when the run starts (its jobs wait in the queue): :meth:`prepare`
+waits for the first one, so that the shared-directory check has a worker to run on and a
+cluster whose jobs never start fails with a message instead of hanging, and it sizes the
+run for every worker the cluster asked for, not only those that have joined.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import multiprocessing
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -63,17 +72,37 @@ class DaskExecutor(Executor):
         # or with a client you already have (it is left open):
         Memento(experiment, executor=DaskExecutor(client)).run(matrix)
 
+        # or with a cluster object, e.g. workers as Slurm jobs (pip install
+        # 'memento-grid[jobqueue]'); the cluster is yours and stays open:
+        from dask_jobqueue import SLURMCluster
+
+        cluster = SLURMCluster(cores=4, memory="16GB", walltime="02:00:00", queue="cpu")
+        cluster.scale(jobs=10)
+        with DaskExecutor(cluster) as executor:
+            Memento(experiment, executor=executor).run(matrix)
+
     :param address: the scheduler's address, a ``distributed.Client``, a cluster object
-        (``LocalCluster``, dask-jobqueue's ``SLURMCluster``...), or ``None`` for the current
-        default client. A client made from an address is created on first use and
-        closed by :meth:`shutdown` (or leaving the ``with`` block); a client you pass in is
-        never closed.
+        (any ``distributed.deploy.Cluster``: ``LocalCluster``, dask-jobqueue's
+        ``SLURMCluster``, ``PBSCluster``, ``LSFCluster``, ``SGECluster``,
+        ``HTCondorCluster``...), or ``None`` for the current default client. A client made
+        from an address or a cluster is created on first use and closed by :meth:`shutdown`
+        (or leaving the ``with`` block); a client you pass in is never closed, and neither is
+        a cluster (scale it down or close it yourself).
     :param isolate: run each job in a child process of the Dask worker (see the module's
         docstring): hard timeouts and crash isolation. With ``False`` jobs run in the worker's
         threads: a timeout only abandons the experiment (counted from submission), and a crash
         takes the worker down (reported as :class:`~memento.exceptions.WorkerDied`).
     :param connect_timeout: seconds to wait for the scheduler.
-    :param max_workers: how many jobs run at once; defaults to the cluster's threads.
+    :param max_workers: how many jobs run at once. By default the cluster's threads: those of
+        the workers that joined, or, with a cluster object, of every worker it asked for
+        (``cluster.scale(jobs=...)``, or ``adapt(maximum_jobs=...)``), whichever is more.
+        Pass it for an adaptive cluster without a maximum (else: the workers that joined).
+    :param worker_timeout: with a cluster object (or a client of one) that has no worker yet,
+        :meth:`prepare` waits this many seconds for the first one, then fails with a
+        ``TimeoutError`` saying where to look (the jobs may still wait in the queue: raise
+        it, or pass ``None`` to wait as long as it takes). A cluster that asked for no
+        worker at all fails at once (call ``cluster.scale(jobs=...)`` first), and an
+        adaptive one is not waited for: it starts workers when the run's jobs queue up.
     :param submit_options: more ``Client.submit`` arguments, e.g. ``resources={"GPU": 1}``.
     :param check_directory: check in :meth:`prepare` that every worker can read and write the
         store's directory.
@@ -89,19 +118,21 @@ class DaskExecutor(Executor):
         isolate: bool = True,
         connect_timeout: float = 10.0,
         max_workers: int | None = None,
+        worker_timeout: float | None = 300.0,
         submit_options: Mapping[str, Any] | None = None,
         check_directory: bool = True,
     ) -> None:
         distributed = _import_distributed()
+        self._cluster: Any = None
+        self._client: Any = None
         if isinstance(address, distributed.Client):
             self.address: str | None = None
-            self._client: Any = address
-        elif isinstance(getattr(address, "scheduler_address", None), str):  # a cluster object
+            self._client = address
+        elif _is_cluster(address, distributed):
+            self._cluster = address
             self.address = address.scheduler_address  # type: ignore[union-attr]
-            self._client = None
         elif address is None or isinstance(address, str):
             self.address = address
-            self._client = None
         else:
             raise TypeError(
                 "DaskExecutor needs a scheduler address (str), a distributed.Client, a cluster "
@@ -112,6 +143,7 @@ class DaskExecutor(Executor):
         self.connect_timeout = connect_timeout
         self._max_workers = max_workers
         self.max_workers = max_workers or 1
+        self.worker_timeout = worker_timeout
         self.submit_options = dict(submit_options or {})
         self.check_directory = check_directory
         self._owns_client = False
@@ -126,7 +158,9 @@ class DaskExecutor(Executor):
         """The ``distributed.Client``, connected on first use."""
         if self._client is None:
             distributed = _import_distributed()
-            if self.address is None:
+            if self._cluster is not None:
+                self._client = self._connect(distributed, self._cluster)
+            elif self.address is None:
                 try:
                     self._client = distributed.default_client()
                 except ValueError:
@@ -136,20 +170,24 @@ class DaskExecutor(Executor):
                         "DaskExecutor('tcp://scheduler:8786'), or a distributed.Client"
                     ) from None
             else:
-                try:
-                    self._client = distributed.Client(
-                        self.address,
-                        timeout=f"{self.connect_timeout}s",
-                        set_as_default=False,
-                    )
-                except OSError as exc:
-                    raise ConnectionError(
-                        f"Cannot reach the Dask scheduler at {self.address!r} within "
-                        f"{self.connect_timeout:g} s ({exc}). Start one (`dask scheduler`, then "
-                        "`dask worker <address>`), or check the address."
-                    ) from None
-                self._owns_client = True
+                self._client = self._connect(distributed, self.address)
         return self._client
+
+    def _connect(self, distributed: Any, target: Any) -> Any:
+        """A client of our own. Made from a cluster object, closing it leaves the cluster
+        running (``Client.close`` closes only a cluster the client started itself)."""
+        try:
+            client = distributed.Client(
+                target, timeout=f"{self.connect_timeout}s", set_as_default=False
+            )
+        except OSError as exc:
+            raise ConnectionError(
+                f"Cannot reach the Dask scheduler at {self.address!r} within "
+                f"{self.connect_timeout:g} s ({exc}). Start one (`dask scheduler`, then "
+                "`dask worker <address>`), or check the address."
+            ) from None
+        self._owns_client = True
+        return client
 
     def _register_plugin(self) -> None:
         if self.isolate and not self._plugin:
@@ -158,11 +196,17 @@ class DaskExecutor(Executor):
 
     # -- the seam --------------------------------------------------------------------------
     def prepare(self, workspace: Workspace) -> None:
-        """Connect; check that every worker can use the workspace's directory."""
+        """Connect; wait for a first worker of a cluster object that has none yet (see
+        ``worker_timeout``); check that every worker can use the workspace's directory."""
         client = self.client
         self._register_plugin()
+        cluster = self._cluster if self._cluster is not None else getattr(client, "cluster", None)
         nthreads = client.nthreads()
-        if not nthreads:
+        if not nthreads and cluster is not None:
+            nthreads = self._wait_for_first_worker(client, cluster)
+        if workspace.directory is None:
+            pass  # a server store: checkpoints and values live in its database
+        elif not nthreads:
             logger.warning(
                 "The Dask cluster has no workers yet: jobs wait for one, and whether workers "
                 "can reach %s could not be checked",
@@ -174,7 +218,31 @@ class DaskExecutor(Executor):
                 lambda fn, *args: client.run(fn, *args, on_error="return"),
                 "Dask",
             )
-        self.max_workers = self._max_workers or max(1, sum(nthreads.values()))
+        self.max_workers = self._max_workers or _capacity(cluster, nthreads)
+
+    def _wait_for_first_worker(self, client: Any, cluster: Any) -> dict[str, int]:
+        """The workers' threads once one worker has joined (see ``worker_timeout``)."""
+        name = type(cluster).__name__
+        if _adaptive_maximum(cluster) is not None:
+            logger.info("The adaptive %s starts workers when the run's jobs queue up", name)
+            return {}
+        if not _planned_workers(cluster):
+            raise ValueError(
+                f"The {name} has no workers and asked for none: call cluster.scale(jobs=N) "
+                "(dask-jobqueue; cluster.scale(N) elsewhere) or cluster.adapt(...) before the run"
+            )
+        logger.info("Waiting for the first worker of the %s", name)
+        deadline = None if self.worker_timeout is None else time.monotonic() + self.worker_timeout
+        while not (nthreads := client.nthreads()):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"No worker of the {name} joined within {self.worker_timeout:g} s: its "
+                    "jobs may still wait in the queue (raise DaskExecutor(worker_timeout=...), "
+                    "or None to wait), or fail at start (see the batch system's job logs, "
+                    "e.g. the cluster's log_directory)"
+                )
+            time.sleep(0.5)
+        return dict(nthreads)
 
     def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
         label = job.tasks[0].key[:12] if job.tasks else "job"
@@ -242,6 +310,52 @@ class DaskExecutor(Executor):
                 settle(future, exception=_engine_error(done.exception()))
         except BaseException as exc:
             settle(future, exception=exc)
+
+
+def _is_cluster(value: Any, distributed: Any) -> bool:
+    """A Dask cluster object: a ``distributed.deploy.Cluster``, or one that looks like it."""
+    return isinstance(value, distributed.deploy.Cluster) or isinstance(
+        getattr(value, "scheduler_address", None), str
+    )
+
+
+def _capacity(cluster: Any, nthreads: Mapping[str, int]) -> int:
+    """Threads of the workers that joined, or of all a cluster asked for, whichever is more."""
+    joined = sum(nthreads.values())
+    if cluster is None:
+        return max(1, joined)
+    per_worker = max(nthreads.values(), default=0) or _threads_per_worker(cluster)
+    planned = max(_planned_workers(cluster), _adaptive_maximum(cluster) or 0)
+    return max(1, joined, per_worker * planned)
+
+
+def _planned_workers(cluster: Any) -> int:
+    """How many workers the cluster asked for (a jobqueue job of N processes counts N)."""
+    try:
+        return len(cluster.plan)
+    except (AttributeError, TypeError):
+        return 0
+
+
+def _adaptive_maximum(cluster: Any) -> int | None:
+    """The worker maximum of an adaptive cluster (0 when unbounded), ``None`` when not
+    adaptive."""
+    adaptive = getattr(cluster, "_adaptive", None)
+    if adaptive is None or getattr(adaptive, "periodic_callback", None) is None:
+        return None
+    maximum = getattr(adaptive, "maximum", None)
+    return maximum if isinstance(maximum, int) else 0
+
+
+def _threads_per_worker(cluster: Any) -> int:
+    """The threads of one worker the cluster would start, read from its spec."""
+    # dask-jobqueue: the job that scale() submits, with its config-file defaults applied.
+    threads = getattr(getattr(cluster, "_dummy_job", None), "worker_process_threads", None)
+    if threads is None:  # any SpecCluster (LocalCluster): the spec of its next worker
+        spec = getattr(cluster, "new_spec", None)
+        options = spec.get("options", {}) if isinstance(spec, dict) else {}
+        threads = options.get("nthreads") if isinstance(options, dict) else None
+    return threads if isinstance(threads, int) and threads > 0 else 1
 
 
 def _cancel(future: cf.Future[Any]) -> None:
