@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -107,3 +108,43 @@ def test_unknown_off_linux_or_without_a_mountinfo_file(
     monkeypatch.setattr(mounts, "MOUNTINFO", Path("/proc/self/mountinfo"))
     assert filesystem_type(tmp_path) is None
     assert network_filesystem(tmp_path) is None
+
+
+# -- the warning a SQLite store on a network filesystem gives -----------------------------------
+def test_a_sqlite_store_on_a_network_filesystem_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No NFS server can run here: the real code reads a mountinfo file that says the store's
+    # directory is an NFS mount.
+    import memento.store.mounts as mounts
+    import memento.store.sqlite as sqlite_store
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"98 22 0:51 / {shared} rw,relatime shared:40 - nfs4 server:/export rw,vers=4.2\n"
+    )
+    monkeypatch.setattr(mounts, "MOUNTINFO", table)
+    monkeypatch.setattr(sqlite_store, "_WARNED", set())
+    from memento import Memento
+
+    def double(context: object, config: object) -> int:
+        return 2 * config.x  # type: ignore[attr-defined]
+
+    with caplog.at_level(logging.WARNING, logger="memento"):
+        for _ in range(2):
+            Memento(double, executor="thread", progress=False).run(
+                {"parameters": {"x": [1, 2]}}, cache_path=shared / "grid.sqlite"
+            )
+    warned = [r.getMessage() for r in caplog.records if "network filesystem" in r.getMessage()]
+    assert len(warned) == 1
+    assert "(nfs4)" in warned[0] and "postgresql://" in warned[0]
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="memento"):
+        Memento(double, executor="thread", progress=False).run(
+            {"parameters": {"x": [1]}}, cache_path=tmp_path / "local.sqlite"
+        )
+    assert not [r for r in caplog.records if "network filesystem" in r.getMessage()]

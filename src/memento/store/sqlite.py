@@ -21,6 +21,7 @@ not even its journal mode changes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -35,6 +36,7 @@ from memento.exceptions import LegacyStoreError, StoreError
 from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome
 from memento.store.connection import connect_readonly, retry_when_busy, transaction
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_row
+from memento.store.mounts import network_filesystem
 from memento.store.paths import (
     check_writable_place,
     remove_side_file,
@@ -45,6 +47,8 @@ from memento.store.paths import (
 )
 from memento.store.queries import is_legacy_store
 from memento.store.safe_pickle import load_plain
+
+logger = logging.getLogger("memento")
 
 STORE_FORMAT = "memento-store"
 SCHEMA_VERSION = 3
@@ -238,6 +242,7 @@ class SQLiteStore(BaseStore):
             # the file to WAL, which would modify a file that is not a memento store.
             self._open_readonly().close()
         check_writable_place(self.path)
+        _warn_if_shared(self.path)
         try:
             return retry_when_busy(self._connect)
         except sqlite3.DatabaseError as exc:
@@ -559,6 +564,29 @@ class SQLiteStore(BaseStore):
         for name in names:
             remove_side_file(self.path, name)
         return len(found)
+
+
+#: The store files already warned about being on a network filesystem (once a process).
+_WARNED: set[Path] = set()
+
+
+def _warn_if_shared(path: Path) -> None:
+    """Warn once when ``path`` is on a network filesystem: SQLite's locks do not hold across
+    hosts there, so drivers on several hosts writing one store can corrupt it."""
+    if path in _WARNED:
+        return
+    _WARNED.add(path)
+    fstype = network_filesystem(path.parent)
+    if fstype is None:
+        return
+    logger.warning(
+        "The store %s is on a network filesystem (%s). Drivers on one host may share it, "
+        "but several hosts must not write to one SQLite file there (its locks do not hold "
+        "across hosts, and the store can be corrupted). To share a grid between hosts, use "
+        "a PostgreSQL store: cache_path='postgresql://user@host:5432/dbname' (docs/store.md).",
+        path,
+        fstype,
+    )
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:
