@@ -21,6 +21,7 @@ Example (what the driver does)::
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -36,8 +37,14 @@ logger = logging.getLogger("memento")
 #: Experiments claimed at least at once: fewer transactions for short experiments, while a
 #: driver never holds much more than it is about to run.
 MIN_CLAIM = 4
-#: Seconds between two looks at the experiments held elsewhere.
+#: The most experiments one claim looks at (when the ones before were all taken).
+MAX_SCAN = 1024
+#: Seconds between two looks at the experiments held elsewhere while this driver has work of
+#: its own. Once it has nothing else to do, it looks again after IDLE_POLL_INTERVAL, then
+#: twice as long each time nothing landed, up to POLL_INTERVAL: short experiments land
+#: without delay, long ones cost a look every half second.
 POLL_INTERVAL = 0.5
+IDLE_POLL_INTERVAL = 0.01
 
 
 class Keyed(Protocol):
@@ -70,7 +77,9 @@ class Claims(Generic[T]):
         self.mine: set[str] = set()
         #: Experiments held by live drivers elsewhere: key -> (experiment, lease).
         self.waiting: dict[str, tuple[T, Lease]] = {}
-        self._next_poll = 0.0
+        self._last_poll = 0.0
+        self._idle_interval = IDLE_POLL_INTERVAL
+        self._spread = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -98,34 +107,50 @@ class Claims(Generic[T]):
 
     # -- claiming --------------------------------------------------------------------------
     def take(self, queue: deque[T], want: int) -> list[T]:
-        """Make the first ``want`` experiments of ``queue`` ones this run holds: claim them
-        (and a few more, up to :data:`MIN_CLAIM`); those another live driver holds move to
-        :attr:`waiting`, and those whose result another driver stored since the plan leave
-        the queue and are returned (to be read from the store)."""
+        """Make the first ``want`` experiments of ``queue`` ones this run holds, claiming at
+        least :data:`MIN_CLAIM` at once. Those another live driver holds move to
+        :attr:`waiting`; those whose result another driver stored since the plan leave the
+        queue and are returned (to be read from the store).
+
+        A claim looks further ahead each time it finds nothing free (a stretch of the grid
+        another driver went through), and after the first collision this driver goes on
+        from a random place of its queue, so drivers started together spread out.
+        """
         landed: list[T] = []
+        scan = max(want, MIN_CLAIM)
         while queue:
-            front = list(islice(queue, max(want, MIN_CLAIM)))
-            todo = [p for p in front if p.key not in self.mine]
-            if not todo:
+            need = sum(1 for p in islice(queue, want) if p.key not in self.mine)
+            if not need:
                 return landed
-            claim = self._claim(todo)
-            gone = set(claim.held) | set(claim.finished)
-            if not gone:
-                continue
+            # The front of the queue up to ``scan`` experiments this run does not hold yet.
+            head: list[T] = []
+            todo: list[T] = []
+            while queue and len(todo) < scan:
+                item = queue.popleft()
+                head.append(item)
+                if item.key not in self.mine:
+                    todo.append(item)
+            claim = self._claim(todo, limit=max(need, MIN_CLAIM))
             for p in todo:
                 if p.key in claim.held:
                     self.waiting[p.key] = (p, claim.held[p.key])
                 elif p.key in claim.finished:
                     landed.append(p)
-            kept = [p for p in queue if p.key not in gone]
-            queue.clear()
-            queue.extend(kept)
+            gone = claim.held.keys() | set(claim.finished)
+            queue.extendleft(reversed([p for p in head if p.key not in gone]))
+            if claim.held and not self._spread and len(queue) > 1:
+                # Another driver works from the same end of the grid: go on from a random
+                # place instead, so that the two stop colliding claim after claim (results
+                # still come back in matrix order).
+                self._spread = True
+                queue.rotate(-random.randrange(len(queue)))
+            scan = max(want, MIN_CLAIM) if claim.claimed else min(4 * scan, MAX_SCAN)
         return landed
 
-    def _claim(self, items: Iterable[T]) -> Claim:
+    def _claim(self, items: Iterable[T], limit: int | None = None) -> Claim:
         keys = [p.key for p in items]
         claim = self.store.claim(
-            self.run_id, keys, since=self.since, lease_timeout=self.lease_timeout
+            self.run_id, keys, since=self.since, lease_timeout=self.lease_timeout, limit=limit
         )
         self.mine.update(claim.claimed)
         for lease in claim.reclaimed:
@@ -138,18 +163,28 @@ class Claims(Generic[T]):
         return claim
 
     # -- following what others hold ----------------------------------------------------------
-    def due(self) -> bool:
-        """Whether it is time to look at the experiments held elsewhere again."""
-        return bool(self.waiting) and time.monotonic() >= self._next_poll
+    def due(self, *, idle: bool = False) -> bool:
+        """Whether it is time to look at the experiments held elsewhere again (sooner when
+        this driver is ``idle``: it has nothing else to do)."""
+        interval = self._idle_interval if idle else POLL_INTERVAL
+        return bool(self.waiting) and time.monotonic() >= self._last_poll + interval
+
+    def wait(self) -> None:
+        """Sleep until the next look is due for a driver with nothing else to do."""
+        time.sleep(max(0.0, self._last_poll + self._idle_interval - time.monotonic()))
 
     def poll(self) -> tuple[list[T], list[T]]:
         """Look at the experiments held elsewhere: those whose result landed (to read), and
         those now claimed by this run because their holder died or let go (to run)."""
-        self._next_poll = time.monotonic() + POLL_INTERVAL
+        self._last_poll = time.monotonic()
         items = [p for p, _ in self.waiting.values()]
         claim = self._claim(items)
         landed = [p for p in items if p.key in set(claim.finished)]
         back = [p for p in items if p.key in self.mine]
+        if landed or back:
+            self._idle_interval = IDLE_POLL_INTERVAL
+        else:
+            self._idle_interval = min(2 * self._idle_interval, POLL_INTERVAL)
         for p in landed + back:
             del self.waiting[p.key]
         for key, lease in claim.held.items():
@@ -165,4 +200,4 @@ class Claims(Generic[T]):
         return sorted(counts, key=lambda h: -counts[h])
 
 
-__all__ = ["MIN_CLAIM", "POLL_INTERVAL", "Claims"]
+__all__ = ["IDLE_POLL_INTERVAL", "MIN_CLAIM", "POLL_INTERVAL", "Claims"]

@@ -33,7 +33,7 @@ from memento.matrix.configs import Config
 from memento.notifications.base import NotificationDispatcher
 from memento.plan.planning import LOAD_COLUMNS, Plan
 from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
-from memento.run.claims import POLL_INTERVAL, Claims
+from memento.run.claims import Claims
 from memento.run.settings import RunSettings
 from memento.run.stopping import (
     RunInterrupted,
@@ -386,12 +386,13 @@ class Driver:
                     if self.display is not None:
                         for p in batch:
                             self.display.submitted(p.key, str(p.config))
+                idle = not queue and not inflight
                 if inflight:
                     done = inflight.wait(0.5)
                 else:
                     done = []
-                    if not queue:  # only experiments held elsewhere are left: wait for them
-                        time.sleep(POLL_INTERVAL)
+                    if idle:  # only experiments held elsewhere are left: wait for them
+                        claims.wait()
                 self.notifier.tick()
                 if done:
                     finished: list[tuple[_Pending, Outcome]] = []
@@ -401,7 +402,7 @@ class Driver:
                 # After the finished ones left the running table, so that a worker's next
                 # experiment never counts beside the one it just finished.
                 self._mark_started(running)
-                if claims.due():
+                if claims.due(idle=idle):
                     self._follow_elsewhere(queue)
         except KeyboardInterrupt:
             # Keep what already finished, then stop the workers at once.

@@ -179,7 +179,13 @@ class BaseStore(ABC):
     # -- leases (memento.store.leases) -----------------------------------------------------
     @abstractmethod
     def claim(
-        self, run_id: str, keys: Sequence[str], *, since: float, lease_timeout: float
+        self,
+        run_id: str,
+        keys: Sequence[str],
+        *,
+        since: float,
+        lease_timeout: float,
+        limit: int | None = None,
     ) -> Claim:
         """Claim ``keys`` for ``run_id`` (this host, this pid), in one transaction.
 
@@ -188,6 +194,8 @@ class BaseStore(ABC):
         ``held``; the others, including those of dead holders (``reclaimed``, see
         :func:`~memento.store.leases.holder_dead`) and those the caller holds already, are
         ``claimed``: leased to ``run_id`` until ``lease_timeout`` seconds without a heartbeat.
+        With ``limit``, the keys are looked at in order until ``limit`` are claimed; those
+        after are in none of the lists (see :func:`~memento.store.leases.decide`).
         """
 
     @abstractmethod

@@ -98,13 +98,17 @@ def decide(
     *,
     since: float,
     now: float,
+    limit: int | None = None,
 ) -> Claim:
     """What a claim of ``keys`` by ``run_id`` makes of each, given their stored results
     (key -> ``(updated, run_id)``) and leases, read in the claim's transaction at store time
-    ``now``. The backend then writes a lease for each of ``claimed``."""
+    ``now``. The backend then writes a lease for each of ``claimed``. With ``limit``, keys
+    are looked at in order until ``limit`` are claimed: the rest are in none of the lists."""
     claim = Claim()
     host = this_host()
     for key in keys:
+        if limit is not None and len(claim.claimed) >= limit:
+            break
         row = stored.get(key)
         if row is not None and row[0] >= since and row[1] != run_id:
             claim.finished.append(key)

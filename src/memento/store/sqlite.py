@@ -449,7 +449,13 @@ class SQLiteStore(BaseStore):
 
     # -- leases ----------------------------------------------------------------------------
     def claim(
-        self, run_id: str, keys: Sequence[str], *, since: float, lease_timeout: float
+        self,
+        run_id: str,
+        keys: Sequence[str],
+        *,
+        since: float,
+        lease_timeout: float,
+        limit: int | None = None,
     ) -> Claim:
         conn = self.conn
         claim = Claim()
@@ -458,7 +464,7 @@ class SQLiteStore(BaseStore):
             now = time.time()
             stored = queries.lookup(conn, keys, ("updated", "run_id"))
             leased = queries.leases(conn, keys)
-            claim = decide(run_id, keys, stored, leased, since=since, now=now)
+            claim = decide(run_id, keys, stored, leased, since=since, now=now, limit=limit)
             marks = ",".join("?" * len(LEASE_COLUMNS))
             conn.executemany(
                 f"INSERT OR REPLACE INTO leases ({', '.join(LEASE_COLUMNS)}) VALUES ({marks})",
