@@ -58,15 +58,6 @@ GRID = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def grid_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store location of each backend."""
-    if request.param == "sqlite":
-        return str(tmp_path / "grid.sqlite")
-    url: str = request.getfixturevalue("postgres_database")
-    return url
-
-
 class Race:
     """Driver processes of the grid script on one store, and the runs they counted."""
 
@@ -110,9 +101,9 @@ def _grid(proc: subprocess.Popen[str], timeout: float = 240) -> list[int]:
 
 
 def test_four_drivers_split_the_grid_and_each_returns_all_of_it(
-    tmp_path: Path, grid_store: str, subprocess_env: dict[str, str]
+    tmp_path: Path, location: str, subprocess_env: dict[str, str]
 ) -> None:
-    race = Race(tmp_path, grid_store, subprocess_env, RACE_SLEEP="0.05")
+    race = Race(tmp_path, location, subprocess_env, RACE_SLEEP="0.05")
     drivers = [race.start(40) for _ in range(4)]
     outputs = [_grid(d) for d in drivers]
     expected = [3 * n for n in range(40)]
@@ -126,9 +117,9 @@ def test_four_drivers_split_the_grid_and_each_returns_all_of_it(
 
 
 def test_a_killed_driver_s_experiments_are_taken_over_and_run_again(
-    tmp_path: Path, grid_store: str, subprocess_env: dict[str, str]
+    tmp_path: Path, location: str, subprocess_env: dict[str, str]
 ) -> None:
-    race = Race(tmp_path, grid_store, subprocess_env, RACE_SLEEP="0.3")
+    race = Race(tmp_path, location, subprocess_env, RACE_SLEEP="0.3")
     drivers = [race.start(40) for _ in range(4)]
     victim = drivers[0]
     race.wait_for(
@@ -152,14 +143,14 @@ def test_a_killed_driver_s_experiments_are_taken_over_and_run_again(
 
 
 def test_a_frozen_driver_s_leases_expire_and_another_driver_finishes_the_grid(
-    tmp_path: Path, grid_store: str, subprocess_env: dict[str, str]
+    tmp_path: Path, location: str, subprocess_env: dict[str, str]
 ) -> None:
-    race = Race(tmp_path, grid_store, subprocess_env, RACE_SLEEP="0.5", RACE_LEASE="2")
+    race = Race(tmp_path, location, subprocess_env, RACE_SLEEP="0.5", RACE_LEASE="2")
     frozen = race.start(12)
     try:
         race.wait_for(lambda: bool(race.runs()), "the first driver to start an experiment")
         os.kill(frozen.pid, signal.SIGSTOP)  # alive, but it sends no heartbeat any more
-        with open_store(grid_store, readonly=True) as store:
+        with open_store(location, readonly=True) as store:
             held = {lease.run_id for lease in store.leases().values()}
         assert len(held) == 1
         rescuer = race.start(12)
@@ -187,42 +178,42 @@ def _hold(location: str, keys: list[str], run_id: str = "elsewhere01") -> None:
 
 
 def test_the_plan_and_status_show_experiments_running_elsewhere(
-    grid_store: str, capsys: pytest.CaptureFixture[str]
+    location: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     matrix = {"parameters": {"n": [1, 2, 3]}}
     Memento(triple, progress=False, executor="thread").run(
-        {"parameters": {"n": [1]}}, cache_path=grid_store
+        {"parameters": {"n": [1]}}, cache_path=location
     )
-    keys = make_plan(triple, matrix, grid_store).keys
-    _hold(grid_store, keys[1:])
+    keys = make_plan(triple, matrix, location).keys
+    _hold(location, keys[1:])
 
-    plan = make_plan(triple, matrix, grid_store)
+    plan = make_plan(triple, matrix, location)
     assert plan.states == ["cached", "running", "running"]
     holder = f"{os.uname().nodename}:{os.getpid()}"
     assert plan.holders[keys[1]].holder == holder
     assert "1 cached" in plan.summary() and "2 running elsewhere" in plan.summary()
 
-    assert Memento(triple).run(matrix, cache_path=grid_store, dry_run=True) is None
+    assert Memento(triple).run(matrix, cache_path=location, dry_run=True) is None
     shown = capsys.readouterr().out
     assert f"[running elsewhere] n=2 ({holder})" in shown
     assert "2 running elsewhere" in shown
 
-    status = CliRunner().invoke(cli, ["status", grid_store])
+    status = CliRunner().invoke(cli, ["status", location])
     assert status.exit_code == 0, status.output
     assert "Claimed by drivers" in status.output
     line = next(x for x in status.output.splitlines() if x.startswith(holder))
     assert "elsewhere01" in line and "expires in" in line
 
 
-def test_a_driver_waits_for_what_another_holds_and_returns_its_outcome(grid_store: str) -> None:
+def test_a_driver_waits_for_what_another_holds_and_returns_its_outcome(location: str) -> None:
     matrix = {"parameters": {"n": [1, 2, 3]}}
-    keys = make_plan(triple, matrix, grid_store).keys
-    _hold(grid_store, [keys[1]])
+    keys = make_plan(triple, matrix, location).keys
+    _hold(location, [keys[1]])
     finished = threading.Event()
 
     def the_other_driver_finishes() -> None:
         # Once the run waits (its two own experiments stored), store n=2 as another run.
-        with open_store(grid_store) as store:
+        with open_store(location) as store:
             deadline = time.monotonic() + 60
             while len(store.lookup([keys[0], keys[2]], ["status"])) < 2:
                 assert time.monotonic() < deadline
@@ -231,7 +222,7 @@ def test_a_driver_waits_for_what_another_holds_and_returns_its_outcome(grid_stor
                 [
                     StoredOutcome(
                         key=keys[1],
-                        experiment=make_plan(triple, matrix, grid_store).experiment,
+                        experiment=make_plan(triple, matrix, location).experiment,
                         status="done",
                         params='{"n": 2}',
                         value=__import__("cloudpickle").dumps(600),
@@ -243,22 +234,22 @@ def test_a_driver_waits_for_what_another_holds_and_returns_its_outcome(grid_stor
 
     other = threading.Thread(target=the_other_driver_finishes)
     other.start()
-    results = Memento(triple, progress=False, executor="thread").run(matrix, cache_path=grid_store)
+    results = Memento(triple, progress=False, executor="thread").run(matrix, cache_path=location)
     other.join(timeout=60)
     assert finished.is_set()
     # The other driver's value (600, not 6): this run did not compute n=2 itself.
     assert [r.inner for r in results] == [3, 600, 9]
-    with open_store(grid_store, readonly=True) as store:
+    with open_store(location, readonly=True) as store:
         assert store.leases() == {}
 
 
-def test_a_driver_runs_what_a_driver_that_let_go_held(grid_store: str) -> None:
+def test_a_driver_runs_what_a_driver_that_let_go_held(location: str) -> None:
     matrix = {"parameters": {"n": [1, 2]}}
-    keys = make_plan(triple, matrix, grid_store).keys
-    _hold(grid_store, keys)
+    keys = make_plan(triple, matrix, location).keys
+    _hold(location, keys)
 
     def let_go() -> None:
-        with open_store(grid_store) as store:
+        with open_store(location) as store:
             deadline = time.monotonic() + 60
             while not store.runs(running_only=True):
                 assert time.monotonic() < deadline
@@ -267,7 +258,7 @@ def test_a_driver_runs_what_a_driver_that_let_go_held(grid_store: str) -> None:
 
     other = threading.Thread(target=let_go)
     other.start()
-    results = Memento(triple, progress=False, executor="thread").run(matrix, cache_path=grid_store)
+    results = Memento(triple, progress=False, executor="thread").run(matrix, cache_path=location)
     other.join(timeout=60)
     assert [r.inner for r in results] == [3, 6]
     assert not any(r.was_cached for r in results)

@@ -48,14 +48,6 @@ RESUMABLE = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "grid.sqlite")
-    url: str = request.getfixturevalue("postgres_database")
-    return url
-
-
 def test_a_taken_over_experiment_resumes_from_its_checkpoint(
     tmp_path: Path, location: str, subprocess_env: dict[str, str]
 ) -> None:
