@@ -333,3 +333,15 @@ def test_no_crash_in_jupyter(tmp_path: Path) -> None:
     assert stdout.splitlines() == ["ipykernel.iostream", "[1, 2, 3]"]
     widgets = [o for o in outputs if o.get("output_type") == "display_data"]
     assert "3/3 finished" in stderr or widgets  # plain lines, or rich's widget
+
+
+def test_the_display_counts_what_other_drivers_run_and_store() -> None:
+    display = ProgressDisplay(total=4, cached=0, experiment="train", workers=2, mode="plain")
+    display.elsewhere(2, ["node7:4242", "node9:17", "node3:5"])
+    display.landed(True)
+    display.landed(False)
+    snap = display.snapshot()
+    assert (snap.done, snap.failed, snap.elsewhere) == (1, 1, 2)
+    assert "2 running elsewhere (node7:4242, node9:17, ...)" in snap.line()
+    display.elsewhere(0, [])
+    assert "elsewhere" not in display.snapshot().line()
