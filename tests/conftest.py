@@ -17,10 +17,11 @@ SUPPORT = ROOT / "tests" / "support"
 if str(SUPPORT) not in sys.path:
     sys.path.insert(0, str(SUPPORT))
 
-from clusters import test_paths  # noqa: E402  (needs SUPPORT on sys.path)
+from clusters import support_paths  # noqa: E402  (needs SUPPORT on sys.path)
 
-#: The real SMTP and HTTP servers' fixtures (tests/support/servers.py), for every test.
-pytest_plugins = ["servers"]
+#: The real SMTP and HTTP servers' fixtures (tests/support/servers.py) and the PostgreSQL
+#: server's (tests/support/postgres.py), for every test.
+pytest_plugins = ["servers", "postgres"]
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +41,7 @@ def store_path(tmp_path: Path) -> Path:
 def subprocess_env() -> dict[str, str]:
     """Environment for child Python processes that import memento and the tests' helpers."""
     env = dict(os.environ)
-    paths = [str(ROOT / "src"), *test_paths()]
+    paths = [str(ROOT / "src"), *support_paths()]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

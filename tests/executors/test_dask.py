@@ -17,7 +17,7 @@ from clusters import (
     installed,
     process_group,
     sleeper_job,
-    test_paths,
+    support_paths,
     wait_for,
 )
 from experiments import misbehave, multiply
@@ -125,7 +125,7 @@ def test_a_worker_that_cannot_see_the_store_directory_fails_the_run_early(
             scheduler_port=free_port(),
         ) as cluster,
     ):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([*test_paths(), str(ROOT / "src")]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([*support_paths(), str(ROOT / "src")]))
         dask = str(Path(sys.executable).with_name("dask"))
         worker = (
             f"mount -t tmpfs none {directory} && exec {dask} worker {cluster.scheduler_address} "

@@ -23,7 +23,7 @@ from clusters import (
     ray_head,
     ray_local,
     sleeper_job,
-    test_paths,
+    support_paths,
     wait_for,
 )
 
@@ -67,7 +67,7 @@ def _driver(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 def test_a_cluster_started_with_ray_start(
     ray_head: str, store_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    workers_path = os.pathsep.join([*test_paths(), str(ROOT / "src")])
+    workers_path = os.pathsep.join([*support_paths(), str(ROOT / "src")])
     out = _driver([DRIVER, str(store_path), ray_head, workers_path], subprocess_env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -33,7 +33,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent.parent
 
 
-def test_paths() -> list[str]:
+def support_paths() -> list[str]:
     """What workers and child processes need on PYTHONPATH to import the tests' modules by
     name (functions a test module defines travel by reference): tests/support and every test
     folder."""
@@ -146,7 +146,7 @@ def alive(pid: int) -> bool:
 # -- environment ------------------------------------------------------------------------------
 def export_test_path() -> None:
     """Let workers started from now on import ``experiments``, ``clusters`` and memento."""
-    parts = [*test_paths(), str(ROOT / "src")]
+    parts = [*support_paths(), str(ROOT / "src")]
     current = os.environ.get("PYTHONPATH", "")
     missing = [p for p in parts if p not in current.split(os.pathsep)]
     if missing:
@@ -288,7 +288,7 @@ def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     address = f"tcp://127.0.0.1:{port}"
     env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
     env["PYTHONPATH"] = os.pathsep.join(
-        [*test_paths(), str(ROOT / "src"), env.get("PYTHONPATH", "")]
+        [*support_paths(), str(ROOT / "src"), env.get("PYTHONPATH", "")]
     )
     dask = str(Path(sys.executable).with_name("dask"))
     scheduler = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),

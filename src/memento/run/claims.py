@@ -106,9 +106,9 @@ class Claims(Generic[T]):
         self.heartbeat_store.close()
 
     # -- claiming --------------------------------------------------------------------------
-    def take(self, queue: deque[T], want: int) -> list[T]:
+    def take(self, queue: deque[T], want: int, *, ahead: int = MIN_CLAIM) -> list[T]:
         """Make the first ``want`` experiments of ``queue`` ones this run holds, claiming at
-        least :data:`MIN_CLAIM` at once. Those another live driver holds move to
+        least ``ahead`` (:data:`MIN_CLAIM` or more) at once. Those another live driver holds move to
         :attr:`waiting`; those whose result another driver stored since the plan leave the
         queue and are returned (to be read from the store).
 
@@ -117,7 +117,8 @@ class Claims(Generic[T]):
         from a random place of its queue, so drivers started together spread out.
         """
         landed: list[T] = []
-        scan = max(want, MIN_CLAIM)
+        ahead = max(ahead, MIN_CLAIM)
+        scan = max(want, ahead)
         while queue:
             need = sum(1 for p in islice(queue, want) if p.key not in self.mine)
             if not need:
@@ -130,7 +131,7 @@ class Claims(Generic[T]):
                 head.append(item)
                 if item.key not in self.mine:
                     todo.append(item)
-            claim = self._claim(todo, limit=max(need, MIN_CLAIM))
+            claim = self._claim(todo, limit=max(need, ahead))
             for p in todo:
                 if p.key in claim.held:
                     self.waiting[p.key] = (p, claim.held[p.key])
@@ -144,7 +145,7 @@ class Claims(Generic[T]):
                 # still come back in matrix order).
                 self._spread = True
                 queue.rotate(-random.randrange(len(queue)))
-            scan = max(want, MIN_CLAIM) if claim.claimed else min(4 * scan, MAX_SCAN)
+            scan = max(want, ahead) if claim.claimed else min(4 * scan, MAX_SCAN)
         return landed
 
     def _claim(self, items: Iterable[T], limit: int | None = None) -> Claim:

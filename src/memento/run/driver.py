@@ -33,7 +33,7 @@ from memento.matrix.configs import Config
 from memento.notifications.base import NotificationDispatcher
 from memento.plan.planning import LOAD_COLUMNS, Plan
 from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
-from memento.run.claims import Claims
+from memento.run.claims import MIN_CLAIM, Claims
 from memento.run.settings import RunSettings
 from memento.run.stopping import (
     RunInterrupted,
@@ -61,6 +61,11 @@ _BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
 _ERROR_COLUMNS = ("status", "error", "error_type", "error_message", "traceback")
 _LANDED_COLUMNS = _ERROR_COLUMNS + LOAD_COLUMNS
 _MAX_BATCH = 64
+#: Seconds an experiment runs before it is written to the ``running`` table.
+_MARK_AFTER = 0.2
+#: Seconds of work claimed at once (see Driver._claim_ahead), and the most experiments.
+_CLAIM_AHEAD = 0.25
+_MAX_CLAIM = 256
 
 
 class _Pending:
@@ -145,7 +150,8 @@ class Driver:
         self.runtimes: deque[float] = deque(maxlen=50)
         self.display: Any = None
         # Keys whose worker reported that they began, not yet written to the store.
-        self.started: set[str] = set()
+        # (key -> when it was first reported, monotonic seconds)
+        self.started: dict[str, float] = {}
         self.started_lock = threading.Lock()
         self.marked: set[str] = set()
         # Whether workers say when each experiment begins: in-process ones through the job's
@@ -388,7 +394,8 @@ class Driver:
                             self.display.submitted(p.key, str(p.config))
                 idle = not queue and not inflight
                 if inflight:
-                    done = inflight.wait(0.5)
+                    # Sooner while experiments that began wait to be marked running.
+                    done = inflight.wait(_MARK_AFTER / 2 if self.started else 0.5)
                 else:
                     done = []
                     if idle:  # only experiments held elsewhere are left: wait for them
@@ -430,27 +437,42 @@ class Driver:
             claims.stop()
 
     def _mark_started(self, running: dict[cf.Future[Any], list[_Pending]]) -> None:
-        """Write the experiments that began since the last call into the ``running`` table.
+        """Write the experiments that began at least :data:`_MARK_AFTER` seconds ago and are
+        still running into the ``running`` table.
 
         Rows are written when a worker reports that an experiment began, not at submission,
-        so ``memento status`` counts only what really runs. An executor that sends no such
-        report (a remote engine without a progress channel) has the jobs it was handed (about
-        two per worker, never the whole grid) counted as running.
+        so ``memento status`` counts only what really runs; and only once it has run a
+        moment, so that a grid of short experiments costs no store write for each. An
+        executor that sends no such report (a remote engine without a progress channel) has
+        the jobs it was handed (about two per worker, never the whole grid) counted as
+        running.
         """
+        now = time.monotonic()
         with self.started_lock:
-            began, self.started = self.started, set()
+            reported, self.started = self.started, {}
         by_key = {p.key: p for batch in running.values() for p in batch}
         if not self.has_progress:
-            began.update(by_key)
-        fresh = [by_key[k] for k in began if k in by_key and k not in self.marked]
+            for key in by_key:
+                reported.setdefault(key, now)
+        young: dict[str, float] = {}
+        fresh = []
+        for key, since in reported.items():
+            if key not in by_key or key in self.marked:
+                continue  # finished already, or marked
+            if now - since < _MARK_AFTER:
+                young[key] = since
+            else:
+                fresh.append(by_key[key])
         if self.has_progress:
             # A worker reports its next experiment's start on the progress pipe, which may
             # overtake the result of the one before: never count more than the workers.
             busy = sum(1 for k in by_key if k in self.marked)
             room = max(0, self.executor.max_workers - busy)
-            with self.started_lock:
-                self.started.update(p.key for p in fresh[room:])
+            young.update((p.key, reported[p.key]) for p in fresh[room:])
             fresh = fresh[:room]
+        with self.started_lock:
+            for key, since in young.items():
+                self.started.setdefault(key, since)
         if fresh:
             self.marked.update(p.key for p in fresh)
             self.store.mark_running(
@@ -467,9 +489,19 @@ class Driver:
             size = max(1, min(size, _MAX_BATCH, fair))
         if self.claims is not None:
             # Claimed just before submitting; what other drivers hold or finished leaves.
-            self._land(self.claims.take(queue, size))
+            self._land(self.claims.take(queue, size, ahead=self._claim_ahead()))
             self._show_elsewhere()
         return [queue.popleft() for _ in range(min(size, len(queue)))]
+
+    def _claim_ahead(self) -> int:
+        """How many experiments to claim at once: about :data:`_CLAIM_AHEAD` seconds of work
+        for the workers at the mean runtime so far, so that short experiments cost few claim
+        transactions and long ones are not held away from other drivers."""
+        if not self.runtimes:
+            return MIN_CLAIM
+        mean = sum(self.runtimes) / len(self.runtimes)
+        ahead = int(_CLAIM_AHEAD * self.executor.max_workers / max(mean, 1e-6))
+        return max(MIN_CLAIM, min(ahead, _MAX_CLAIM))
 
     def _collect(
         self, future: cf.Future[Any], batch: list[_Pending], queue: deque[_Pending]
@@ -747,7 +779,7 @@ class Driver:
     def _on_progress(self, key: str, done: float, total: float | None) -> None:
         # Called from the progress thread or a worker thread; the main loop writes the store.
         with self.started_lock:
-            self.started.add(key)
+            self.started.setdefault(key, time.monotonic())
         if self.display is not None:
             self.display.progress(key, done, total)
 
