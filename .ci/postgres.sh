@@ -54,10 +54,13 @@ postgres_start() {
   rm -f "$MEMENTO_POSTGRES_DIR/pwfile"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   # A server for tests only: durability off (fsync), so that the many small transactions and
-  # CREATE DATABASE of the suite are quick.
+  # CREATE DATABASE of the suite are quick. MEMENTO_POSTGRES_DURABLE=1 keeps PostgreSQL's
+  # defaults (fsync on): what bench/bench_drivers.py should be measured against.
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${MEMENTO_POSTGRES_DURABLE:-0}" = 1 ] && durability=""
   if ! _postgres_as "$bin/pg_ctl" start -w -t 60 -D "$MEMENTO_POSTGRES_DIR/data" \
     -l "$MEMENTO_POSTGRES_DIR/postgres.log" \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $MEMENTO_POSTGRES_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $MEMENTO_POSTGRES_DIR $durability -c max_connections=200" \
     >/dev/null; then
     _postgres_log "the server did not start (see $MEMENTO_POSTGRES_DIR/postgres.log)"
     return 1

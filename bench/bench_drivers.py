@@ -130,6 +130,15 @@ class Postgres:
         base, _, _ = self.url.rpartition("/")
         return f"{base}/{name}"
 
+    def settings(self) -> str:
+        """The server's durability settings, which the figures depend on."""
+        with self.psycopg.connect(self.url, autocommit=True) as conn:
+            shown = [
+                f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}"  # type: ignore[index]
+                for name in ("fsync", "synchronous_commit")
+            ]
+        return ", ".join(shown)
+
     def drop(self) -> None:
         with self.psycopg.connect(self.url, autocommit=True) as conn:
             for name in self.made:
@@ -190,6 +199,7 @@ def main() -> None:
                 pg.drop()
             sf, sc = statistics.median(sqlite_fresh), statistics.median(sqlite_cached)
             pf, pc = statistics.median(pg_fresh), statistics.median(pg_cached)
+            rows.append(("PostgreSQL server", pg.settings(), ""))
             rows.append((f"{args.n:,} trivial, fresh store", "SQLite", f"{sf:.2f} s"))
             rows.append(("", "PostgreSQL (loopback)", f"{pf:.2f} s"))
             rows.append(("", "ratio PostgreSQL / SQLite (target <= 2)", f"{pf / sf:.2f}"))

@@ -27,6 +27,7 @@ import functools
 import json
 import os
 import pickle
+import re
 import socket
 import threading
 import types
@@ -119,18 +120,34 @@ def _driver() -> types.ModuleType:
 def _upsert(table: str, columns: Sequence[str], rows: Sequence[Row], *, clock: str = "") -> Sql:
     """One ``INSERT ... ON CONFLICT (key) DO UPDATE`` of all ``rows`` (the last of each key
     wins: one statement may not touch a row twice); ``clock`` is a column the server's clock
-    fills, after the given ones."""
+    fills, after the given ones. The rows travel as one array per column (``unnest``): a
+    statement of a few parameters, whatever the number of rows, which psycopg and the server
+    parse in no time."""
     unique = list({row[0]: row for row in rows}.values())
     names = [*columns, clock] if clock else list(columns)
-    one = "(" + ", ".join(["%s"] * len(columns) + ([NOW] if clock else [])) + ")"
+    arrays = ", ".join(f"%s::{_COLUMN_TYPES[table][c]}[]" for c in columns)
+    values = ", ".join([*(f"u.{c}" for c in columns), *([NOW] if clock else [])])
     text = (
-        f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([one] * len(unique))} "
+        f"INSERT INTO {table} ({', '.join(names)}) SELECT {values} "
+        f"FROM unnest({arrays}) AS u({', '.join(columns)}) "
         "ON CONFLICT (key) DO UPDATE SET "
         + ", ".join(
             f"{c} = EXCLUDED.{c}" for c in names[1:] + (["seq"] if table == "results" else [])
         )
     )
-    return text, [value for row in unique for value in row]
+    return text, [[row[i] for row in unique] for i in range(len(columns))]
+
+
+def _column_types(schema: str) -> dict[str, dict[str, str]]:
+    """Each table's column types, read from ``schema`` (what :func:`_upsert` casts to)."""
+    types_: dict[str, dict[str, str]] = {}
+    for table, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\);?\n(?=CREATE|$)", schema, re.S):
+        for name, kind in re.findall(r"(\w+) (text|bytea|bigint|double precision|bigserial)", body):
+            types_.setdefault(table, {})[name] = "bigint" if kind == "bigserial" else kind
+    return types_
+
+
+_COLUMN_TYPES = _column_types(_SCHEMA + "\n")
 
 
 def _message(statements: Sequence[Sql]) -> tuple[str, list[Any]]:
