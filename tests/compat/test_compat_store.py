@@ -489,3 +489,13 @@ def test_import_errors_are_one_clear_line(
     assert message in result.output
     assert (snapshot(old12.parent), old_copy.read_bytes()) == before
     assert not (tmp_path / "other.sqlite").exists()
+
+
+@pytest.mark.timeout(300)
+def test_import_into_a_postgres_store(old12: Path, postgres_database: str) -> None:
+    project = old12.parent
+    args = ["-m", "memento", "import-1.2", "memento.sqlite", postgres_database, "-e", "exp.py:exp"]
+    out = python_in(project, *args).stdout
+    assert "Imported 5 result(s) of exp:exp" in out
+    status = CliRunner().invoke(cli, ["status", postgres_database]).output.splitlines()
+    assert ["exp:exp", "5", "0", "0", "0", "5"] in [line.split() for line in status]

@@ -36,10 +36,9 @@ from memento.keys.encoding import KeyMaker, experiment_name
 from memento.keys.fingerprint import code_fingerprint
 from memento.keys.identity import main_as_script_of
 from memento.matrix.configs import Config
-from memento.store.backends import open_store
+from memento.store.backends import open_store, redact, store_location, url_scheme
 from memento.store.base import BaseStore, StoredOutcome
 from memento.store.queries import read_legacy_store
-from memento.store.sqlite import default_store_path
 
 #: Rows written per transaction: an interrupted import keeps what it wrote, and a second
 #: import adds only what is missing.
@@ -237,7 +236,8 @@ class ImportReport:
     """What :func:`import_legacy_store` did: counts, and why rows were skipped."""
 
     old: Path
-    new: Path
+    #: The new store, as shown (a server URL without its password).
+    new: str
     experiment: str
     imported: int = 0
     #: reason -> the configs (or files) skipped for it
@@ -299,30 +299,36 @@ def import_legacy_store(
     if not os.fspath(new):
         raise ValueError("Give the path of the new store (NEW).")
     old_path = Path(old).expanduser().absolute()
-    new_path = default_store_path(new)
+    new_location = store_location(new)  # a file, or a server store's URL
     rows, checkpoints = read_legacy_store(old_path)
-    if new_path.exists() and new_path.resolve() == old_path.resolve():
-        raise ValueError(f"NEW must be another file than OLD ({old_path}): OLD is never written.")
-    if new_path.exists():
-        open_store(new_path, readonly=True).open().close()  # refuse a bad NEW before loading
+    if url_scheme(new_location) is not None:
+        open_store(new_location, readonly=True).open().close()  # refuse a bad NEW first
+    else:
+        new_path = Path(new_location)
+        if new_path.exists() and new_path.resolve() == old_path.resolve():
+            raise ValueError(
+                f"NEW must be another file than OLD ({old_path}): OLD is never written."
+            )
+        if new_path.exists():
+            open_store(new_path, readonly=True).open().close()  # refuse a bad NEW first
     base = Path(cache_dir).expanduser().absolute() if cache_dir else old_path.parent
     with loaded_experiment(experiment, search=base) as func, main_as_script_of(func):
         # The functions of `__main__` in 1.2's pickles (by value, with the `__file__` of
         # wherever 1.2 ran) are the script's: keyed as its run will key them.
-        return _Importer(old_path, new_path, func, version, base).run(rows, checkpoints)
+        return _Importer(old_path, new_location, func, version, base).run(rows, checkpoints)
 
 
 class _Importer:
     """One import: turns 1.2 rows into stored outcomes and writes them in batches."""
 
-    def __init__(self, old: Path, new: Path, func: Any, version: str | None, base: Path) -> None:
+    def __init__(self, old: Path, new: str, func: Any, version: str | None, base: Path) -> None:
         self.new = new
         self.base = base
         self.keymaker = KeyMaker(func, version)
         self.name = getattr(func, "__name__", None)
         self.version = version
         self.fingerprint = code_fingerprint(func)
-        self.report = ImportReport(old, new, experiment_name(func))
+        self.report = ImportReport(old, redact(new), experiment_name(func))
         self.run_id = "import-" + uuid.uuid4().hex[:12]
         self.seen: set[str] = set()
         self.store: BaseStore | None = None
