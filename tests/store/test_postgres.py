@@ -18,6 +18,7 @@ import pytest
 from postgres import fresh_database, with_database
 
 import memento.store.leases
+import memento.store.pg_connection as pg_connection
 import memento.store.postgres as pg
 from memento.exceptions import MissingExtra, StoreError
 from memento.store.backends import open_checkpoints, open_store
@@ -209,12 +210,12 @@ def test_checkpoints_connect_again_after_a_fork(postgres_database: str) -> None:
 
 def test_psycopg_is_optional(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    pg._driver.cache_clear()
+    pg_connection.driver.cache_clear()
     try:
         with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[postgres\]'"):
             open_store(postgres_url)
     finally:
-        pg._driver.cache_clear()
+        pg_connection.driver.cache_clear()
 
 
 def test_importing_memento_does_not_import_psycopg(subprocess_env: dict[str, str]) -> None:

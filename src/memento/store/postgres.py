@@ -23,26 +23,22 @@ never appears in a message, a ``repr`` or a log.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pickle
 import re
 import socket
 import threading
-import types
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import TYPE_CHECKING, Any
 
 from memento._util.checkpoint_format import unpack_checkpoint
-from memento._util.optional import optional_import
 from memento.exceptions import StoreError
 from memento.store.backends import redact
 from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_of, lease_row
+from memento.store.pg_connection import Connected, Row, Sql, connect, driver, message
 from memento.store.safe_pickle import load_plain
 from memento.store.sqlite import SCHEMA_VERSION, STORE_FORMAT
 
@@ -107,15 +103,6 @@ _CLAIM_READ = (
     " WHERE r.key IS NOT NULL OR l.key IS NOT NULL"
 )
 
-Row = tuple[Any, ...]
-#: A statement and its parameters.
-Sql = tuple[str, Sequence[Any]]
-
-
-@functools.cache
-def _driver() -> types.ModuleType:
-    return optional_import("psycopg", "postgres", "A PostgreSQL store")
-
 
 def _upsert(table: str, columns: Sequence[str], rows: Sequence[Row], *, clock: str = "") -> Sql:
     """One ``INSERT ... ON CONFLICT (key) DO UPDATE`` of all ``rows`` (the last of each key
@@ -150,139 +137,7 @@ def _column_types(schema: str) -> dict[str, dict[str, str]]:
 _COLUMN_TYPES = _column_types(_SCHEMA + "\n")
 
 
-def _message(statements: Sequence[Sql]) -> tuple[str, list[Any]]:
-    """Statements as the text and parameters of one message."""
-    return "; ".join(text for text, _ in statements), [a for _, args in statements for a in args]
-
-
-def _secrets(url: str) -> list[str]:
-    """The password of ``url`` (in its user part or query), as written and decoded."""
-    try:
-        parts = urlsplit(url)
-        found = [parts.password or "", parts.netloc.rpartition("@")[0].partition(":")[2]]
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() in ("password", "sslpassword")]
-    except ValueError:
-        return []
-    found += [unquote(s) for s in found]
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
-def _one_line(url: str, exc: BaseException) -> str:
-    """A psycopg error as one line of text, without ``url``'s password."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    for secret in _secrets(url):
-        text = text.replace(secret, "***")
-    return redact(text)
-
-
-def _connect(url: str, *, readonly: bool) -> psycopg.Connection[Row]:
-    driver = _driver()
-    try:
-        conn: psycopg.Connection[Row] = driver.connect(
-            url,
-            autocommit=True,
-            connect_timeout=30,
-            application_name="memento",
-            cursor_factory=driver.ClientCursor,
-        )
-        if readonly:
-            conn.execute("SET default_transaction_read_only = on")
-    except driver.Error as exc:
-        raise StoreError(
-            f"Cannot connect to the PostgreSQL store {redact(url)}: {_one_line(url, exc)}. "
-            "Check the URL, and that the server runs and lets this user in."
-        ) from None
-    return conn
-
-
-class _Connected:
-    """A connection made when first needed, one use at a time; after a fork the child
-    leaves the parent's connection alone (closing it would end the parent's session) and
-    connects anew.
-
-    The connection is in autocommit mode and every use is an explicit transaction: one
-    message (PostgreSQL runs the statements of a message as one transaction, all or nothing;
-    psycopg's ``ClientCursor`` binds the parameters here, so that a message may hold several),
-    or ``BEGIN`` ... ``COMMIT``, rolled back on any error.
-    """
-
-    url: str
-    readonly: bool = False
-    _conn: psycopg.Connection[Row] | None = None
-    _pid: int = 0
-
-    def __init__(self, url: str) -> None:
-        _driver()  # a missing extra is said at once, not at the first query
-        self.url = url
-        self._lock = threading.RLock()
-
-    @property
-    def name(self) -> str:
-        return redact(self.url)
-
-    def _connection(self) -> psycopg.Connection[Row]:
-        if self._conn is not None and (self._pid != os.getpid() or self._conn.closed):
-            self._conn = None  # psycopg never closes a connection of another process
-        if self._conn is None:
-            self._conn = _connect(self.url, readonly=self.readonly)
-            self._pid = os.getpid()
-            self._connected()
-        return self._conn
-
-    def _connected(self) -> None:
-        """What to check on a new connection."""
-
-    @contextmanager
-    def _cursor(self) -> Iterator[psycopg.Cursor[Row]]:
-        """A cursor; psycopg's errors become :class:`StoreError`, and a transaction an error
-        left open is rolled back."""
-        driver = _driver()
-        with self._lock:
-            conn = self._connection()
-            try:
-                with conn.cursor() as cursor:
-                    yield cursor
-            except BaseException as exc:
-                self._recover(conn)
-                if isinstance(exc, driver.Error):
-                    self._fail(exc)
-                raise
-
-    def _recover(self, conn: psycopg.Connection[Row]) -> None:
-        """After an error: roll back what it left open, or drop a lost connection."""
-        driver = _driver()
-        try:
-            if not (conn.broken or conn.closed):
-                if conn.info.transaction_status != driver.pq.TransactionStatus.IDLE:
-                    conn.rollback()
-                return
-        except driver.Error:
-            pass
-        self._conn = None
-
-    def _send(self, *statements: Sql) -> int:
-        """Run ``statements`` as one message (one round trip, one transaction); how many
-        rows the first one touched."""
-        with self._cursor() as cursor:
-            cursor.execute(*_message(statements))
-            return cursor.rowcount
-
-    def _fail(self, exc: BaseException) -> NoReturn:
-        raise StoreError(f"PostgreSQL store {self.name}: {_one_line(self.url, exc)}") from None
-
-    def close(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_conn", "_pid", "_lock")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _lock=threading.RLock())
-
-
-class PostgresStore(_Connected, BaseStore):
+class PostgresStore(Connected, BaseStore):
     """A memento store in the PostgreSQL database ``url`` (``postgresql://`` or
     ``postgres://``, any libpq URL). Opened lazily; ``readonly=True`` never writes or creates.
 
@@ -362,7 +217,7 @@ class PostgresStore(_Connected, BaseStore):
     def _check_format(self, cursor: psycopg.Cursor[Row]) -> None:
         try:
             cursor.execute("SELECT name, value FROM meta")
-        except _driver().Error:
+        except driver().Error:
             raise StoreError(f"{self.name} is not a memento store (no usable meta table)") from None
         meta: dict[str, str] = dict(cursor.fetchall())
         if meta.get("format") != STORE_FORMAT:
@@ -461,7 +316,7 @@ class PostgresStore(_Connected, BaseStore):
             # One claimer at a time, so two never both see a key as free; the results and
             # leases are then read in one statement (one snapshot), so an outcome stored
             # meanwhile is seen with its lease gone, or not at all.
-            cursor.execute(*_message([lock, (_CLAIM_READ, [list(keys)])]))
+            cursor.execute(*message([lock, (_CLAIM_READ, [list(keys)])]))
             while cursor.nextset():
                 pass
             found = cursor.fetchall()
@@ -476,7 +331,7 @@ class PostgresStore(_Connected, BaseStore):
             claim = decide(run_id, keys, stored, leased, since=since, now=now, limit=limit)
             rows = [lease_row(key, run_id, now, lease_timeout) for key in claim.claimed]
             writes = [_upsert("leases", LEASE_COLUMNS, rows)] if rows else []
-            cursor.execute(*_message([*writes, ("COMMIT", [])]))
+            cursor.execute(*message([*writes, ("COMMIT", [])]))
         return claim
 
     def heartbeat(self, run_id: str) -> int:
@@ -632,7 +487,7 @@ class PostgresStore(_Connected, BaseStore):
 
 
 # -- the workers' checkpoints ----------------------------------------------------------------
-class PostgresCheckpoints(_Connected):
+class PostgresCheckpoints(Connected):
     """A worker's checkpoints in the store's ``checkpoints`` table, one row per key, each
     written in one statement (a reader sees the old checkpoint or the new one). Picklable:
     it travels to the worker without its connection."""
@@ -643,7 +498,7 @@ class PostgresCheckpoints(_Connected):
         with _SHARED_LOCK:
             pid, conn = _SHARED.get(self.url, (0, None))
             if conn is None or pid != os.getpid() or conn.closed:
-                conn = _connect(self.url, readonly=False)
+                conn = connect(self.url, readonly=False)
                 _SHARED[self.url] = (os.getpid(), conn)
             return conn
 
