@@ -89,8 +89,8 @@ class Cases:
 
 def _figures(proc: subprocess.Popen[str]) -> dict[str, float]:
     out, err = proc.communicate(timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark case failed:\n{err[-3000:]}")
+    if proc.returncode != 0 or not out.strip():
+        raise RuntimeError(f"benchmark case failed ({proc.returncode}):\n{out}\n{err[-3000:]}")
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 

@@ -153,6 +153,23 @@ class Connected:
             cursor.execute(*message(statements))
             return cursor.rowcount
 
+    def _send_bound(self, *statements: Sql) -> None:
+        """Run ``statements`` as one transaction in one round trip (a pipeline), each with
+        its parameters bound by the server: for large writes, whose values would cost much to
+        quote into the text of one message."""
+        pg = driver()
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.pipeline(), conn.transaction(), pg.Cursor(conn) as cursor:
+                    for text, args in statements:
+                        cursor.execute(text, args)
+            except BaseException as exc:
+                self._recover(conn)
+                if isinstance(exc, pg.Error):
+                    self._fail(exc)
+                raise
+
     def _fail(self, exc: BaseException) -> NoReturn:
         raise StoreError(f"PostgreSQL store {self.name}: {one_line(self.url, exc)}") from None
 

@@ -289,7 +289,8 @@ class PostgresStore(Connected, BaseStore):
         # (the driver's delete_checkpoints, which follows, then costs no round trip): as safe
         # as after it, since a checkpoint is gone only once its result is stored.
         done = [row[0] for row in rows if row[2] == "done"]
-        self._write(
+        self._check_writable()
+        self._send_bound(
             _upsert("results", columns, rows, clock="updated"),
             ("DELETE FROM running WHERE key = ANY(%s)", [keys]),
             (
