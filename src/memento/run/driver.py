@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime
-import json
 import logging
 import signal
 import sys
@@ -22,18 +21,26 @@ from collections import deque
 from typing import Any, NoReturn
 
 import memento.run.progress as live_display
-from memento._util.text import params_json
 from memento.events import ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
 from memento.exceptions import AggregateException
 from memento.executors.base import Executor
 from memento.executors.inflight import InFlight
 from memento.executors.workspace import Workspace
 from memento.keys.fingerprint import stale_message
-from memento.matrix.configs import Config
 from memento.notifications.base import NotificationDispatcher
 from memento.plan.planning import LOAD_COLUMNS, Plan
-from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
+from memento.results.result import Result, ResultList
 from memento.run.claims import MIN_CLAIM, Claims
+from memento.run.outcomes import (
+    Pending,
+    as_datetime,
+    as_timedelta,
+    infrastructure_outcome,
+    loaded_outcome,
+    memory_usage,
+    metric_tables,
+    rebuild_failure,
+)
 from memento.run.settings import RunSettings
 from memento.run.stopping import (
     RunInterrupted,
@@ -44,7 +51,6 @@ from memento.run.stopping import (
 )
 from memento.store.backends import open_store
 from memento.store.base import BaseStore, StoredOutcome
-from memento.worker.errors import rebuild_error
 from memento.worker.output import (
     OutputTail,
     driver_stderr,
@@ -66,32 +72,6 @@ _MARK_AFTER = 0.2
 #: Seconds of work claimed at once (see Driver._claim_ahead), and the most experiments.
 _CLAIM_AHEAD = 0.25
 _MAX_CLAIM = 256
-
-
-class _Pending:
-    """An experiment waiting to run, or running."""
-
-    __slots__ = ("_params", "attempt", "config", "index", "key")
-
-    def __init__(self, index: int, key: str, config: Config, attempt: int = 1) -> None:
-        self.index = index
-        self.key = key
-        self.config = config
-        self.attempt = attempt
-        self._params: str | None = None
-
-    @property
-    def params(self) -> str:
-        """The parameters as the store keeps them (JSON; values shown by name), made once."""
-        if self._params is None:
-            self._params = params_json(self.config.asdict())
-        return self._params
-
-    def again(self) -> _Pending:
-        """The next attempt of the same experiment."""
-        retry = _Pending(self.index, self.key, self.config, self.attempt + 1)
-        retry._params = self._params
-        return retry
 
 
 class Driver:
@@ -144,7 +124,7 @@ class Driver:
         #: Outcomes other drivers stored for this grid while this run waited for them.
         self.landed = 0
         #: This run's leases (None when it runs nothing: force_cache).
-        self.claims: Claims[_Pending] | None = None
+        self.claims: Claims[Pending] | None = None
         self.failures: list[Any] = []
         self.failed_events: list[Any] = []
         self.runtimes: deque[float] = deque(maxlen=50)
@@ -184,9 +164,9 @@ class Driver:
             raise error
         return results
 
-    def _split(self) -> tuple[list[_Pending], list[int]]:
+    def _split(self) -> tuple[list[Pending], list[int]]:
         """What must run, and the indices of the stored results to reuse."""
-        to_run: list[_Pending] = []
+        to_run: list[Pending] = []
         cached_idx: list[int] = []
         plan = self.plan
         for i, (config, key, state) in enumerate(zip(plan.configs, plan.keys, plan.states)):
@@ -194,7 +174,7 @@ class Driver:
             if reuse and not self.settings.force_run:
                 cached_idx.append(i)
             else:
-                to_run.append(_Pending(i, key, config))
+                to_run.append(Pending(i, key, config))
         return to_run, cached_idx
 
     def _report_stale(self) -> None:
@@ -217,7 +197,7 @@ class Driver:
             )
 
     def _run_then_close(
-        self, to_run: list[_Pending], cached_idx: list[int], started: float
+        self, to_run: list[Pending], cached_idx: list[int], started: float
     ) -> KeyboardInterrupt | None:
         """Load the cached results, run the rest; then, whatever happened, finish the run's
         row, send the end-of-run event and close. Returns the Ctrl-C or SIGTERM that stopped
@@ -228,7 +208,7 @@ class Driver:
         previous_sigterm = catch_sigterm()
         try:
             for i in self._load_cached(cached_idx):
-                to_run.append(_Pending(i, plan.keys[i], plan.configs[i]))
+                to_run.append(Pending(i, plan.keys[i], plan.configs[i]))
             self.notifier.emit(
                 RunStarted(
                     total=len(plan.keys),
@@ -323,11 +303,11 @@ class Driver:
         return Result(
             self.plan.configs[index],
             inner,
-            _metric_tables(metrics),
-            _datetime(start),
-            _timedelta(runtime),
-            _timedelta(cpu),
-            _memory(rss, vms),
+            metric_tables(metrics),
+            as_datetime(start),
+            as_timedelta(runtime),
+            as_timedelta(cpu),
+            memory_usage(rss, vms),
             was_cached=True,
             key=key,
             attempts=attempts or 1,
@@ -335,7 +315,7 @@ class Driver:
         )
 
     # -- running ---------------------------------------------------------------------------
-    def _job(self, batch: list[_Pending]) -> Job:
+    def _job(self, batch: list[Pending]) -> Job:
         ex = self.executor
         return Job(
             function=self.function,
@@ -350,10 +330,10 @@ class Driver:
             output=self._on_output if ex.in_process else None,
         )
 
-    def _execute(self, to_run: list[_Pending]) -> None:
+    def _execute(self, to_run: list[Pending]) -> None:
         ex = self.executor
-        queue: deque[_Pending] = deque(to_run)
-        inflight: InFlight[list[_Pending]] = InFlight(ex, self.settings.timeout)
+        queue: deque[Pending] = deque(to_run)
+        inflight: InFlight[list[Pending]] = InFlight(ex, self.settings.timeout)
         running = inflight.running
         # Job ids go through a connection of their own: an engine records them from its own
         # threads while this one writes outcomes (SQLite's WAL and busy timeout make the two
@@ -361,7 +341,7 @@ class Driver:
         jobs = open_store(self.store.location)
         ex.prepare(Workspace(self.store.directory, jobs))
         self.checkpoint_mode = self.store.side_file_mode()
-        claims = self.claims = Claims[_Pending](
+        claims = self.claims = Claims[Pending](
             self.store,
             open_store(self.store.location),
             self.run_id,
@@ -402,7 +382,7 @@ class Driver:
                         claims.wait()
                 self.notifier.tick()
                 if done:
-                    finished: list[tuple[_Pending, Outcome]] = []
+                    finished: list[tuple[Pending, Outcome]] = []
                     for future, batch in done:
                         finished.extend(self._collect(future, batch, queue))
                     self._record(finished, queue)
@@ -436,7 +416,7 @@ class Driver:
             jobs.close()
             claims.stop()
 
-    def _mark_started(self, running: dict[cf.Future[Any], list[_Pending]]) -> None:
+    def _mark_started(self, running: dict[cf.Future[Any], list[Pending]]) -> None:
         """Write the experiments that began at least :data:`_MARK_AFTER` seconds ago and are
         still running into the ``running`` table.
 
@@ -479,7 +459,7 @@ class Driver:
                 self.run_id, self.experiment, ((p.key, p.params) for p in fresh)
             )
 
-    def _next_batch(self, queue: deque[_Pending]) -> list[_Pending]:
+    def _next_batch(self, queue: deque[Pending]) -> list[Pending]:
         size = 1
         if self.executor.batching and self.settings.timeout is None and self.runtimes:
             mean = sum(self.runtimes) / len(self.runtimes)
@@ -504,8 +484,8 @@ class Driver:
         return max(MIN_CLAIM, min(ahead, _MAX_CLAIM))
 
     def _collect(
-        self, future: cf.Future[Any], batch: list[_Pending], queue: deque[_Pending]
-    ) -> list[tuple[_Pending, Outcome]]:
+        self, future: cf.Future[Any], batch: list[Pending], queue: deque[Pending]
+    ) -> list[tuple[Pending, Outcome]]:
         try:
             outcomes: list[Outcome] = self.executor.result(future)
         except (KeyboardInterrupt, SystemExit):
@@ -516,16 +496,16 @@ class Driver:
                 queue.extendleft(reversed(batch))
                 self.runtimes.clear()
                 return []
-            return [(batch[0], _infrastructure_outcome(batch[0], exc))]
+            return [(batch[0], infrastructure_outcome(batch[0], exc))]
         for outcome in outcomes:
             self.runtimes.append(outcome.runtime)
         return list(zip(batch, outcomes))
 
     # -- recording what finished -------------------------------------------------------------
-    def _record(self, finished: list[tuple[_Pending, Outcome]], queue: deque[_Pending]) -> None:
+    def _record(self, finished: list[tuple[Pending, Outcome]], queue: deque[Pending]) -> None:
         """Store what finished together, retrying failures that have attempts left; then
         put each result in place and tell the notifier and the display."""
-        final: list[tuple[_Pending, Outcome]] = []
+        final: list[tuple[Pending, Outcome]] = []
         for pending, outcome in self._arrived(finished):
             if self._retried(pending, outcome, queue):
                 continue
@@ -540,7 +520,7 @@ class Driver:
             self.results[pending.index] = result
             self._emit_outcome(pending, outcome, result)
 
-    def _arrived(self, finished: list[tuple[_Pending, Outcome]]) -> list[tuple[_Pending, Outcome]]:
+    def _arrived(self, finished: list[tuple[Pending, Outcome]]) -> list[tuple[Pending, Outcome]]:
         """The outcomes with their value decoded and what their experiment printed."""
         if any(o.output is None for _, o in finished):
             self.executor.drain_output()  # a crash or a timeout: its output may be on its way
@@ -556,7 +536,7 @@ class Driver:
             arrived.append((pending, outcome))
         return arrived
 
-    def _decoded(self, pending: _Pending, outcome: Outcome) -> Outcome:
+    def _decoded(self, pending: Pending, outcome: Outcome) -> Outcome:
         """The outcome with its value both pickled (to store) and loaded (to return); a value
         that cannot be turned into one or the other fails the experiment instead."""
         if not outcome.ok:
@@ -567,7 +547,7 @@ class Driver:
             try:
                 outcome.value = cloudpickle.dumps(outcome.local_value)
             except Exception as exc:
-                return _infrastructure_outcome(
+                return infrastructure_outcome(
                     pending,
                     TypeError(
                         f"The experiment returned a {type(outcome.local_value).__qualname__} "
@@ -575,10 +555,10 @@ class Driver:
                     ),
                 )
         elif outcome.value is not None and not self.executor.in_process:
-            return _loaded(pending, outcome)
+            return loaded_outcome(pending, outcome)
         return outcome
 
-    def _retried(self, pending: _Pending, outcome: Outcome, queue: deque[_Pending]) -> bool:
+    def _retried(self, pending: Pending, outcome: Outcome, queue: deque[Pending]) -> bool:
         """Queue the next attempt of a failed experiment that has attempts left."""
         if outcome.ok or pending.attempt > self.settings.retries:
             return False
@@ -599,7 +579,7 @@ class Driver:
             self.store.delete_checkpoints(keys)
 
     # -- experiments other drivers hold ------------------------------------------------------
-    def _follow_elsewhere(self, queue: deque[_Pending]) -> None:
+    def _follow_elsewhere(self, queue: deque[Pending]) -> None:
         """Read what other drivers stored for this grid; run here what a dead one held."""
         assert self.claims is not None
         landed, back = self.claims.poll()
@@ -611,7 +591,7 @@ class Driver:
         if self.display is not None and self.claims is not None:
             self.display.elsewhere(len(self.claims.waiting), self.claims.holders())
 
-    def _land(self, landed: list[_Pending]) -> None:
+    def _land(self, landed: list[Pending]) -> None:
         """Put in place the outcomes another driver stored for ``landed``, as if this run
         had computed them: a done one like a cached result, a failed one as a failure."""
         if not landed:
@@ -640,14 +620,14 @@ class Driver:
                     traceback=tb,
                 )
                 result = self._cached_result(pending.index, pending.key, load, None)
-                result.error = _rebuild_error(pending, outcome)
+                result.error = rebuild_failure(pending, outcome)
                 self.failures.append(result.error)
             self.results[pending.index] = result
             self.landed += 1
             if self.display is not None:
                 self.display.landed(status == "done")
 
-    def _emit_outcome(self, pending: _Pending, outcome: Outcome, result: Result) -> None:
+    def _emit_outcome(self, pending: Pending, outcome: Outcome, result: Result) -> None:
         """Count a stored outcome, and tell the notifier and the live display."""
         if outcome.ok:
             self.done += 1
@@ -671,7 +651,7 @@ class Driver:
         if self.display is not None:
             self.display.finished(pending.key, outcome.ok, outcome.runtime)
 
-    def _stored(self, pending: _Pending, o: Outcome) -> StoredOutcome:
+    def _stored(self, pending: Pending, o: Outcome) -> StoredOutcome:
         """The row the store keeps for a final outcome."""
         return StoredOutcome(
             key=pending.key,
@@ -700,21 +680,21 @@ class Driver:
             output=o.output or None,
         )
 
-    def _result(self, pending: _Pending, o: Outcome) -> Result:
+    def _result(self, pending: Pending, o: Outcome) -> Result:
         error = None
         inner = None
         if o.ok:
-            inner = o.local_value  # for another process's value: loaded by _loaded()
+            inner = o.local_value  # for another process's value: loaded by loaded_outcome()
         else:
-            error = _rebuild_error(pending, o)
+            error = rebuild_failure(pending, o)
         return Result(
             pending.config,
             inner,
-            _metric_tables(o.metrics),
-            _datetime(o.start_time or None),
-            _timedelta(o.runtime if o.start_time else None),
-            _timedelta(o.cpu_time),
-            _memory(o.peak_rss, o.peak_vms),
+            metric_tables(o.metrics),
+            as_datetime(o.start_time or None),
+            as_timedelta(o.runtime if o.start_time else None),
+            as_timedelta(o.cpu_time),
+            memory_usage(o.peak_rss, o.peak_vms),
             was_cached=False,
             key=pending.key,
             error=error,
@@ -782,84 +762,3 @@ class Driver:
             self.started.setdefault(key, time.monotonic())
         if self.display is not None:
             self.display.progress(key, done, total)
-
-
-def _infrastructure_outcome(pending: _Pending, exc: BaseException) -> Outcome:
-    import traceback as tb
-
-    text = "".join(tb.format_exception_only(type(exc), exc))
-    return Outcome(
-        key=pending.key,
-        ok=False,
-        error_type=type(exc).__qualname__,
-        error_message=str(exc),
-        traceback=getattr(exc, "traceback", "") or text,
-        error=_pickled(exc),
-        attempt=pending.attempt,
-    )
-
-
-def _loaded(pending: _Pending, outcome: Outcome) -> Outcome:
-    """Load a value pickled by a worker; one the driver cannot load fails only its cell.
-
-    Checked before storing, so that a value no later run could read is never stored as done
-    (such a row would abort every re-run of the grid).
-    """
-    import cloudpickle
-
-    try:
-        outcome.local_value = cloudpickle.loads(outcome.value)
-    except Exception as exc:
-        return _infrastructure_outcome(
-            pending,
-            TypeError(
-                f"The experiment's return value was pickled in its worker but cannot be "
-                f"loaded in the driver ({type(exc).__qualname__}: {exc}); return plain data, "
-                f"or types from modules the driver can import too"
-            ),
-        )
-    return outcome
-
-
-def _pickled(exc: BaseException) -> bytes | None:
-    try:
-        import cloudpickle
-
-        return bytes(cloudpickle.dumps(exc))
-    except Exception:
-        return None
-
-
-def _rebuild_error(pending: _Pending, o: Outcome) -> BaseException:
-    return rebuild_error(
-        o.error,
-        o.error_type or "Exception",
-        o.error_message or "",
-        o.traceback or "",
-        config=pending.config,
-        traceback=o.traceback or "",
-        key=pending.key,
-        attempts=pending.attempt,
-    )
-
-
-def _metric_tables(metrics: Any) -> dict[str, MetricTable]:
-    if not metrics:
-        return {}
-    if isinstance(metrics, str):
-        metrics = json.loads(metrics)
-    return {name: MetricTable(points) for name, points in metrics.items()}
-
-
-def _datetime(ts: float | None) -> datetime.datetime | None:
-    return datetime.datetime.fromtimestamp(ts) if ts else None
-
-
-def _timedelta(seconds: float | None) -> datetime.timedelta | None:
-    return datetime.timedelta(seconds=seconds) if seconds is not None else None
-
-
-def _memory(rss: int | None, vms: int | None) -> MemoryUsage | None:
-    if rss is None and vms is None:
-        return None
-    return MemoryUsage(virtual_peak=vms or 0, hardware_peak=rss or 0)

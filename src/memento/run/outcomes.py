@@ -1,0 +1,135 @@
+"""What the driver keeps of each experiment, and turns outcomes into: the pending record of an
+experiment waiting or running, failures made from engine errors, values loaded in the driver,
+and the pieces of a :class:`~memento.results.result.Result` (metric tables, times, memory)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from memento._util.text import params_json
+from memento.matrix.configs import Config
+from memento.results.result import MemoryUsage, MetricTable
+from memento.worker.errors import rebuild_error
+from memento.worker.wire import Outcome
+
+
+class Pending:
+    """An experiment waiting to run, or running."""
+
+    __slots__ = ("_params", "attempt", "config", "index", "key")
+
+    def __init__(self, index: int, key: str, config: Config, attempt: int = 1) -> None:
+        self.index = index
+        self.key = key
+        self.config = config
+        self.attempt = attempt
+        self._params: str | None = None
+
+    @property
+    def params(self) -> str:
+        """The parameters as the store keeps them (JSON; values shown by name), made once."""
+        if self._params is None:
+            self._params = params_json(self.config.asdict())
+        return self._params
+
+    def again(self) -> Pending:
+        """The next attempt of the same experiment."""
+        retry = Pending(self.index, self.key, self.config, self.attempt + 1)
+        retry._params = self._params
+        return retry
+
+
+def infrastructure_outcome(pending: Pending, exc: BaseException) -> Outcome:
+    import traceback as tb
+
+    text = "".join(tb.format_exception_only(type(exc), exc))
+    return Outcome(
+        key=pending.key,
+        ok=False,
+        error_type=type(exc).__qualname__,
+        error_message=str(exc),
+        traceback=getattr(exc, "traceback", "") or text,
+        error=pickled_error(exc),
+        attempt=pending.attempt,
+    )
+
+
+def loaded_outcome(pending: Pending, outcome: Outcome) -> Outcome:
+    """Load a value pickled by a worker; one the driver cannot load fails only its cell.
+
+    Checked before storing, so that a value no later run could read is never stored as done
+    (such a row would abort every re-run of the grid).
+    """
+    import cloudpickle
+
+    try:
+        outcome.local_value = cloudpickle.loads(outcome.value)
+    except Exception as exc:
+        return infrastructure_outcome(
+            pending,
+            TypeError(
+                f"The experiment's return value was pickled in its worker but cannot be "
+                f"loaded in the driver ({type(exc).__qualname__}: {exc}); return plain data, "
+                f"or types from modules the driver can import too"
+            ),
+        )
+    return outcome
+
+
+def pickled_error(exc: BaseException) -> bytes | None:
+    try:
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(exc))
+    except Exception:
+        return None
+
+
+def rebuild_failure(pending: Pending, o: Outcome) -> BaseException:
+    return rebuild_error(
+        o.error,
+        o.error_type or "Exception",
+        o.error_message or "",
+        o.traceback or "",
+        config=pending.config,
+        traceback=o.traceback or "",
+        key=pending.key,
+        attempts=pending.attempt,
+    )
+
+
+def metric_tables(metrics: Any) -> dict[str, MetricTable]:
+    if not metrics:
+        return {}
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics)
+    return {name: MetricTable(points) for name, points in metrics.items()}
+
+
+def as_datetime(ts: float | None) -> datetime.datetime | None:
+    return datetime.datetime.fromtimestamp(ts) if ts else None
+
+
+def as_timedelta(seconds: float | None) -> datetime.timedelta | None:
+    return datetime.timedelta(seconds=seconds) if seconds is not None else None
+
+
+def memory_usage(rss: int | None, vms: int | None) -> MemoryUsage | None:
+    if rss is None and vms is None:
+        return None
+    return MemoryUsage(virtual_peak=vms or 0, hardware_peak=rss or 0)
+
+
+__all__ = [
+    "Pending",
+    "as_datetime",
+    "as_timedelta",
+    "infrastructure_outcome",
+    "loaded_outcome",
+    "memory_usage",
+    "metric_tables",
+    "pickled_error",
+    "rebuild_failure",
+]
