@@ -27,6 +27,10 @@ _EXPORTS = {
     "Config": "memento.matrix.configs",
     "Configurations": "memento.matrix.configs",
     "generate_configurations": "memento.matrix.configs",
+    "loguniform": "memento.matrix.sampling",
+    "uniform": "memento.matrix.sampling",
+    "randint": "memento.matrix.sampling",
+    "choice": "memento.matrix.sampling",
     "Context": "memento.worker.context",
     "Result": "memento.results.result",
     "ResultList": "memento.results.result",
@@ -115,6 +119,7 @@ if TYPE_CHECKING:
         WorkerDied,
     )
     from memento.matrix.configs import Config, Configurations, generate_configurations
+    from memento.matrix.sampling import choice, loguniform, randint, uniform
     from memento.notifications import (
         AppriseNotificationProvider,
         ConsoleNotificationProvider,

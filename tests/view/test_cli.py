@@ -326,7 +326,7 @@ def test_report_writes_a_page(store: Path, tmp_path: Path) -> None:
     output.parent.mkdir()
     result = invoke("report", str(store), "-o", str(output))
     assert result.exit_code == 0
-    assert result.output == f"Wrote {output} (12 results, 2 metric plots).\n"
+    assert result.output == f"Wrote {output} (12 results, 5 figures).\n"
     page = output.read_text()
     assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 

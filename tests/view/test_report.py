@@ -13,9 +13,10 @@ import pytest
 from stores import XSS, make_store
 
 from memento import Memento
+from memento.results.figures import MAX_LINES
 from memento.results.reading import read_records
 from memento.store.sqlite import Store
-from memento.view.report import MAX_SERIES, _ticks, build_report, write_report
+from memento.view.report import _ticks, build_report, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -33,7 +34,8 @@ def records_of(path: Path) -> list[dict[str, Any]]:
 def test_report_is_self_contained_and_escaped(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     counts = write_report(store, out)
-    assert counts == {"results": 12, "plots": 2}
+    # loss and accuracy curves, and loss, accuracy and score against lr
+    assert counts == {"results": 12, "plots": 5}
     page = out.read_text()
     assert page.startswith("<!doctype html>")
     # Nothing to fetch: no URLs, no external scripts, styles, images or fonts.
@@ -45,7 +47,7 @@ def test_report_is_self_contained_and_escaped(store: Path, tmp_path: Path) -> No
     assert html.escape(XSS) in page
     assert "diverged with &lt;script&gt;alert(1)&lt;/script&gt; &amp; lr=0.3" in page
     assert page.count("<script>") == 1  # ours, and only ours
-    assert page.count('<svg class="chart"') == 2
+    assert page.count('<svg class="chart"') == 5
     assert page.count("<tr>") == 1 + 12
     assert "Failures (4)" in page
 
@@ -98,13 +100,14 @@ def test_plots_handle_timestamps_text_and_many_configs() -> None:
                 "steps": [[f"step{t}", t] for t in range(3)],
             },
         }
-        for i in range(MAX_SERIES + 5)
+        for i in range(MAX_LINES + 5)
     ]
     page = build_report(records)
-    assert "seconds since the first record" in page  # epoch timestamps become elapsed time
-    assert "No numeric values to plot." in page  # a metric of strings
-    assert f"showing {MAX_SERIES} of {MAX_SERIES + 5} configs" in page
-    assert page.count('<g class="series"') == 2 * MAX_SERIES  # loss and steps
+    assert "seconds since the experiment&#x27;s first record" in page  # elapsed time
+    assert "No numeric values to plot: label." in page  # a metric of strings
+    plots = page[page.index('<section id="plots">') : page.index('<section id="finals">')]
+    assert plots.count('<g class="series"') == 2  # loss and steps: one mean line each
+    assert plots.count(f"all {MAX_LINES + 5} configs</li>") == 2  # in the legends
 
 
 @pytest.mark.parametrize(
@@ -161,7 +164,7 @@ def test_the_report_renders_in_chromium(store: Path, tmp_path: Path) -> None:
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body is not None
     assert 'data-ready="1"' in body.group(0)  # our script ran to its end
-    assert 'data-rows="12"' in body.group(0) and 'data-plots="2"' in body.group(0)
+    assert 'data-rows="12"' in body.group(0) and 'data-plots="5"' in body.group(0)
     assert console_errors(dom.stderr) == []
     assert "<script>alert(1)</script>" not in dom.stdout  # still text after parsing
 

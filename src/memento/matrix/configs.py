@@ -7,6 +7,9 @@ Pure code, no I/O. A matrix is a dict::
         "settings": {"regularization": 0.1},           # optional, shared by every config
         "exclude": [{"model": SVC, "dataset": "cifar10"}],  # optional
         "include": [{"model": SVC, "dataset": "svhn"}],     # optional, GitHub Actions style
+        "sample": {"C": loguniform(1e-2, 1e2)},         # optional, with "samples" (and
+        "samples": 20,                                  #   "seed", "method"): drawn values
+        "repeats": 3,                                   # optional: a last parameter "repeat"
         "name": "svm-grid",                             # any other key: kept as metadata
     }
 
@@ -15,6 +18,14 @@ list, tuple, range, set (sorted), generator, numpy array, pandas Series, dict vi
 cartesian product comes in memento-ml's order (the first parameter varies slowest).
 ``exclude`` matches by value, as memento-ml 1.2 did (``{"a": 2}`` excludes ``np.int64(2)``
 and ``2.0``), while keys and ``Config`` equality stay type-exact.
+
+Sampled points (see :mod:`memento.matrix.sampling`) are one more axis of the product, after the
+parameters, and ``repeats: n`` a last one, the parameter ``repeat`` (0 to n-1): 20 points, 2
+models and 3 repeats are 120 configs, each with the parameters ``model``, the sampled names and
+``repeat``. ``exclude`` and ``include`` treat a sampled name as a parameter whose values are
+the drawn ones. An ``include`` entry that matches no combination is a config of its own, as
+before, and gets every point and repeat too, unless it gives a sampled value (then it is its
+own point) or ``repeat`` itself.
 
 Expansion is lazy: :class:`Configurations` decodes an index into a config on demand, so a
 matrix of a million configs is never held as a million objects.
@@ -33,8 +44,10 @@ from typing import Any, overload
 from memento._util.text import display_value
 from memento.exceptions import UnencodableValue
 from memento.keys.encoding import encode
+from memento.matrix.sampling import sample_points
 from memento.matrix.validation import (
     TOP_LEVEL_KEYS,
+    count,
     describe,
     is_numpy_array,
     parameter_values,
@@ -183,6 +196,10 @@ class Configurations(Sequence[Config]):
     _sizes: tuple[int, ...]
     _product_size: int
     _kept: array[int] | None
+    # The axis of the sampled points, whose values are tuples of the names below (class
+    # defaults: pickles made before sampling existed have neither).
+    _point_axis: int | None = None
+    _point_names: tuple[str, ...] = ()
 
     def __init__(
         self, configs: Iterable[Config] = (), settings: Mapping[str, Any] | None = None
@@ -211,8 +228,13 @@ class Configurations(Sequence[Config]):
         excluded: Callable[[tuple[int, ...]], bool] | None = None,
         extras: Sequence[tuple[tuple[int, ...] | None, dict[str, Any]]] = (),
         merges: Sequence[tuple[dict[int, int], dict[str, Any]]] = (),
+        point_axis: int | None = None,
+        point_names: Sequence[str] = (),
+        includes_only: bool = False,
     ) -> Configurations:
         self = cls.__new__(cls)
+        self._point_axis = point_axis
+        self._point_names = tuple(point_names)
         self._list = None
         self.settings = settings
         self.metadata = {}
@@ -225,7 +247,8 @@ class Configurations(Sequence[Config]):
         self._sizes = tuple(len(v) for v in self._values)
         # No parameters at all: one empty config, as itertools.product() gives (and 1.2),
         # unless `include` entries are given, which are then the configs.
-        self._product_size = math.prod(self._sizes) if self._names or not extras else 0
+        includes_only = includes_only or (not self._names and bool(extras))
+        self._product_size = 0 if includes_only else math.prod(self._sizes)
         self._kept = None  # flat indices surviving `exclude`, built once
         return self
 
@@ -267,7 +290,16 @@ class Configurations(Sequence[Config]):
         return tuple(reversed(idx))
 
     def _build(self, idx: tuple[int, ...]) -> Config:
-        params = {name: vals[i] for name, vals, i in zip(self._names, self._values, idx)}
+        point = self._point_axis
+        if point is None:
+            params = {name: vals[i] for name, vals, i in zip(self._names, self._values, idx)}
+        else:
+            params = {}
+            for p, (name, vals, i) in enumerate(zip(self._names, self._values, idx)):
+                if p == point:
+                    params.update(zip(self._point_names, vals[i]))
+                else:
+                    params[name] = vals[i]
         for where, extra in self._merges:
             if all(idx[p] == v for p, v in where.items()):
                 params.update(extra)
@@ -328,7 +360,12 @@ class Configurations(Sequence[Config]):
         return self._list if self._list is not None else list(self)
 
     def __repr__(self) -> str:
-        names = list(self._names) if self._list is None else sorted({n for c in self for n in c})
+        if self._list is not None:
+            names = sorted({n for c in self for n in c})
+        else:
+            names = []
+            for p, name in enumerate(self._names):
+                names.extend(self._point_names if p == self._point_axis else [name])
         return f"<Configurations: {len(self)} configs of {names}>"
 
 
@@ -394,16 +431,47 @@ class _ValueIndex:
         return found
 
 
-class _Indexes(dict[int, _ValueIndex]):
-    """Per-parameter value indexes, built on first use."""
+class _Columns:
+    """Where each name an ``exclude`` or ``include`` entry may give sits: its axis and the
+    values along it. A sampled name sits on the points' axis, with the values drawn for it."""
 
-    def __init__(self, values: Sequence[Sequence[Any]]) -> None:
-        super().__init__()
-        self._values = values
+    def __init__(
+        self,
+        names: Sequence[str],
+        values: Sequence[Sequence[Any]],
+        point_axis: int | None = None,
+        point_names: Sequence[str] = (),
+    ) -> None:
+        self.position: dict[str, int] = {}
+        self._columns: dict[str, Sequence[Any]] = {}
+        for p, name in enumerate(names):
+            if p == point_axis:
+                for j, sampled in enumerate(point_names):
+                    self.position[sampled] = p
+                    self._columns[sampled] = [point[j] for point in values[p]]
+            else:
+                self.position[name] = p
+                self._columns[name] = values[p]
+        self._indexes: dict[str, _ValueIndex] = {}
 
-    def __missing__(self, p: int) -> _ValueIndex:
-        index = self[p] = _ValueIndex(self._values[p])
-        return index
+    def __contains__(self, name: object) -> bool:
+        return name in self.position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.position)
+
+    def matches(self, entry: Mapping[str, Any], by_value: bool) -> dict[int, set[int]]:
+        """Per axis, the indices where every name of ``entry`` on it has its value: by value
+        (as ``exclude`` matches) or by key (as ``include`` does)."""
+        found: dict[int, set[int]] = {}
+        for name, wanted in entry.items():
+            index = self._indexes.get(name)
+            if index is None:
+                index = self._indexes[name] = _ValueIndex(self._columns[name])
+            hits = index.find_equal(wanted) if by_value else index.find(wanted)
+            p = self.position[name]
+            found[p] = found[p] & hits if p in found else hits
+        return found
 
 
 class _Exclusion:
@@ -424,9 +492,7 @@ class _Exclusion:
         return self.everything or any(get(idx) in combos for get, combos in self.tests)
 
 
-def _exclusion_test(
-    names: Sequence[str], values: Sequence[Sequence[Any]], exclude: Sequence[Mapping[str, Any]]
-) -> _Exclusion | None:
+def _exclusion_test(columns: _Columns, exclude: Sequence[Mapping[str, Any]]) -> _Exclusion | None:
     """Compile excludes into set look-ups, grouped by the parameters each entry names.
 
     Per config, the cost is one tuple look-up per *distinct set of named parameters*, not per
@@ -434,24 +500,23 @@ def _exclusion_test(
     An empty entry excludes everything; one naming a key that is not a parameter excludes
     nothing (as in memento-ml 1.2), with a warning.
     """
-    position = {name: i for i, name in enumerate(names)}
     groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
-    indexes = _Indexes(values)
     for entry in exclude:
-        unknown = [k for k in entry if k not in position]
+        unknown = [k for k in entry if k not in columns]
         if unknown:
             warnings.warn(
                 f"matrix['exclude'] entry {describe(dict(entry))} names "
                 f"{', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
-                f"not a parameter (the parameters are {list(names)}), so it excludes nothing",
+                f"not a parameter (the parameters are {list(columns)}), so it excludes nothing",
                 UserWarning,
                 stacklevel=3,
             )
             continue
         if not entry:
             return _Exclusion((), everything=True)
-        positions = tuple(sorted(position[k] for k in entry))
-        choices = [indexes[p].find_equal(entry[names[p]]) for p in positions]
+        found = columns.matches(entry, by_value=True)
+        positions = tuple(sorted(found))
+        choices = [found[p] for p in positions]
         combos = groups.setdefault(positions, set())
         combos.update(itertools.product(*choices))
     tests: list[tuple[Callable[[tuple[int, ...]], Any], set[Any]]] = []
@@ -488,7 +553,9 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
     settings = matrix.get("settings") or {}
     if not isinstance(settings, dict):
         settings = dict(settings)
-    excluded = _exclusion_test(names, values, matrix.get("exclude") or [])
+    point_axis, point_names = _add_sampling_axes(matrix, names, values)
+    columns = _Columns(names, values, point_axis, point_names)
+    excluded = _exclusion_test(columns, matrix.get("exclude") or [])
 
     # `include`, as in GitHub Actions' matrix: an entry whose parameter values all match a
     # product combination and that brings new keys is merged into every such combination;
@@ -496,28 +563,84 @@ def generate_configurations(matrix: Mapping[str, Any]) -> Configurations:
     merges: list[tuple[dict[int, int], dict[str, Any]]] = []
     merged_entries: list[dict[str, Any]] = []
     extras: list[tuple[tuple[int, ...] | None, dict[str, Any]]] = []
-    position = {name: i for i, name in enumerate(names)}
-    indexes = _Indexes(values)
     for entry in matrix.get("include") or []:
         entry = dict(entry)
-        own = {k: v for k, v in entry.items() if k in position}
-        new = {k: v for k, v in entry.items() if k not in position}
-        matches = {k: indexes[position[k]].find(v) for k, v in own.items()}
-        if names and new and all(len(m) == 1 for m in matches.values()):
-            where = {position[k]: next(iter(m)) for k, m in matches.items()}
+        own = {k: v for k, v in entry.items() if k in columns}
+        new = {k: v for k, v in entry.items() if k not in columns}
+        matches = columns.matches(own, by_value=False)
+        if parameters and new and all(len(m) == 1 for m in matches.values()):
+            where = {p: next(iter(m)) for p, m in matches.items()}
             n_matching = _count_matching(names, values, where, excluded)
             if n_matching:
-                _warn_overwrites(names, values, excluded, merges, merged_entries, where, entry)
+                _warn_overwrites(
+                    columns, names, values, excluded, merges, merged_entries, where, entry
+                )
                 merges.append((where, new))
                 merged_entries.append(entry)
                 continue
         extras.append((None, entry))
-    configs = Configurations._lazy(names, values, settings, excluded, extras, merges)
+    includes_only = not parameters and bool(extras)
+    if point_axis is not None or "repeats" in matrix:
+        extras = _crossed(extras, values, point_axis, point_names, "repeats" in matrix)
+    configs = Configurations._lazy(
+        names, values, settings, excluded, extras, merges, point_axis, point_names, includes_only
+    )
     configs.metadata = {k: v for k, v in matrix.items() if k not in TOP_LEVEL_KEYS}
     return configs
 
 
+def _crossed(
+    extras: Sequence[tuple[tuple[int, ...] | None, dict[str, Any]]],
+    values: Sequence[Sequence[Any]],
+    point_axis: int | None,
+    point_names: Sequence[str],
+    repeats: bool,
+) -> list[tuple[tuple[int, ...] | None, dict[str, Any]]]:
+    """The ``include`` configs of their own, each with every sampled point and repeat, as the
+    product's configs have them; an entry that gives a sampled value keeps its own point, one
+    that gives ``repeat`` its own repeat."""
+    crossed: list[tuple[tuple[int, ...] | None, dict[str, Any]]] = []
+    for where, entry in extras:
+        points: Sequence[tuple[Any, ...]] = [()]
+        if point_axis is not None and not any(name in entry for name in point_names):
+            points = values[point_axis]
+        repeat_values: Sequence[Any] = values[-1] if repeats and "repeat" not in entry else [None]
+        for point in points:
+            for repeat in repeat_values:
+                params = {**entry, **dict(zip(point_names, point))}
+                if repeat is not None:
+                    params["repeat"] = repeat
+                crossed.append((where, params))
+    return crossed
+
+
+def _add_sampling_axes(
+    matrix: Mapping[str, Any], names: list[str], values: list[list[Any]]
+) -> tuple[int | None, tuple[str, ...]]:
+    """Append the axis of the sampled points and the ``repeat`` axis the matrix asks for;
+    return the points' axis and the sampled names (``None, ()`` when nothing is sampled)."""
+    point_axis: int | None = None
+    point_names: tuple[str, ...] = ()
+    sample = matrix.get("sample")
+    if sample is not None:
+        seed = matrix.get("seed")
+        points = sample_points(
+            sample,
+            count(matrix, "samples"),
+            0 if seed is None else int(seed),
+            matrix.get("method", "random"),
+        )
+        point_axis, point_names = len(names), tuple(sample)
+        names.append("+".join(point_names))  # shown nowhere: _build spreads the point
+        values.append(points)
+    if "repeats" in matrix:
+        names.append("repeat")
+        values.append(list(range(count(matrix, "repeats"))))
+    return point_axis, point_names
+
+
 def _warn_overwrites(
+    columns: _Columns,
     names: Sequence[str],
     values: Sequence[Sequence[Any]],
     excluded: Callable[[tuple[int, ...]], bool] | None,
@@ -530,7 +653,7 @@ def _warn_overwrites(
 
     GitHub Actions' rule lets the later entry win; that is rarely what was meant, so say so.
     """
-    new = {k: v for k, v in entry.items() if k not in names}
+    new = {k: v for k, v in entry.items() if k not in columns}
     for (earlier_where, added), earlier in zip(merges, entries):
         changed = [k for k in added if k in new and not _same(added[k], new[k])]
         if not changed:

@@ -2,7 +2,7 @@
 
 Each error is a ``TypeError`` or ``ValueError`` that names the bad key and value, and the fix:
 a misspelt top-level key gets a suggestion, a string given as a parameter's values is told to
-be wrapped in a list. Pure code, no I/O.
+be wrapped in a list, ``samples: 0`` is told an int >= 1 is expected. Pure code, no I/O.
 """
 
 from __future__ import annotations
@@ -17,8 +17,21 @@ from typing import Any
 from memento._util.text import truncate
 from memento.exceptions import UnencodableValue
 from memento.keys.encoding import encode
+from memento.matrix.sampling import METHODS, Distribution
 
-TOP_LEVEL_KEYS = ("parameters", "settings", "exclude", "include", "id", "dependencies")
+TOP_LEVEL_KEYS = (
+    "parameters",
+    "settings",
+    "exclude",
+    "include",
+    "id",
+    "dependencies",
+    "sample",
+    "samples",
+    "seed",
+    "method",
+    "repeats",
+)
 _ENDLESS = (itertools.count, itertools.cycle, itertools.repeat)
 
 
@@ -88,6 +101,95 @@ def validate_matrix(matrix: Any) -> None:
                 raise ValueError("matrix['include'] has an empty entry: give it parameters")
             if field == "include" and "settings" in entry:
                 raise ValueError("'settings' is a reserved parameter name in matrix['include']")
+    check_sampling(matrix, parameters)
+
+
+def check_sampling(matrix: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+    """Check ``sample``, ``samples``, ``seed``, ``method`` and ``repeats``."""
+    sample = matrix.get("sample")
+    if sample is None:
+        for key in ("samples", "method"):
+            if key in matrix:
+                raise ValueError(
+                    f"matrix[{key!r}] is given without matrix['sample']: add 'sample', a dict "
+                    "of name -> distribution, e.g. {'lr': loguniform(1e-4, 1e-1)}"
+                )
+    else:
+        _check_sample(sample, parameters, "repeats" in matrix)
+        if "samples" not in matrix:
+            raise ValueError(
+                "matrix['sample'] needs matrix['samples']: the number of points to draw (an "
+                "int >= 1)"
+            )
+        count(matrix, "samples")
+    if matrix.get("seed") is not None:
+        seed = matrix["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(
+                f"matrix['seed'] must be an int (the points it draws), got "
+                f"{type(seed).__name__}: {describe(seed)}"
+            )
+    method = matrix.get("method", "random")
+    if method not in METHODS:
+        raise ValueError(f"matrix['method'] must be 'random' or 'sobol', got {describe(method)}")
+    if "repeats" in matrix:
+        count(matrix, "repeats")
+        if "repeat" in parameters:
+            raise ValueError(
+                "The matrix has a parameter 'repeat' and matrix['repeats'], which adds a "
+                "parameter 'repeat' too: drop one of them"
+            )
+
+
+def _check_sample(sample: Any, parameters: Mapping[str, Any], repeats: bool) -> None:
+    if not isinstance(sample, Mapping):
+        hint = " (the number of points goes in 'samples')" if isinstance(sample, int) else ""
+        raise TypeError(
+            f"matrix['sample'] must be a dict of name -> distribution, e.g. "
+            f"{{'lr': loguniform(1e-4, 1e-1)}}, got {type(sample).__name__}: "
+            f"{describe(sample)}{hint}"
+        )
+    if not sample:
+        raise ValueError(
+            "matrix['sample'] is empty: give it name -> distribution, e.g. "
+            "{'lr': loguniform(1e-4, 1e-1)}, or drop it with 'samples'"
+        )
+    for name, dist in sample.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Sampled parameter name {name!r} must be a non-empty string")
+        if name == "settings":
+            raise ValueError(
+                "'settings' is a reserved parameter name (config.settings holds the matrix's "
+                "settings); rename the sampled parameter"
+            )
+        if name in parameters:
+            raise ValueError(
+                f"{name!r} is both in matrix['parameters'] and in matrix['sample']: a "
+                "parameter is either listed or sampled, drop one of them"
+            )
+        if name == "repeat" and repeats:
+            raise ValueError(
+                "matrix['sample'] has 'repeat' and matrix['repeats'] adds a parameter "
+                "'repeat' too: rename the sampled parameter"
+            )
+        if not isinstance(dist, Distribution):
+            raise TypeError(
+                f"matrix['sample'][{name!r}] must be a distribution (memento's loguniform, "
+                f"uniform, randint or choice), got {type(dist).__name__}: {describe(dist)}; "
+                "for a list of values to try them all, put it in matrix['parameters']"
+            )
+
+
+def count(matrix: Mapping[str, Any], key: str) -> int:
+    """``matrix[key]`` as an int >= 1, or a ``TypeError``/``ValueError`` naming the key."""
+    value = matrix[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"matrix[{key!r}] must be an int >= 1, got {type(value).__name__}: {describe(value)}"
+        )
+    if value < 1:
+        raise ValueError(f"matrix[{key!r}] must be an int >= 1, got {value!r}")
+    return int(value)
 
 
 def close_to(key: Any, known: Sequence[str], cutoff: float = 0.8) -> str | None:
@@ -163,6 +265,7 @@ def is_numpy_array(value: Any) -> bool:
 
 __all__ = [
     "TOP_LEVEL_KEYS",
+    "count",
     "describe",
     "is_numpy_array",
     "parameter_values",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from memento._util.tables import require_pandas
 from memento._util.text import display_value, is_scalar_dict
 from memento.exceptions import StoreError
 from memento.keys.fingerprint import is_stale
+from memento.results.aggregate import aggregate
+from memento.results.plotting import plot_records
 from memento.store.backends import open_store, store_location
 from memento.store.base import BaseStore
 from memento.store.leases import holder_dead
@@ -76,6 +78,34 @@ class StoredResults(list[dict[str, Any]]):
         pd = require_pandas("StoredResults.to_dataframe()")
         records = self.to_records()
         return pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
+
+    def aggregate(self, by: Sequence[str] | str, *, columns: Sequence[str] | None = None) -> Any:
+        """Mean, std and count of the return value's columns and of each metric's last value,
+        one row per combination of the ``by`` parameters (needs the ``pandas`` extra).
+
+        Example::
+
+            open_results("runs/grid.sqlite", status="done").aggregate(by=["model", "lr"])
+
+        The same table as :meth:`ResultList.aggregate` (see
+        :func:`memento.results.aggregate.aggregate`); filter first with ``open_results``'
+        ``where``, ``status`` and ``experiment`` to choose what is aggregated. Stale results
+        (done by older code) count as done ones; ``memento forget --stale`` drops them.
+        """
+        names = {name: None for r in self for name in r["params"]}
+        return aggregate(self.to_records(), by, parameters=list(names), columns=columns)
+
+    def plot(self, by: str | None = None, metric: str | Sequence[str] | None = None) -> list[Any]:
+        """matplotlib Figures of the metric curves (mean and std band per group of ``by``) and
+        of the final values against each numeric parameter (needs the ``plot`` extra).
+
+        Example::
+
+            figures = results.plot(by="model", metric="loss")
+
+        The figures of ``memento report`` (see :mod:`memento.results.figures`).
+        """
+        return plot_records(self, by=by, metric=metric, purpose="StoredResults.plot()")
 
 
 def open_results(

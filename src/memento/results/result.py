@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from memento._util.tables import (
@@ -17,6 +17,9 @@ from memento._util.tables import (
 )
 from memento._util.text import display_value, is_scalar_dict, plain_value
 from memento.matrix.configs import Config
+from memento.results.aggregate import aggregate
+from memento.results.figures import result_records
+from memento.results.plotting import plot_records
 
 
 class MemoryUsage:
@@ -198,6 +201,33 @@ class ResultList(list[Result]):
         pd = require_pandas("ResultList.to_dataframe()")
         records = self.to_records()
         return pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
+
+    def aggregate(self, by: Sequence[str] | str, *, columns: Sequence[str] | None = None) -> Any:
+        """Mean, std and count of the return value's columns and of each metric's last value,
+        one row per combination of the ``by`` parameters (needs the ``pandas`` extra).
+
+        Example, over a grid of ``model``, ``lr`` and ``repeat``::
+
+            frame = results.aggregate(by=["model", "lr"])    # averaged over repeat
+            frame["accuracy", "mean"], frame["accuracy", "std"]
+
+        Columns are ``(column, "mean" | "std" | "count")`` plus ``("failed", "count")``;
+        failed results are left out of the means. See :func:`memento.results.aggregate.aggregate`.
+        """
+        names = {name: None for r in self for name in r.config.asdict()}
+        return aggregate(self.to_records(), by, parameters=list(names), columns=columns)
+
+    def plot(self, by: str | None = None, metric: str | Sequence[str] | None = None) -> list[Any]:
+        """matplotlib Figures of the metric curves (mean and std band per group of ``by``) and
+        of the final values against each numeric parameter (needs the ``plot`` extra).
+
+        Example::
+
+            figures = results.plot(by="model", metric="loss")
+
+        The figures of ``memento report`` (see :mod:`memento.results.figures`).
+        """
+        return plot_records(result_records(self), by=by, metric=metric, purpose="ResultList.plot()")
 
 
 def result_record(result: Result, *, expand_inner: bool | None = None) -> dict[str, Any]:

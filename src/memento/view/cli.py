@@ -6,8 +6,9 @@
     memento results [STORE] [--format table|csv|json] [--where name=value ...] [--status S]
     memento show    [STORE] KEY_OR_PREFIX         one result: config, summary, metrics, traceback
     memento forget  [STORE] (--failed | --stale | --key K | --all) [--yes]
-    memento report  [STORE] [-o report.html]      a self-contained HTML report
+    memento report  [STORE] [-o report.html] [--by P] [--where k=v] [--metric M] [--format F]
     memento import-1.2 OLD NEW -e SCRIPT.py:FUNC  copy a memento-ml 1.2 store's results
+    memento run TARGET [--matrix FILE] [-p ...]   launch a grid (see memento.view.launch)
 
 ``STORE`` defaults to ``$MEMENTO_CACHE_PATH``, else ``memento.sqlite`` in the working
 directory (a directory means ``memento.sqlite`` inside it). Every command except ``forget``
@@ -38,7 +39,7 @@ from memento import __version__
 from memento._util.text import display_value, truncate
 from memento._util.text import format_bytes as _bytes
 from memento._util.text import format_seconds as _seconds
-from memento.exceptions import StoreError
+from memento.exceptions import MissingExtra, StoreError
 from memento.results.reading import (
     config_label,
     filter_records,
@@ -51,7 +52,8 @@ from memento.store.backends import open_store, store_location, url_scheme
 from memento.store.connection import DATABASE_ERRORS
 from memento.store.safe_pickle import StoredValue
 from memento.view.import_legacy import import_legacy_store
-from memento.view.report import write_report
+from memento.view.launch import run_command
+from memento.view.report import write_figures, write_report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -603,25 +605,94 @@ def _resolve_key(opened: Any, prefix: str, experiment: str | None) -> str:
 
 
 # -- report ---------------------------------------------------------------------------------------
+_REPORT_FORMATS = ("html", "svg", "png")
+
+
 @cli.command()
 @click.argument("store", required=False)
 @click.option(
     "-o",
     "--output",
-    default="report.html",
-    show_default=True,
-    type=click.Path(dir_okay=False, writable=True),
-    help="The HTML file to write.",
+    type=click.Path(),
+    help="The HTML file to write [default: report.html]; with --format svg or png, the "
+    "directory to write one file per figure into [default: figures].",
 )
 @click.option("--experiment", "-e", help="Only results of this experiment.")
+@click.option(
+    "--by",
+    metavar="PARAM",
+    help="Group by this parameter: one line per value (mean, std band), error bars over the rest.",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Keep results whose parameter NAME equals VALUE (repeatable).",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Only this metric or key of the returned dict (repeatable) [default: all].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_REPORT_FORMATS),
+    default="html",
+    show_default=True,
+    help="html: one self-contained page; svg, png: one file per figure (the 'plot' extra).",
+)
 @_load_values_option
 @_clean_errors
-def report(store: str | None, output: str, experiment: str | None, load_values: bool) -> None:
-    """A self-contained HTML page: summary, sortable results table, one plot per metric."""
+def report(
+    store: str | None,
+    output: str | None,
+    experiment: str | None,
+    by: str | None,
+    where: tuple[str, ...],
+    metrics: tuple[str, ...],
+    fmt: str,
+    load_values: bool,
+) -> None:
+    """A self-contained HTML page (summary, metric curves grouped --by a parameter, final
+    values, group means, sortable results table), or each figure as SVG or PNG."""
 
     path = _store_path(store)
-    counts = write_report(path, output, experiment=experiment, load_values=load_values)
-    click.echo(f"Wrote {output} ({counts['results']} results, {counts['plots']} metric plots).")
+    conditions = parse_where(where)
+    chosen = list(metrics) or None
+    if fmt == "html":
+        output = output or "report.html"
+        counts = write_report(
+            path,
+            output,
+            experiment=experiment,
+            load_values=load_values,
+            by=by,
+            where=conditions,
+            metrics=chosen,
+        )
+        click.echo(f"Wrote {output} ({counts['results']} results, {counts['plots']} figures).")
+        return
+    directory = output or "figures"
+    try:
+        written = write_figures(
+            path,
+            directory,
+            "png" if fmt == "png" else "svg",
+            experiment=experiment,
+            load_values=load_values,
+            by=by,
+            where=conditions,
+            metrics=chosen,
+        )
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {len(written)} {fmt.upper()} figure(s) into {directory}.")
+    for file in written:
+        click.echo(f"  {file}")
 
 
 # -- import-1.2 -----------------------------------------------------------------------------------
@@ -658,6 +729,9 @@ def import_12(
         old, new, experiment, cache_dir=cache_dir, version=experiment_version
     )
     click.echo("\n".join(report.lines()))
+
+
+cli.add_command(run_command, "run")  # memento run TARGET: see memento.view.launch
 
 
 def main(args: Sequence[str] | None = None) -> None:

@@ -1,16 +1,22 @@
-"""A self-contained HTML report of a store: summary, sortable results table, metric plots.
+"""A self-contained HTML report of a store: summary, sortable results table, metric figures.
 
 The page needs no network: styles and a small script are inlined, plots are inline SVG drawn
 here, and a Content-Security-Policy forbids loading anything. Every value that comes from
 the store (parameters, errors, tracebacks, metric names) is HTML-escaped.
 
+What the figures show is computed by :mod:`memento.results.figures` (so that the PNG and SVG
+files of ``--format`` and ``results.plot()``, drawn by matplotlib, show the same numbers):
+curves are one line per group of ``by`` (mean, with a band of one std), or per config when
+there are few; final values are drawn against each numeric parameter with error bars; a
+sortable table gives each group's means and stds.
+
 Example::
 
     from memento.view.report import write_report
 
-    write_report("memento.sqlite", "report.html")
+    write_report("memento.sqlite", "report.html", by="model", where={"dataset": "mnist"})
 
-or ``memento report memento.sqlite -o report.html``.
+or ``memento report memento.sqlite --by model -o report.html``.
 """
 
 from __future__ import annotations
@@ -19,35 +25,35 @@ import datetime
 import html
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from memento._util.text import display_value, format_bytes, format_seconds, truncate
+from memento.results.figures import (
+    CurveFigure,
+    Figures,
+    FinalFigure,
+    GroupTable,
+    Line,
+    build_figures,
+    metric_names,
+    short_label,
+    style,
+)
+from memento.results.plotting import save_figures
 from memento.results.reading import (
     StoreSummary,
     config_label,
+    filter_records,
     flat_records,
     read_records,
     summarize,
 )
 from memento.store.backends import open_store, store_location
 
-#: Lines drawn per plot at most (the first configs, in store order), and points per line.
-MAX_SERIES = 60
-MAX_POINTS = 400
-_PALETTE = (
-    "#4e79a7",
-    "#f28e2b",
-    "#e15759",
-    "#76b7b2",
-    "#59a14f",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-    "#bab0ac",
-)
+#: Characters of a legend label shown (the full label is its tooltip).
+LEGEND_CHARS = 32
 _WIDTH, _HEIGHT = 640, 320
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 16, 44
 
@@ -58,20 +64,56 @@ def write_report(
     *,
     experiment: str | None = None,
     load_values: bool = False,
+    by: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    metrics: str | Iterable[str] | None = None,
 ) -> dict[str, int]:
     """Write the report of ``store`` (default: ``$MEMENTO_CACHE_PATH`` or
     ``memento.sqlite``) to ``output``; return ``{"results": n, "plots": m}``.
 
-    Return values are shown only when plain (see :mod:`memento.store.safe_pickle`);
-    ``load_values=True`` unpickles them all, which runs code from the store."""
+    ``by`` groups the curves by a parameter; ``where`` keeps the results whose parameters
+    match (as :func:`memento.results.reading.filter_records`); ``metrics`` keeps some metrics
+    or keys of the returned dict. Return values are shown only when plain (see
+    :mod:`memento.store.safe_pickle`); ``load_values=True`` unpickles them all, which runs
+    code from the store."""
+    records, summary, title = _read(store, experiment, load_values, where)
+    figures = build_figures(records, by=by, metrics=metrics)
+    page = build_report(records, summary, title=f"memento report: {title}", figures=figures)
+    Path(output).write_text(page, encoding="utf-8")
+    return {"results": len(records), "plots": len(figures)}
+
+
+def write_figures(
+    store: str | os.PathLike[str] | None,
+    directory: str | os.PathLike[str],
+    fmt: Literal["png", "svg"],
+    *,
+    experiment: str | None = None,
+    load_values: bool = False,
+    by: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    metrics: str | Iterable[str] | None = None,
+) -> list[Path]:
+    """Write each figure of the report as ``DIRECTORY/<name>.png`` (or ``.svg``), drawn by
+    matplotlib (the ``plot`` extra); return the files written."""
+    records, _, _ = _read(store, experiment, load_values, where)
+    return save_figures(build_figures(records, by=by, metrics=metrics), directory, fmt)
+
+
+def _read(
+    store: str | os.PathLike[str] | None,
+    experiment: str | None,
+    load_values: bool,
+    where: Mapping[str, Any] | None,
+) -> tuple[list[dict[str, Any]], StoreSummary, str]:
     with open_store(store_location(store), readonly=True) as opened:
         records = read_records(opened, experiment=experiment, load_values=load_values)
         summary = summarize(opened)
         # A file's name; a server store's URL without its password.
         title = Path(opened.location).name if opened.directory is not None else opened.name
-    page = build_report(records, summary, title=f"memento report: {title}")
-    Path(output).write_text(page, encoding="utf-8")
-    return {"results": len(records), "plots": len(_metric_names(records))}
+    if where:
+        records = filter_records(records, where)
+    return records, summary, title
 
 
 def build_report(
@@ -80,10 +122,14 @@ def build_report(
     *,
     title: str = "memento report",
     now: datetime.datetime | None = None,
+    by: str | None = None,
+    figures: Figures | None = None,
 ) -> str:
     """The HTML page for ``records`` (as
-    :func:`memento.results.reading.read_records` gives them)."""
+    :func:`memento.results.reading.read_records` gives them), its curves grouped by ``by``
+    (or the ``figures`` given)."""
     now = now or datetime.datetime.now()
+    figures = build_figures(records, by=by) if figures is None else figures
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -98,13 +144,15 @@ def build_report(
         f'<p class="sub">{_e(str(summary.path) if summary else "")}'
         f" &middot; generated {_e(now.strftime('%Y-%m-%d %H:%M:%S'))}</p></header>",
         _summary_section(records, summary),
+        _plots_section(records, figures),
+        _finals_section(figures),
+        _groups_section(figures.table),
         _table_section(records),
-        _plots_section(records),
         _failures_section(records),
         f"<script>{_JS}</script>",
         "</body></html>",
     ]
-    return "\n".join(parts) + "\n"
+    return "\n".join(p for p in parts if p) + "\n"
 
 
 # -- sections -------------------------------------------------------------------------------------
@@ -178,20 +226,57 @@ def _table_section(records: Sequence[dict[str, Any]]) -> str:
         '<p class="sub">Click a column to sort; type to filter. '
         f'<input id="filter" type="search" placeholder="filter rows" aria-label="filter rows">'
         f' <span id="shown">{len(flat)}</span> of {len(flat)} rows</p>'
-        '<div class="scroll"><table id="results-table">'
+        '<div class="scroll"><table id="results-table" class="sortable">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
     )
 
 
-def _plots_section(records: Sequence[dict[str, Any]]) -> str:
-    names = _metric_names(records)
-    if not names:
-        return '<section id="plots"><h2>Metrics</h2><p>No metrics were recorded.</p></section>'
-    figures = [_plot(name, records) for name in names]
+def _plots_section(records: Sequence[dict[str, Any]], figures: Figures) -> str:
+    if not figures.curves:
+        recorded = any(r["series"] for r in records)
+        why = "No numeric values to plot." if recorded else "No metrics were recorded."
+        return f'<section id="plots"><h2>Metrics</h2><p>{why}</p></section>'
+    shown = "".join(_curve_figure(f) for f in figures.curves)
+    drawn = {f.metric for f in figures.curves}
+    left = [n for n in metric_names(r for r in records if r["status"] == "done") if n not in drawn]
+    note = f'<p class="sub">No numeric values to plot: {_e(", ".join(left))}.</p>' if left else ""
+    return f'<section id="plots"><h2>Metrics</h2><div class="plots">{shown}</div>{note}</section>'
+
+
+def _finals_section(figures: Figures) -> str:
+    if not figures.finals:
+        return ""
+    shown = "".join(_final_figure(f) for f in figures.finals)
+    return f'<section id="finals"><h2>Final values</h2><div class="plots">{shown}</div></section>'
+
+
+def _groups_section(table: GroupTable) -> str:
+    if table.by is None or not table.columns or not table.rows:
+        return ""  # one group of everything: the results table says it all
+    first = table.by or "group"
+    heads = [(first, "text"), ("configs", "num")]
+    for c in table.columns:
+        heads += [(f"{c} mean", "num"), (f"{c} std", "num")]
+    head = "".join(
+        f'<th data-type="{kind}" title="sort by {_e(name)}">{_e(name)}</th>' for name, kind in heads
+    )
+    body = []
+    for label, count, stats in table.rows:
+        cells = [
+            f'<td data-sort="{_e(label)}" title="{_e(label)}">{_e(truncate(label, 40, marker="…"))}'
+            "</td>",
+            f'<td data-sort="{count}">{count}</td>',
+        ]
+        for stat in stats:
+            for value in (stat.mean, stat.std) if stat else (None, None):
+                text = "" if value is None else f"{value:.4g}"
+                cells.append(f'<td data-sort="{_sort_value(value)}">{_e(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
     return (
-        '<section id="plots"><h2>Metrics</h2><div class="plots">'
-        + "".join(figures)
-        + "</div></section>"
+        f'<section id="groups"><h2>Group means</h2><p class="sub">Final values by {_e(table.by)}: '
+        "mean and standard deviation (n &minus; 1) over the configs of each group. Click a "
+        'column to sort.</p><div class="scroll"><table id="groups-table" class="sortable">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
     )
 
 
@@ -209,85 +294,146 @@ def _failures_section(records: Sequence[dict[str, Any]]) -> str:
 
 
 # -- plots ----------------------------------------------------------------------------------------
-def _metric_names(records: Iterable[dict[str, Any]]) -> list[str]:
-    names: dict[str, None] = {}
-    for r in records:
-        names.update(dict.fromkeys(r["series"]))
-    return list(names)
+def _curve_figure(figure: CurveFigure) -> str:
+    """One metric's curves: a line (and a std band) per group, as an inline SVG."""
+    points = [
+        (x, m + d * s)
+        for line in figure.lines
+        for x, m, s in zip(line.xs, line.mean, line.std)
+        for d in (-1, 1)
+    ]
+    axes = _Axes(points)
+    series = [_curve_svg(i, line, axes) for i, line in enumerate(figure.lines)]
+    return _figure(figure.title, figure.x_label, figure.kind, axes, series, figure)
 
 
-_Line = list[tuple[float, float]]
+def _final_figure(figure: FinalFigure) -> str:
+    """A final value against a parameter: a line per group, error bars of one std."""
+    points = [
+        (x, m + d * s)
+        for line in figure.lines
+        for x, m, s in zip(line.xs, line.mean, line.std)
+        for d in (-1, 1)
+    ]
+    axes = _Axes(points, log_x=figure.log_x, pad=14)
+    # Groups shifted a few pixels apart, so that error bars at the same x do not hide each other.
+    step = min(4.0, 16 / max(len(figure.lines) - 1, 1))
+    middle = (len(figure.lines) - 1) / 2
+    series = [_final_svg(i, line, axes, (i - middle) * step) for i, line in enumerate(figure.lines)]
+    x_label = figure.param + (" (log scale)" if figure.log_x else "")
+    return _figure(figure.title, x_label, "final", axes, series, figure)
 
 
-def _plot(name: str, records: Sequence[dict[str, Any]]) -> str:
-    """One metric: y against x, one line per config, as an inline SVG with a legend."""
-    raw = [(config_label(r["params"]), r["series"].get(name) or []) for r in records]
-    raw = [(label, pts) for label, pts in raw if pts]
-    timestamps = _timestamped(raw[:MAX_SERIES])
-    series = [(label, line) for label, pts in raw[:MAX_SERIES] if (line := _line(pts, timestamps))]
-    if not series:
-        return (
-            f'<figure class="plot"><figcaption>{_e(name)}</figcaption>'
-            "<p>No numeric values to plot.</p></figure>"
-        )
-    x_label = "seconds since the first record" if timestamps else "x"
-    axes = _Axes([point for _, line in series for point in line])
-    out = [
-        f'<svg class="chart" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" '
-        f'aria-label="{_e(name)} against {_e(x_label)}">',
+def _figure(
+    title: str,
+    x_label: str,
+    kind: str,
+    axes: _Axes,
+    series: list[str],
+    figure: CurveFigure | FinalFigure,
+) -> str:
+    svg = [
+        f'<svg class="chart" data-kind="{_e(kind)}" viewBox="0 0 {_WIDTH} {_HEIGHT}" '
+        f'role="img" aria-label="{_e(title)} against {_e(x_label)}">',
         *axes.grid(),
         axes.frame(x_label),
-        *(_series_svg(i, label, line, axes) for i, (label, line) in enumerate(series)),
+        *series,
         "</svg>",
     ]
-    legend = "".join(_legend_item(i, label) for i, (label, _) in enumerate(series))
-    more = (
-        f'<p class="sub">showing {len(series)} of {len(raw)} configs</p>'
-        if len(raw) > len(series)
-        else ""
-    )
+    legend = "".join(_legend_item(i, line) for i, line in enumerate(figure.lines))
     return (
-        f'<figure class="plot"><figcaption>{_e(name)}</figcaption>{"".join(out)}'
-        f'<ul class="legend">{legend}</ul>{more}</figure>'
+        f'<figure class="plot"><figcaption>{_e(title)}</figcaption>{"".join(svg)}'
+        f'<p class="lt">{_e(figure.legend_title)}</p><ul class="legend">{legend}</ul></figure>'
     )
 
 
-def _timestamped(raw: Sequence[tuple[str, Sequence[Any]]]) -> bool:
-    """Whether every numeric x looks like a Unix time (then x counts seconds from each
-    config's first record)."""
-    xs = [p[0] for _, pts in raw for p in pts if _is_number(p[0])]
-    return bool(xs) and all(1e9 < float(x) < 1e10 for x in xs)
+def _curve_svg(i: int, line: Line, axes: _Axes) -> str:
+    """One group's mean line, its band of one std, and its points when few."""
+    colour, dash = style(line.index)
+    out = [_group_open(i, line, colour)]
+    if len(line.xs) > 1 and any(line.std):
+        upper = [(axes.sx(x), axes.sy(m + s)) for x, m, s in zip(line.xs, line.mean, line.std)]
+        lower = [(axes.sx(x), axes.sy(m - s)) for x, m, s in zip(line.xs, line.mean, line.std)]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower[::-1])
+        out.append(f'<polygon class="band" points="{path}"/>')
+    if len(line.xs) > 1:
+        out.append(_polyline(line, axes, dash))
+    if len(line.xs) <= 30:
+        out += [
+            f'<circle cx="{axes.sx(x):.1f}" cy="{axes.sy(y):.1f}" r="2.2"/>'
+            for x, y in zip(line.xs, line.mean)
+        ]
+    out.append("</g>")
+    return "".join(out)
 
 
-def _line(pts: Sequence[Any], timestamps: bool) -> _Line:
-    """One config's numeric ``(x, y)`` points (x its index when some x is not a number),
-    thinned to about :data:`MAX_POINTS`, the last point kept."""
-    numeric_x = all(_is_number(p[0]) for p in pts)
-    origin = float(pts[0][0]) if timestamps and numeric_x else 0.0
-    line = [
-        (float(point[0]) - origin if numeric_x else float(i), float(point[1]))
-        for i, point in enumerate(pts)
-        if _is_number(point[1])
-    ]
-    if len(line) > MAX_POINTS:
-        step = math.ceil(len(line) / MAX_POINTS)
-        line = line[::step] + ([line[-1]] if (len(line) - 1) % step else [])
-    return line
+def _final_svg(i: int, line: Line, axes: _Axes, shift: float) -> str:
+    """One group's means against the parameter, with error bars, ``shift`` pixels right."""
+    colour, dash = style(line.index)
+    out = [_group_open(i, line, colour)]
+    if len(line.xs) > 1:
+        out.append(_polyline(line, axes, dash, shift))
+    for x, m, s in zip(line.xs, line.mean, line.std):
+        cx, top, bottom = axes.sx(x) + shift, axes.sy(m + s), axes.sy(m - s)
+        if s > 0:
+            out.append(
+                f'<path class="err" d="M{cx:.1f},{top:.1f}V{bottom:.1f}M{cx - 4:.1f},{top:.1f}'
+                f'h8M{cx - 4:.1f},{bottom:.1f}h8"/>'
+            )
+        out.append(f'<circle cx="{cx:.1f}" cy="{axes.sy(m):.1f}" r="3"/>')
+    out.append("</g>")
+    return "".join(out)
+
+
+def _group_open(i: int, line: Line, colour: str) -> str:
+    configs = f"{line.configs} config{'s' if line.configs != 1 else ''}"
+    return (
+        f'<g class="series" data-series="{i}" stroke="{colour}" fill="{colour}">'
+        f"<title>{_e(line.label)} ({configs})</title>"
+    )
+
+
+def _polyline(line: Line, axes: _Axes, dash: tuple[int, ...], shift: float = 0.0) -> str:
+    points = " ".join(
+        f"{axes.sx(x) + shift:.1f},{axes.sy(y):.1f}" for x, y in zip(line.xs, line.mean)
+    )
+    dashes = f' stroke-dasharray="{" ".join(map(str, dash))}"' if dash else ""
+    return f'<polyline class="mean" fill="none" stroke-width="1.8"{dashes} points="{points}"/>'
+
+
+def _legend_item(i: int, line: Line) -> str:
+    colour, dash = style(line.index)
+    dashes = f' stroke-dasharray="{" ".join(map(str, dash))}"' if dash else ""
+    swatch = (
+        f'<svg class="sw" viewBox="0 0 18 10" aria-hidden="true"><line x1="0" y1="5" x2="18" '
+        f'y2="5" stroke="{colour}" stroke-width="3"{dashes}/></svg>'
+    )
+    label = short_label(line.label, LEGEND_CHARS)
+    return (
+        f'<li data-series="{i}" title="{_e(line.label)} ({line.configs} configs)">{swatch}'
+        f"{_e(label)}</li>"
+    )
 
 
 class _Axes:
-    """The plotting area: round ticks covering the values, and data -> SVG coordinates."""
+    """The plotting area: round ticks covering the values (decades on a log x), and data ->
+    SVG coordinates."""
 
     width, height = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
 
-    def __init__(self, points: Sequence[tuple[float, float]]) -> None:
+    def __init__(
+        self, points: Sequence[tuple[float, float]], *, log_x: bool = False, pad: float = 0.0
+    ) -> None:
         xs, ys = [x for x, _ in points], [y for _, y in points]
-        self.x_ticks = _ticks(min(xs), max(xs))
+        self.log_x, self.pad = log_x, pad  # pad: pixels kept free inside the frame, left and right
+        self.x_ticks = _log_ticks(min(xs), max(xs)) if log_x else _ticks(min(xs), max(xs))
         self.y_ticks = _ticks(min(ys), max(ys))
 
     def sx(self, x: float) -> float:
         x0, x1 = self.x_ticks[0], self.x_ticks[-1]
-        return _LEFT + (x - x0) / (x1 - x0) * self.width
+        if self.log_x:
+            x, x0, x1 = math.log10(x), math.log10(x0), math.log10(x1)
+        return _LEFT + self.pad + (x - x0) / (x1 - x0) * (self.width - 2 * self.pad)
 
     def sy(self, y: float) -> float:
         y0, y1 = self.y_ticks[0], self.y_ticks[-1]
@@ -298,8 +444,8 @@ class _Axes:
         bottom, right = _TOP + self.height, _LEFT + self.width
         out = [
             f'<line class="grid" x1="{self.sx(t):.1f}" y1="{_TOP}" x2="{self.sx(t):.1f}" '
-            f'y2="{bottom}"/><text class="tick" x="{self.sx(t):.1f}" y="{bottom + 16}" '
-            f'text-anchor="middle">{_e(_tick_text(t))}</text>'
+            f'y2="{bottom}"/><text class="tick" data-axis="x" x="{self.sx(t):.1f}" '
+            f'y="{bottom + 16}" text-anchor="middle">{_e(_tick_text(t))}</text>'
             for t in self.x_ticks
         ]
         out += [
@@ -317,29 +463,6 @@ class _Axes:
             f'height="{self.height}"/><text class="axis" x="{_LEFT + self.width / 2:.1f}" '
             f'y="{_HEIGHT - 6}" text-anchor="middle">{_e(x_label)}</text>'
         )
-
-
-def _series_svg(i: int, label: str, line: _Line, axes: _Axes) -> str:
-    """One config's line (and its points, when few), in the ``i``-th colour."""
-    color = _PALETTE[i % len(_PALETTE)]
-    out = [
-        f'<g class="series" data-series="{i}" stroke="{color}" fill="{color}">',
-        f"<title>{_e(label)}</title>",
-    ]
-    if len(line) > 1:
-        points = " ".join(f"{axes.sx(x):.1f},{axes.sy(y):.1f}" for x, y in line)
-        out.append(f'<polyline fill="none" stroke-width="1.8" points="{points}"/>')
-    if len(line) <= 30:
-        out += [f'<circle cx="{axes.sx(x):.1f}" cy="{axes.sy(y):.1f}" r="2.5"/>' for x, y in line]
-    out.append("</g>")
-    return "".join(out)
-
-
-def _legend_item(i: int, label: str) -> str:
-    color = _PALETTE[i % len(_PALETTE)]
-    return (
-        f'<li data-series="{i}"><span class="sw" style="background:{color}"></span>{_e(label)}</li>'
-    )
 
 
 def _ticks(low: float, high: float, count: int = 6) -> list[float]:
@@ -363,6 +486,12 @@ def _ticks(low: float, high: float, count: int = 6) -> list[float]:
     if ticks[-1] < high:
         ticks.append(round(ticks[-1] + step, 12))
     return ticks
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Powers of ten covering [low, high] (both > 0), at least two."""
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    return [10.0**e for e in range(first, max(last, first + 1) + 1)]
 
 
 def _tick_text(value: float) -> str:
@@ -464,9 +593,12 @@ svg .grid{stroke:#e6e8ec;stroke-width:1}svg .frame{fill:none;stroke:#aab0ba}
 svg .tick,svg .axis{font-size:11px;fill:var(--muted)}
 svg .series{transition:opacity .15s}svg.dim .series{opacity:.15}svg.dim .series.hl{opacity:1}
 svg .series.hl polyline{stroke-width:3}
-.legend{list-style:none;margin:6px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:2px 14px;
-font-size:12px;max-height:116px;overflow:auto}
-.legend li{cursor:default}.sw{display:inline-block;width:10px;height:10px;border-radius:2px;
+svg .band{stroke:none;fill-opacity:.16}svg .err{fill:none;stroke-width:1.3}
+svg circle{stroke:none}
+.lt{color:var(--muted);font-size:12px;margin:6px 0 0}
+.legend{list-style:none;margin:2px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:2px 14px;
+font-size:12px;max-height:190px;overflow:auto}
+.legend li{cursor:default;white-space:nowrap}.sw{display:inline-block;width:18px;height:10px;
 margin-right:5px;vertical-align:-1px}
 details{border:1px solid var(--line);border-radius:6px;margin:6px 0;padding:4px 10px}
 summary{cursor:pointer}.err{color:var(--bad)}
@@ -477,8 +609,7 @@ padding:8px;border-radius:4px;overflow:auto}
 _JS = """
 (function () {
   "use strict";
-  var table = document.getElementById("results-table");
-  if (table) {
+  var sortable = function (table) {
     var heads = table.tHead.rows[0].cells;
     var body = table.tBodies[0];
     var keyOf = function (row, i, num) {
@@ -505,6 +636,12 @@ _JS = """
         rows.forEach(function (r) { body.appendChild(r); });
       });
     });
+  };
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), sortable);
+  var table = document.getElementById("results-table");
+  if (table) {
+    var heads = table.tHead.rows[0].cells;
+    var body = table.tBodies[0];
     // report.html#sort=runtime (or #sort=-runtime, descending) opens the page sorted.
     var wanted = /^#sort=(-?)(.+)$/.exec(window.location.hash);
     if (wanted) {
@@ -546,4 +683,4 @@ _JS = """
 """
 
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "write_figures", "write_report"]

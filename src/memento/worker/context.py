@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import time
@@ -111,7 +112,8 @@ class Context:
                 context.checkpoint({"epoch": epoch + 1})
             return loss
 
-    ``key`` is the experiment's stable key, and the key its checkpoints are stored under.
+    ``key`` is the experiment's stable key, and the key its checkpoints are stored under;
+    ``seed`` an int derived from it, for seeding random number generators.
     Checkpoints survive crashes and are removed once the experiment's result is stored. A
     checkpoint keeps the metrics recorded so far and the progress: after :meth:`restore`, the
     result gets the rows recorded before the checkpoint and those recorded since, each once.
@@ -136,6 +138,24 @@ class Context:
         # The rows recorded before this context first checkpointed or restored: no checkpoint
         # holds them, so restore() keeps them after the checkpoint's rows. None until then.
         self._unsaved: dict[str, list[Metric]] | None = None
+
+    @property
+    def seed(self) -> int:
+        """A stable integer in [0, 2**32) for seeding random number generators.
+
+        Derived from :attr:`key` (its first 8 hex digits), so it is the same every time the
+        config runs, on any machine, and differs between configs, repeats included::
+
+            rng = numpy.random.default_rng(context.seed)
+            random.seed(context.seed)
+            torch.manual_seed(context.seed)
+        """
+        head = self.key[:8]
+        if len(head) == 8 and all(c in "0123456789abcdef" for c in head):
+            return int(head, 16)
+        # A key made by hand (not a memento key): hash it the same stable way.
+        digest = hashlib.sha256(self.key.encode("utf-8", "surrogatepass")).digest()
+        return int.from_bytes(digest[:4], "big")
 
     # -- checkpoints -----------------------------------------------------------------------
     def _provider(self) -> CheckpointProvider:
