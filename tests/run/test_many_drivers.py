@@ -134,9 +134,11 @@ def test_a_killed_driver_s_experiments_are_taken_over_and_run_again(
     runs = race.runs()
     assert sorted(runs) == list(range(40))
     again = {n: pids for n, pids in runs.items() if len(pids) > 1}
-    # Run twice: only what the killed driver had in flight (at most its 2 workers), each
-    # once by it and once by a survivor.
-    assert len(again) <= 2, again
+    # Run twice: only what the killed driver had in flight, each once by it and once by a
+    # survivor. In flight: handed to its workers and not yet stored, at most 2 jobs per
+    # worker: the one each of its 2 workers ran, and one that may have just finished there
+    # with its outcome on the way to the driver when it was killed.
+    assert len(again) <= 4, again
     for pids in again.values():
         assert len(pids) == 2 and pids[0] == victim.pid and pids[1] != victim.pid
     assert all(len(pids) == 1 for n, pids in runs.items() if n not in again)
