@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium, needs_chromium
 from stores import XSS, make_store
 
 from memento import Memento
@@ -17,8 +16,6 @@ from memento.results.figures import MAX_LINES
 from memento.results.reading import read_records
 from memento.store.sqlite import Store
 from memento.view.report import _ticks, build_report, write_report
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture
@@ -120,23 +117,6 @@ def test_ticks_cover_the_range(low: float, high: float) -> None:
 
 
 # -- in a real browser ----------------------------------------------------------------------------
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir(exist_ok=True)
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def console_errors(log: str) -> list[str]:
@@ -146,7 +126,7 @@ def console_errors(log: str) -> list[str]:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_the_console_error_check_catches_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
     bad.write_text("<!doctype html><body><script>missingFunction();</script></body>")
@@ -155,7 +135,7 @@ def test_the_console_error_check_catches_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_the_report_renders_in_chromium(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     write_report(store, out)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import html
 import math
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium, needs_chromium
 
 from memento import Memento
 from memento.results.figures import PALETTE, build_figures, style
@@ -22,7 +22,6 @@ from memento.results.reading import read_records
 from memento.store.sqlite import Store
 from memento.view.report import build_report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MODELS = ["mlp", "cnn", "<b>transformer</b>"]  # a label that must stay text
 GRID: dict[str, Any] = {
     "parameters": {
@@ -175,23 +174,6 @@ def test_cli_writes_png_and_svg_figures(store: Path, tmp_path: Path) -> None:
 
 
 # -- in a real browser ----------------------------------------------------------------------------
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir(exist_ok=True)
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def figure_of(dom: str, caption: str) -> str:
@@ -205,7 +187,7 @@ def figure_of(dom: str, caption: str) -> str:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_the_grouped_report_in_chromium(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     done = run_cli(str(store), "--by", "model", "-o", str(out))

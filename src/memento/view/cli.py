@@ -70,6 +70,15 @@ _load_values_option = click.option(
 )
 
 
+_where_option = click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Keep results whose parameter NAME equals VALUE (repeatable).",
+)
+
+
 # -- shared plumbing ------------------------------------------------------------------------------
 def _store_path(store: str | None) -> str:
     """Where ``store`` (or the default) is: a server URL as given, else a file that exists."""
@@ -297,13 +306,7 @@ def status(store: str | None) -> None:
     show_default=True,
     help="Output format.",
 )
-@click.option(
-    "--where",
-    "where",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Keep results whose parameter NAME equals VALUE (repeatable).",
-)
+@_where_option
 @click.option(
     "--status", "status_", type=click.Choice(_STATUSES), help="Keep results in this state."
 )
@@ -623,13 +626,7 @@ _REPORT_FORMATS = ("html", "svg", "png")
     metavar="PARAM",
     help="Group by this parameter: one line per value (mean, std band), error bars over the rest.",
 )
-@click.option(
-    "--where",
-    "where",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Keep results whose parameter NAME equals VALUE (repeatable).",
-)
+@_where_option
 @click.option(
     "--metric",
     "metrics",
