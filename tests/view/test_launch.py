@@ -581,3 +581,30 @@ def test_build_matrix_overrides() -> None:
     }
     assert given["parameters"] == {"model": ["a"], "lr": [1]}  # the file's matrix is kept
     assert build_matrix({}, [], []) == {"parameters": {}}
+
+
+def test_force_cache_serves_stored_results_and_names_a_missing_one(
+    project: Path, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    store = tmp_path / "cache.sqlite"
+    args = ["train.py:experiment", "-p", "model=mlp", "-p", "lr=0.1,0.01"]
+    assert memento_run(project, subprocess_env, *args, store=store).returncode == 0
+    served = memento_run(project, subprocess_env, *args, "--force-cache", store=store)
+    assert served.returncode == 0, served.stderr
+    assert "2 cached" in served.stdout
+    more = ["train.py:experiment", "-p", "model=mlp", "-p", "lr=0.1,0.5", "--force-cache"]
+    missing = memento_run(project, subprocess_env, *more, store=store)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("Error: ") and missing.stderr.count("\n") == 1
+    assert "lr=0.5" in missing.stderr
+
+
+def test_lease_timeout_is_checked_and_taken(
+    project: Path, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = memento_run(project, subprocess_env, "train.py:experiment", "--lease-timeout", "0")
+    assert bad.returncode == 1 and "--lease-timeout" in bad.stderr
+    store = tmp_path / "lease.sqlite"
+    args = ["train.py:experiment", "-p", "model=mlp", "-p", "lr=0.1", "--lease-timeout", "5"]
+    done = memento_run(project, subprocess_env, *args, store=store)
+    assert done.returncode == 0, done.stderr

@@ -479,6 +479,20 @@ def _one_line(exc: BaseException) -> click.ClickException:
 )
 @click.option("--force-run", is_flag=True, help="Run every config again, ignoring stored results.")
 @click.option(
+    "--force-cache",
+    is_flag=True,
+    help="Run nothing: serve stored results, failing on the first config without one.",
+)
+@click.option(
+    "--lease-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With several drivers on one store: how long a driver that stopped sending "
+    "heartbeats keeps its experiments claimed.",
+)
+@click.option(
     "--version",
     "version",
     metavar="V",
@@ -510,6 +524,8 @@ def run_command(
     executor: str,
     dry_run: bool,
     force_run: bool,
+    force_cache: bool,
+    lease_timeout: float,
     version: str | None,
     progress: bool,
     on_code_change: str,
@@ -542,10 +558,18 @@ def run_command(
                 version=version,
                 progress=progress,
                 on_code_change=cast(CodeChange, on_code_change),
+                lease_timeout=lease_timeout,
             )
         except (TypeError, ValueError) as exc:
             raise _one_line(exc) from None
-        results = _run(memento, matrix, dry_run=dry_run, force_run=force_run, store=store)
+        results = _run(
+            memento,
+            matrix,
+            dry_run=dry_run,
+            force_run=force_run,
+            force_cache=force_cache,
+            store=store,
+        )
     if results is not None:
         _report(results, store)
 
@@ -570,12 +594,23 @@ def _enter_target(stack: ExitStack, target: str) -> Callable[..., Any]:
 
 
 def _run(
-    memento: Memento, matrix: dict[str, Any], *, dry_run: bool, force_run: bool, store: str | None
+    memento: Memento,
+    matrix: dict[str, Any],
+    *,
+    dry_run: bool,
+    force_run: bool,
+    force_cache: bool,
+    store: str | None,
 ) -> ResultList | None:
     """``memento.run(matrix)``; user errors one line, Ctrl-C exit status 130."""
     try:
         return memento.run(
-            matrix, dry_run=dry_run, force_run=force_run, cache_path=store, raise_on_failure=False
+            matrix,
+            dry_run=dry_run,
+            force_run=force_run,
+            force_cache=force_cache,
+            cache_path=store,
+            raise_on_failure=False,
         )
     except RunInterrupted:
         # The driver said what was kept; the status a shell expects after Ctrl-C.
