@@ -20,7 +20,7 @@ from clusters import (
     support_paths,
     wait_for,
 )
-from experiments import misbehave, multiply
+from experiments import misbehave, multiply, resumable
 
 from memento import Memento
 from memento.exceptions import ExperimentTimeout, MissingExtra, StoreError, WorkerDied
@@ -163,3 +163,26 @@ def test_a_missing_dask_names_the_extra_to_install(monkeypatch: pytest.MonkeyPat
 
     with pytest.raises(MissingExtra, match=r"pip install 'memento-grid\[dask\]'"):
         DaskExecutor("tcp://127.0.0.1:8786")
+
+
+def test_a_postgres_store_needs_no_shared_directory_and_checkpoints_go_to_the_database(
+    dask_address: str, postgres_database: str, tmp_path: Path
+) -> None:
+    from memento.executors import DaskExecutor
+    from memento.store.backends import open_store
+
+    grid = {
+        "parameters": {"a": [1, 2]},
+        "settings": {"dir": str(tmp_path), "steps": 5, "die_at": 3},
+    }
+    with DaskExecutor(dask_address) as executor:
+        results = Memento(resumable, executor=executor, retries=1, progress=False).run(
+            grid, cache_path=postgres_database
+        )
+    # Each died once at step 3 (its worker process gone) and resumed from the checkpoint it
+    # had written to the database: two starts, not a run from scratch.
+    assert [r.inner for r in results] == [2, 2]
+    with open_store(postgres_database, readonly=True) as store:
+        assert store.directory is None
+        assert len(list(store.rows(status="done"))) == 2
+    assert not list(tmp_path.glob("*.d"))  # no side directory anywhere
