@@ -225,3 +225,24 @@ def test_the_grouped_report_in_chromium(store: Path, tmp_path: Path) -> None:
     )
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 30_000
+
+
+def test_long_config_labels_keep_the_values_that_tell_lines_apart() -> None:
+    def record(i: int, lr: float, dataset: str) -> dict[str, Any]:
+        return {
+            "key": f"{i:032d}",
+            "params": {"model": "a-rather-long-model-name", "lr": lr, "dataset": dataset},
+            "status": "done",
+            "series": {"loss": [[e, lr * e] for e in range(3)]},
+            "metrics": {"loss": lr * 2},
+            "inner": None,
+        }
+
+    cells = [(0.03, "mnist"), (0.1, "mnist"), (0.03, "fashion-mnist-large")]
+    grid = [record(i, lr, d) for i, (lr, d) in enumerate(cells)]
+    loss = next(f for f in build_figures(grid).curves if f.metric == "loss")
+    labels = [line.label for line in loss.lines]
+    # model is the same everywhere: left out. name=value would not fit: the values, and the
+    # names in the caption.
+    assert labels == ["0.03, mnist", "0.1, mnist", "0.03, fashion-mnist-large"]
+    assert loss.legend_title == "one line per config (lr, dataset)"

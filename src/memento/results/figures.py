@@ -231,7 +231,11 @@ def value_text(value: Any) -> str:
     return value if isinstance(value, str) else display_value(value)
 
 
-def short_label(text: str, width: int = 32) -> str:
+#: The characters of a legend entry (see :func:`short_label`).
+LABEL_CHARS = 32
+
+
+def short_label(text: str, width: int = LABEL_CHARS) -> str:
     """``text`` cut to ``width`` characters in the middle (``a long varia…number 14``): labels
     of one legend often share a prefix, and their ends tell them apart."""
     if len(text) <= width:
@@ -305,7 +309,8 @@ def _curves(
     for kind, grouped in by_kind.items():
         total = sum(len(curves) for _, _, curves in grouped)
         if by is None and total <= MAX_LINES:
-            lines, title = _single_lines(name, kind, groups[0][1]), "one line per config"
+            lines, names = _single_lines(name, kind, groups[0][1])
+            title = f"one line per config ({', '.join(names)})" if names else "one line per config"
         elif by is None:
             lines = [_mean_line(f"all {total} configs", grouped[0][2], kind, 0)]
             title = f"mean \u00b1 std over {total} configs"
@@ -332,16 +337,26 @@ def curve_points(points: Sequence[Any]) -> tuple[Kind, list[tuple[float, float]]
     return ("time" if timestamps else "x"), line
 
 
-def _single_lines(name: str, kind: Kind, records: Sequence[Mapping[str, Any]]) -> list[Line]:
+def _single_lines(
+    name: str, kind: Kind, records: Sequence[Mapping[str, Any]]
+) -> tuple[list[Line], list[str]]:
+    """One line per config, labelled by the parameters that differ; when ``name=value``
+    labels would not fit a legend entry, by the values alone, and the names are returned
+    (for the caption) so that a cut never hides the value that tells two lines apart."""
     drawn = [r for r in records if curve_points(r["series"].get(name) or [])[0] == kind]
     drawn = [r for r in drawn if curve_points(r["series"].get(name) or [])[1]]
     varying = _varying(drawn)
+    labels = [varying_label(r, varying) for r in drawn]
+    names: list[str] = []
+    if varying and max(map(len, labels), default=0) > LABEL_CHARS:
+        names = varying
+        labels = [", ".join(value_text(r["params"].get(p)) for p in varying) for r in drawn]
     lines = []
-    for i, r in enumerate(drawn):
+    for i, (r, label) in enumerate(zip(drawn, labels)):
         xs, ys = _thin(curve_points(r["series"][name])[1])
         zeros, ones = (0.0,) * len(xs), (1,) * len(xs)
-        lines.append(Line(varying_label(r, varying), xs, ys, zeros, ones, 1, i))
-    return lines
+        lines.append(Line(label, xs, ys, zeros, ones, 1, i))
+    return lines, names
 
 
 def _varying(records: Sequence[Mapping[str, Any]]) -> list[str]:

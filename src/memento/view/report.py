@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from memento._util.text import display_value, format_bytes, format_seconds, truncate
 from memento.results.figures import (
+    LABEL_CHARS,
     CurveFigure,
     Figures,
     FinalFigure,
@@ -53,7 +54,7 @@ from memento.results.reading import (
 from memento.store.backends import open_store, store_location
 
 #: Characters of a legend label shown (the full label is its tooltip).
-LEGEND_CHARS = 32
+LEGEND_CHARS = LABEL_CHARS
 _WIDTH, _HEIGHT = 640, 320
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 16, 44
 
