@@ -124,10 +124,11 @@ def make_plan(
     location = store_location(cache_path)
     look = _look_up(location, keys, LOAD_COLUMNS if keep_rows else _PLAN_COLUMNS)
     fingerprint = code_fingerprint(func)
-    states = classify(keys, look.rows, fingerprint)
-    for i, key in enumerate(keys):
-        if key in look.holders and states[i] != "cached":
-            states[i] = "running"
+    # What is not done and leased by a live driver runs elsewhere (see _look_up).
+    states: list[State] = [
+        "running" if key in look.holders else state
+        for key, state in zip(keys, classify(keys, look.rows, fingerprint))
+    ]
     return Plan(
         configs,
         keys,
@@ -139,7 +140,7 @@ def make_plan(
         on_code_change=on_code_change,
         identity=keymaker.identity,
         made_at=look.made_at,
-        holders={k: v for k, v in look.holders.items() if k in set(keys)},
+        holders=look.holders,
     )
 
 
@@ -182,10 +183,9 @@ def _look_up(location: str, keys: list[str], columns: Sequence[str]) -> _LookUp:
         made_at = store.now()
         rows = store.lookup(keys, columns)
         holders = {}
-        if len(rows) < len(keys):
-            now = store.now()
+        if len(rows) < len(keys) or any(row[0] != "done" for row in rows.values()):
             leased = store.leases([k for k in keys if k not in rows or rows[k][0] != "done"])
-            holders = {k: lease for k, lease in leased.items() if not holder_dead(lease, now)}
+            holders = {k: v for k, v in leased.items() if not holder_dead(v, made_at)}
         return _LookUp(rows, holders, made_at)
 
 

@@ -510,9 +510,9 @@ def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
 
 def lease_holders(store: BaseStore) -> list[dict[str, Any]]:
     """Who holds experiments of the store (memento.store.leases), most first: ``holder``
-    (``host:pid``), ``run_id``, ``host``, ``pid``, ``count``, ``experiments`` (names),
-    ``expires_in`` (seconds, store clock) and ``alive`` (``False`` once the lease may be
-    taken over: expired, or its process gone on this host)."""
+    (``host:pid``), ``run_id``, ``host``, ``pid``, ``count`` (claimed), ``running`` (of
+    those, begun), ``expires_in`` (seconds, store clock) and ``alive`` (``False`` once the
+    lease may be taken over: expired, or its process gone on this host)."""
     leases = store.leases()
     if not leases:
         return []

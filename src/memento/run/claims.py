@@ -24,7 +24,7 @@ import logging
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from itertools import islice
 from typing import Generic, Protocol, TypeVar
@@ -180,7 +180,8 @@ class Claims(Generic[T]):
         self._last_poll = time.monotonic()
         items = [p for p, _ in self.waiting.values()]
         claim = self._claim(items)
-        landed = [p for p in items if p.key in set(claim.finished)]
+        finished = set(claim.finished)
+        landed = [p for p in items if p.key in finished]
         back = [p for p in items if p.key in self.mine]
         if landed or back:
             self._idle_interval = IDLE_POLL_INTERVAL
@@ -195,10 +196,8 @@ class Claims(Generic[T]):
 
     def holders(self) -> list[str]:
         """Who holds the experiments this run waits for (``host:pid``), most first."""
-        counts: dict[str, int] = {}
-        for _, lease in self.waiting.values():
-            counts[lease.holder] = counts.get(lease.holder, 0) + 1
-        return sorted(counts, key=lambda h: -counts[h])
+        counts = Counter(lease.holder for _, lease in self.waiting.values())
+        return [holder for holder, _ in counts.most_common()]
 
 
 __all__ = ["IDLE_POLL_INTERVAL", "MIN_CLAIM", "POLL_INTERVAL", "Claims"]

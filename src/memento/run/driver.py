@@ -121,8 +121,6 @@ class Driver:
         self.experiment = plan.experiment
         self.function = FunctionRef(settings.func, plan.identity)
         self.done = self.failed = self.cached = 0
-        #: Outcomes other drivers stored for this grid while this run waited for them.
-        self.landed = 0
         #: This run's leases (None when it runs nothing: force_cache).
         self.claims: Claims[Pending] | None = None
         self.failures: list[Any] = []
@@ -461,25 +459,28 @@ class Driver:
 
     def _next_batch(self, queue: deque[Pending]) -> list[Pending]:
         size = 1
-        if self.executor.batching and self.settings.timeout is None and self.runtimes:
-            mean = sum(self.runtimes) / len(self.runtimes)
+        mean = self._mean_runtime()
+        if self.executor.batching and self.settings.timeout is None and mean is not None:
             size = int(_BATCH_TARGET / max(mean, 1e-6))
             # Leave every worker some jobs, so the tail of the grid stays parallel.
             fair = len(queue) // max(1, 2 * self.executor.max_workers)
             size = max(1, min(size, _MAX_BATCH, fair))
         if self.claims is not None:
             # Claimed just before submitting; what other drivers hold or finished leaves.
-            self._land(self.claims.take(queue, size, ahead=self._claim_ahead()))
+            self._land(self.claims.take(queue, size, ahead=self._claim_ahead(mean)))
             self._show_elsewhere()
         return [queue.popleft() for _ in range(min(size, len(queue)))]
 
-    def _claim_ahead(self) -> int:
+    def _mean_runtime(self) -> float | None:
+        """The mean runtime of the experiments that finished lately (``None`` before any)."""
+        return sum(self.runtimes) / len(self.runtimes) if self.runtimes else None
+
+    def _claim_ahead(self, mean: float | None) -> int:
         """How many experiments to claim at once: about :data:`_CLAIM_AHEAD` seconds of work
-        for the workers at the mean runtime so far, so that short experiments cost few claim
+        for the workers at the ``mean`` runtime, so that short experiments cost few claim
         transactions and long ones are not held away from other drivers."""
-        if not self.runtimes:
+        if mean is None:
             return MIN_CLAIM
-        mean = sum(self.runtimes) / len(self.runtimes)
         ahead = int(_CLAIM_AHEAD * self.executor.max_workers / max(mean, 1e-6))
         return max(MIN_CLAIM, min(ahead, _MAX_CLAIM))
 
@@ -514,7 +515,6 @@ class Driver:
             return
         # The durable point: one transaction for everything that finished together.
         self.store.write_outcomes([self._stored(p, o) for p, o in final])
-        self._delete_checkpoints([p.key for p, o in final if o.ok])
         for pending, outcome in final:
             result = self._result(pending, outcome)
             self.results[pending.index] = result
@@ -573,11 +573,6 @@ class Driver:
         queue.append(pending.again())
         return True
 
-    def _delete_checkpoints(self, keys: list[str]) -> None:
-        """Remove the checkpoints of experiments whose result is now stored."""
-        if keys:
-            self.store.delete_checkpoints(keys)
-
     # -- experiments other drivers hold ------------------------------------------------------
     def _follow_elsewhere(self, queue: deque[Pending]) -> None:
         """Read what other drivers stored for this grid; run here what a dead one held."""
@@ -623,7 +618,6 @@ class Driver:
                 result.error = rebuild_failure(pending, outcome)
                 self.failures.append(result.error)
             self.results[pending.index] = result
-            self.landed += 1
             if self.display is not None:
                 self.display.landed(status == "done")
 

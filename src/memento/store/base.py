@@ -174,7 +174,7 @@ class BaseStore(ABC):
     def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
         """Store finished experiments (replacing earlier results of their keys), take them
         off the in-flight list and drop their leases held by the outcome's ``run_id``, in one
-        transaction."""
+        transaction; the checkpoints of those done are removed once it committed."""
 
     # -- leases (memento.store.leases) -----------------------------------------------------
     @abstractmethod

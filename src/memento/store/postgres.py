@@ -153,8 +153,6 @@ class PostgresStore(Connected, BaseStore):
         self.readonly = readonly
         #: Read-only, on a database without the memento tables: reads as an empty store.
         self._no_schema = False
-        #: The keys whose checkpoints the last write_outcomes removed (see there).
-        self._cleared: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -285,9 +283,8 @@ class PostgresStore(Connected, BaseStore):
         keys = [row[0] for row in rows]
         run_ids = [row[RESULT_COLUMNS.index("run_id")] for row in rows]
         columns = [c for c in RESULT_COLUMNS if c != "updated"]
-        # The checkpoints of the experiments done go in the same transaction as their results
-        # (the driver's delete_checkpoints, which follows, then costs no round trip): as safe
-        # as after it, since a checkpoint is gone only once its result is stored.
+        # The checkpoints of the experiments done go in the same transaction as their results:
+        # a checkpoint is gone only once its result is stored.
         done = [row[0] for row in rows if row[2] == "done"]
         self._check_writable()
         self._send_bound(
@@ -300,7 +297,6 @@ class PostgresStore(Connected, BaseStore):
             ),
             ("DELETE FROM checkpoints WHERE key = ANY(%s)", [done]),
         )
-        self._cleared = set(done)  # for the call that follows only
 
     def claim(
         self,
@@ -412,10 +408,8 @@ class PostgresStore(Connected, BaseStore):
         return self._write(("DELETE FROM results WHERE key = ANY(%s)", [list(keys)]))
 
     def delete_checkpoints(self, keys: Sequence[str]) -> None:
-        left = [key for key in keys if key not in self._cleared]
-        self._cleared.difference_update(keys)
-        if left:
-            self._write(("DELETE FROM checkpoints WHERE key = ANY(%s)", [left]))
+        if keys:
+            self._write(("DELETE FROM checkpoints WHERE key = ANY(%s)", [list(keys)]))
 
     # -- read-side queries -----------------------------------------------------------------
     def rows(

@@ -77,19 +77,23 @@ def read_legacy_store(path: Path) -> tuple[list[tuple[bytes, str]], int]:
     return rows, count
 
 
+def by_keys(
+    conn: sqlite3.Connection, sql: str, keys: Sequence[str], first: Sequence[Any] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` (its ``{}`` is where the ``?`` of a chunk of keys go, after the
+    parameters ``first``), run over ``keys`` in chunks of :data:`CHUNK`."""
+    for start in range(0, len(keys), CHUNK):
+        chunk = list(keys[start : start + CHUNK])
+        yield from conn.execute(sql.format(",".join("?" * len(chunk))), [*first, *chunk])
+
+
 # -- leases ----------------------------------------------------------------------------------
 def leases(conn: sqlite3.Connection, keys: Sequence[str] | None = None) -> dict[str, Lease]:
     """The leases on ``keys`` (all, when ``None``): key -> :class:`Lease`."""
     select = f"SELECT {', '.join(LEASE_COLUMNS)} FROM leases"
     if keys is None:
         return {row[0]: lease_of(row) for row in conn.execute(select + " ORDER BY claimed")}
-    found: dict[str, Lease] = {}
-    for start in range(0, len(keys), CHUNK):
-        chunk = list(keys[start : start + CHUNK])
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(f"{select} WHERE key IN ({marks})", chunk):
-            found[row[0]] = lease_of(row)
-    return found
+    return {row[0]: lease_of(row) for row in by_keys(conn, select + " WHERE key IN ({})", keys)}
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -109,11 +113,8 @@ def lookup(
                 if row[0] in wanted:
                     found[row[0]] = row[1:]
             return found
-    for start in range(0, len(keys), CHUNK):
-        chunk = keys[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {cols} FROM results WHERE key IN ({marks})", chunk):
-            found[row[0]] = row[1:]
+    for row in by_keys(conn, f"SELECT {cols} FROM results WHERE key IN ({{}})", keys):
+        found[row[0]] = row[1:]
     return found
 
 
@@ -154,16 +155,8 @@ def result_states(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
 
 
 def find_jobs(conn: sqlite3.Connection, executor: str, keys: Sequence[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for start in range(0, len(keys), CHUNK):
-        chunk = list(keys[start : start + CHUNK])
-        marks = ",".join("?" * len(chunk))
-        for key, job_id in conn.execute(
-            f"SELECT key, job_id FROM jobs WHERE executor = ? AND key IN ({marks})",
-            [executor, *chunk],
-        ):
-            found[key] = job_id
-    return found
+    sql = "SELECT key, job_id FROM jobs WHERE executor = ? AND key IN ({})"
+    return dict(by_keys(conn, sql, keys, first=(executor,)))
 
 
 # -- what status shows -----------------------------------------------------------------------

@@ -390,7 +390,9 @@ class SQLiteStore(BaseStore):
 
     # -- writes ----------------------------------------------------------------------------
     def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
-        """Store outcomes in one transaction; large values go to atomic side files first."""
+        """Store outcomes in one transaction; large values go to atomic side files first;
+        then remove the checkpoints of those done."""
+        outcomes = list(outcomes)
         now = time.time()
         rows = []
         keys = []
@@ -446,6 +448,8 @@ class SQLiteStore(BaseStore):
             )
             conn.executemany("DELETE FROM running WHERE key = ?", keys)
             conn.executemany("DELETE FROM leases WHERE key = ? AND run_id = ?", leases)
+        # After the commit: a checkpoint is gone only once its result is stored.
+        self.delete_checkpoints([o.key for o in outcomes if o.status == "done"])
 
     # -- leases ----------------------------------------------------------------------------
     def claim(
@@ -458,7 +462,6 @@ class SQLiteStore(BaseStore):
         limit: int | None = None,
     ) -> Claim:
         conn = self.conn
-        claim = Claim()
         # BEGIN IMMEDIATE: one claimer at a time, so two never both see a key as free.
         with transaction(conn):
             now = time.time()
