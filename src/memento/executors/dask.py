@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -204,20 +203,20 @@ class DaskExecutor(Executor):
         nthreads = client.nthreads()
         if not nthreads and cluster is not None:
             nthreads = self._wait_for_first_worker(client, cluster)
-        if workspace.directory is None:
-            pass  # a server store: checkpoints and values live in its database
-        elif not nthreads:
-            logger.warning(
-                "The Dask cluster has no workers yet: jobs wait for one, and whether workers "
-                "can reach %s could not be checked",
-                workspace.directory,
-            )
-        elif self.check_directory:
-            check_shared_directory(
-                workspace.directory,
-                lambda fn, *args: client.run(fn, *args, on_error="return"),
-                "Dask",
-            )
+        # (A server store keeps checkpoints and values in its database: nothing to check.)
+        if workspace.directory is not None:
+            if not nthreads:
+                logger.warning(
+                    "The Dask cluster has no workers yet: jobs wait for one, and whether "
+                    "workers can reach %s could not be checked",
+                    workspace.directory,
+                )
+            elif self.check_directory:
+                check_shared_directory(
+                    workspace.directory,
+                    lambda fn, *args: client.run(fn, *args, on_error="return"),
+                    "Dask",
+                )
         self.max_workers = self._max_workers or _capacity(cluster, nthreads)
 
     def _wait_for_first_worker(self, client: Any, cluster: Any) -> dict[str, int]:
@@ -232,17 +231,16 @@ class DaskExecutor(Executor):
                 "(dask-jobqueue; cluster.scale(N) elsewhere) or cluster.adapt(...) before the run"
             )
         logger.info("Waiting for the first worker of the %s", name)
-        deadline = None if self.worker_timeout is None else time.monotonic() + self.worker_timeout
-        while not (nthreads := client.nthreads()):
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"No worker of the {name} joined within {self.worker_timeout:g} s: its "
-                    "jobs may still wait in the queue (raise DaskExecutor(worker_timeout=...), "
-                    "or None to wait), or fail at start (see the batch system's job logs, "
-                    "e.g. the cluster's log_directory)"
-                )
-            time.sleep(0.5)
-        return dict(nthreads)
+        try:
+            client.wait_for_workers(1, timeout=self.worker_timeout)
+        except TimeoutError:  # distributed's WorkerStartTimeoutError is one
+            raise TimeoutError(
+                f"No worker of the {name} joined within {self.worker_timeout:g} s: its "
+                "jobs may still wait in the queue (raise DaskExecutor(worker_timeout=...), "
+                "or None to wait), or fail at start (see the batch system's job logs, "
+                "e.g. the cluster's log_directory)"
+            ) from None
+        return dict(client.nthreads())
 
     def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
         label = job.tasks[0].key[:12] if job.tasks else "job"

@@ -114,7 +114,7 @@ def aggregate(
     values = _value_columns(present, set(param_column.values()), ok, columns)
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for record in records:
-        groups.setdefault(tuple(_label(record.get(c)) for c in grouped), []).append(record)
+        groups.setdefault(tuple(group_label(record.get(c)) for c in grouped), []).append(record)
     data: dict[tuple[str, str], list[Any]] = {}
     for column in values:
         label = f"inner.{column}" if column == FAILED else column
@@ -195,7 +195,7 @@ def _stats(members: Sequence[Mapping[str, Any]], column: str) -> tuple[float, fl
     return statistics.mean(values), std, len(values)
 
 
-def _label(value: Any) -> Any:
+def group_label(value: Any) -> Any:
     """A parameter value as a group label: lists, dicts and sets by their text, which is
     hashable and keeps pandas from reading a tuple as several index levels."""
     if isinstance(value, (list, tuple, dict, set)):
@@ -211,4 +211,4 @@ def _index(pd: Any, keys: list[tuple[Any, ...]], names: list[str]) -> Any:
     return pd.MultiIndex.from_tuples(keys, names=names)
 
 
-__all__ = ["FAILED", "RUN_COLUMNS", "STATS", "aggregate"]
+__all__ = ["FAILED", "RUN_COLUMNS", "STATS", "aggregate", "group_label"]

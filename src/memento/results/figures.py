@@ -36,8 +36,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from memento._util.tables import MetricTable
+from memento._util.tables import MetricTable, plain_number
 from memento._util.text import display_value, plain_value
+from memento.results.aggregate import group_label
 
 #: Distinguishable colours (Tableau 10 and two more); beyond them lines cycle with dashes.
 PALETTE = (
@@ -207,14 +208,17 @@ def group_records(
     ``None``."""
     if by is None:
         return [("all", list(records))] if records else []
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    order: dict[str, tuple[int, float, tuple[tuple[int, str], ...]]] = {}
+    # Grouped by the value itself (1, 1.0 and "1", or 0.1 and 0.1000001, stay apart), shown
+    # by its text.
+    groups: dict[Any, tuple[str, list[Mapping[str, Any]]]] = {}
+    order: dict[Any, tuple[int, float, tuple[tuple[int, str], ...]]] = {}
     for r in records:
         value = r["params"].get(by)
+        group = (type(value).__name__, group_label(value))
         label = value_text(value)
-        groups.setdefault(label, []).append(r)
-        order[label] = (0, float(value), ()) if _is_number(value) else (1, 0.0, _natural(label))
-    return sorted(groups.items(), key=lambda item: order[item[0]])
+        groups.setdefault(group, (label, []))[1].append(r)
+        order[group] = (0, float(value), ()) if _is_number(value) else (1, 0.0, _natural(label))
+    return [groups[g] for g in sorted(groups, key=lambda g: order[g])]
 
 
 def _natural(text: str) -> tuple[tuple[int, str], ...]:
@@ -343,8 +347,12 @@ def _single_lines(
     """One line per config, labelled by the parameters that differ; when ``name=value``
     labels would not fit a legend entry, by the values alone, and the names are returned
     (for the caption) so that a cut never hides the value that tells two lines apart."""
-    drawn = [r for r in records if curve_points(r["series"].get(name) or [])[0] == kind]
-    drawn = [r for r in drawn if curve_points(r["series"].get(name) or [])[1]]
+    drawn, curves = [], []
+    for r in records:
+        curve_kind, points = curve_points(r["series"].get(name) or [])
+        if curve_kind == kind and points:
+            drawn.append(r)
+            curves.append(points)
     varying = _varying(drawn)
     labels = [varying_label(r, varying) for r in drawn]
     names: list[str] = []
@@ -352,8 +360,8 @@ def _single_lines(
         names = varying
         labels = [", ".join(value_text(r["params"].get(p)) for p in varying) for r in drawn]
     lines = []
-    for i, (r, label) in enumerate(zip(drawn, labels)):
-        xs, ys = _thin(curve_points(r["series"][name])[1])
+    for i, (points, label) in enumerate(zip(curves, labels)):
+        xs, ys = _thin(points)
         zeros, ones = (0.0,) * len(xs), (1,) * len(xs)
         lines.append(Line(label, xs, ys, zeros, ones, 1, i))
     return lines, names
@@ -489,13 +497,8 @@ def _rows(table: Any) -> list[list[Any]]:
 def _values(record: Mapping[str, Any]) -> dict[str, Any]:
     inner = record.get("inner")
     if isinstance(inner, dict):
-        return {str(k): _number(v) for k, v in inner.items()}
+        return {str(k): plain_number(v) for k, v in inner.items()}
     return {"value": inner} if _is_number(inner) else {}
-
-
-def _number(value: Any) -> Any:
-    item = getattr(value, "item", None)  # numpy scalars
-    return item() if callable(item) and getattr(value, "shape", None) == () else value
 
 
 def _is_number(value: Any) -> bool:

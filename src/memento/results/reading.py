@@ -493,7 +493,7 @@ def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
         )
     runs = [RunInfo(*row) for row in store.runs(limit=recent_runs)]
     active = [RunInfo(*row) for row in store.runs(running_only=True)]
-    holders = lease_holders(store)
+    holders = lease_holders(store, began={r["key"] for r in running})
     return StoreSummary(
         path=store.name,
         counts=[counts[name] for name in sorted(counts)],
@@ -508,16 +508,18 @@ def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
     )
 
 
-def lease_holders(store: BaseStore) -> list[dict[str, Any]]:
+def lease_holders(store: BaseStore, began: set[str] | None = None) -> list[dict[str, Any]]:
     """Who holds experiments of the store (memento.store.leases), most first: ``holder``
     (``host:pid``), ``run_id``, ``host``, ``pid``, ``count`` (claimed), ``running`` (of
     those, begun), ``expires_in`` (seconds, store clock) and ``alive`` (``False`` once the
-    lease may be taken over: expired, or its process gone on this host)."""
+    lease may be taken over: expired, or its process gone on this host). ``began``: the keys
+    in flight, when the caller read them already."""
     leases = store.leases()
     if not leases:
         return []
     now = store.now()
-    began = {row[0] for row in store.in_flight()}
+    if began is None:
+        began = {row[0] for row in store.in_flight()}
     groups: dict[str, dict[str, Any]] = {}
     for lease in leases.values():
         group = groups.setdefault(

@@ -17,6 +17,7 @@ Leases (:mod:`memento.store.leases`) let several drivers share one grid: :meth:`
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,27 @@ RESULT_COLUMNS = (
     "updated",
     "output",
 )
+
+
+#: The ``runs`` columns :meth:`BaseStore.runs` gives, in its order.
+RUN_COLUMNS = ("run_id", "experiment", "host", "pid", "started", "finished", "state", "total",
+               "done", "failed")  # fmt: skip
+
+
+def metrics_json(metrics: dict[str, list[tuple[Any, Any]]]) -> str | None:
+    """A result's metrics as the ``metrics`` column keeps them (JSON; ``None`` for none)."""
+    if not metrics:
+        return None
+    return json.dumps({k: [list(p) for p in v] for k, v in metrics.items()}, default=repr)
+
+
+def result_record(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """A ``results`` row (``columns``) as :meth:`BaseStore.rows` gives it: ``params`` and
+    ``metrics`` decoded from JSON."""
+    record = dict(zip(columns, row))
+    record["params"] = json.loads(record["params"])
+    record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
+    return record
 
 
 @dataclass
@@ -298,4 +320,13 @@ class BaseStore(ABC):
         """When anything was last written (epoch seconds); ``None`` for an empty store."""
 
 
-__all__ = ["RESULT_COLUMNS", "BaseStore", "Claim", "Lease", "StoredOutcome"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "RUN_COLUMNS",
+    "BaseStore",
+    "Claim",
+    "Lease",
+    "StoredOutcome",
+    "metrics_json",
+    "result_record",
+]

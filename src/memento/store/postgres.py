@@ -23,22 +23,27 @@ never appears in a message, a ``repr`` or a log.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import pickle
 import re
 import socket
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memento._util.checkpoint_format import unpack_checkpoint
 from memento.exceptions import StoreError
-from memento.store.backends import redact
-from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome
+from memento.store.base import (
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    BaseStore,
+    StoredOutcome,
+    metrics_json,
+    result_record,
+)
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_of, lease_row
-from memento.store.pg_connection import Connected, Row, Sql, connect, driver, message
+from memento.store.pg_connection import Connected, Row, Sql, driver, message
 from memento.store.safe_pickle import load_plain
 from memento.store.sqlite import SCHEMA_VERSION, STORE_FORMAT
 
@@ -92,7 +97,7 @@ CREATE TABLE leases (
 CREATE INDEX leases_by_run ON leases (run_id)
 """
 
-_RUN_COLUMNS = "run_id, experiment, host, pid, started, finished, state, total, done, failed"
+_RUN_COLUMNS = ", ".join(RUN_COLUMNS)
 #: What a claim reads, after taking the lock, in one statement (so one snapshot): the clock,
 #: one row without a key; then the stored result and the lease of each key that has either.
 _CLAIM_READ = (
@@ -153,10 +158,6 @@ class PostgresStore(Connected, BaseStore):
         self.readonly = readonly
         #: Read-only, on a database without the memento tables: reads as an empty store.
         self._no_schema = False
-
-    @property
-    def name(self) -> str:
-        return redact(self.url)
 
     @property
     def directory(self) -> Path | None:
@@ -430,7 +431,7 @@ class PostgresStore(Connected, BaseStore):
         found = self._fetch(
             f"SELECT {', '.join(columns)} FROM results{where} ORDER BY seq", list(given.values())
         )
-        return _records(columns, found)
+        return (result_record(columns, row) for row in found)
 
     def result_states(self) -> Iterator[Row]:
         return iter(
@@ -487,24 +488,6 @@ class PostgresCheckpoints(Connected):
     written in one statement (a reader sees the old checkpoint or the new one). Picklable:
     it travels to the worker without its connection."""
 
-    def _connection(self) -> psycopg.Connection[Row]:
-        # One connection per process for every provider of this URL (a worker builds one per
-        # experiment); each use is one statement, which psycopg runs one thread at a time.
-        with _SHARED_LOCK:
-            pid, conn = _SHARED.get(self.url, (0, None))
-            if conn is None or pid != os.getpid() or conn.closed:
-                conn = connect(self.url, readonly=False)
-                _SHARED[self.url] = (os.getpid(), conn)
-            return conn
-
-    def _recover(self, conn: psycopg.Connection[Row]) -> None:
-        with _SHARED_LOCK:
-            if conn.broken or conn.closed:
-                _SHARED.pop(self.url, None)
-
-    def close(self) -> None:
-        """Nothing to do: the connection is shared by the process's providers."""
-
     def get(self, key: str) -> Any:
         """The state checkpointed under ``key``; ``KeyError`` when there is none."""
         return unpack_checkpoint(self.get_saved(key)).state
@@ -538,13 +521,12 @@ class PostgresCheckpoints(Connected):
         return f"PostgresCheckpoints({self.name!r})"
 
 
-_SHARED: dict[str, tuple[int, psycopg.Connection[Row]]] = {}
-_SHARED_LOCK = threading.Lock()
-
-
+@functools.cache
 def checkpoints(url: str) -> PostgresCheckpoints:
     """A worker's checkpoint provider for the store at ``url``
-    (:func:`memento.store.backends.open_checkpoints` calls this)."""
+    (:func:`memento.store.backends.open_checkpoints` calls this): one per process and URL,
+    so a worker's experiments share its one connection (a child after ``fork`` connects
+    anew, see :class:`~memento.store.pg_connection.Connected`)."""
     return PostgresCheckpoints(url)
 
 
@@ -558,23 +540,9 @@ def _result_row(o: StoredOutcome) -> tuple[Any, ...]:
     """``o`` as the ``results`` columns but ``updated`` (the server's clock fills it)."""
     values = {
         **{c: getattr(o, c, None) for c in RESULT_COLUMNS},
-        "metrics": _metrics_json(o.metrics),
+        "metrics": metrics_json(o.metrics),
     }
     return tuple(values[c] for c in RESULT_COLUMNS if c != "updated")
-
-
-def _metrics_json(metrics: dict[str, list[tuple[Any, Any]]]) -> str | None:
-    if not metrics:
-        return None
-    return json.dumps({k: [list(p) for p in v] for k, v in metrics.items()}, default=repr)
-
-
-def _records(columns: Sequence[str], found: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
-    for row in found:
-        record = dict(zip(columns, row))
-        record["params"] = json.loads(record["params"])
-        record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
-        yield record
 
 
 __all__ = ["PostgresCheckpoints", "PostgresStore", "checkpoints"]

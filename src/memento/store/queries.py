@@ -8,14 +8,13 @@ their only caller outside this module.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from memento.exceptions import StoreError
-from memento.store.base import RESULT_COLUMNS
+from memento.store.base import RESULT_COLUMNS, RUN_COLUMNS, result_record
 from memento.store.connection import connect_readonly
 from memento.store.leases import LEASE_COLUMNS, Lease, lease_of
 
@@ -141,10 +140,7 @@ def rows(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     cursor = conn.execute(f"SELECT {', '.join(columns)} FROM results{where} ORDER BY rowid", args)
     for row in cursor:
-        record = dict(zip(columns, row))
-        record["params"] = json.loads(record["params"])
-        record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
-        yield record
+        yield result_record(columns, row)
 
 
 def result_states(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
@@ -188,7 +184,7 @@ def in_flight(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-_RUN_COLUMNS = "run_id, experiment, host, pid, started, finished, state, total, done, failed"
+_RUN_COLUMNS = ", ".join(RUN_COLUMNS)
 
 
 def runs(conn: sqlite3.Connection, limit: int | None, running_only: bool) -> list[tuple[Any, ...]]:

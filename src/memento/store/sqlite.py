@@ -20,7 +20,6 @@ not even its journal mode changes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -33,7 +32,7 @@ from typing import Any
 
 import memento.store.queries as queries
 from memento.exceptions import LegacyStoreError, StoreError
-from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome
+from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome, metrics_json
 from memento.store.connection import connect_readonly, retry_when_busy, transaction
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_row
 from memento.store.mounts import network_filesystem
@@ -428,7 +427,7 @@ class SQLiteStore(BaseStore):
                     o.cpu_time,
                     o.peak_rss,
                     o.peak_vms,
-                    _metrics_json(o.metrics),
+                    metrics_json(o.metrics),
                     o.progress,
                     o.fingerprint,
                     o.version,
@@ -640,12 +639,6 @@ def _statements_of(table: str) -> list[str]:
     """The statements of _SCHEMA that create ``table`` and its indexes."""
     pattern = re.compile(rf"\b(EXISTS|ON) {table} \(")
     return [st.strip() for st in _SCHEMA.split(";") if pattern.search(st)]
-
-
-def _metrics_json(metrics: dict[str, list[tuple[Any, Any]]]) -> str | None:
-    if not metrics:
-        return None
-    return json.dumps({k: [list(p) for p in v] for k, v in metrics.items()}, default=repr)
 
 
 #: ``Store(path)`` opens an SQLite store, as it always did (see :mod:`memento.store.base`).

@@ -31,7 +31,6 @@ from typing import Any, Literal
 
 from memento._util.text import display_value, format_bytes, format_seconds, truncate
 from memento.results.figures import (
-    LABEL_CHARS,
     CurveFigure,
     Figures,
     FinalFigure,
@@ -54,7 +53,6 @@ from memento.results.reading import (
 from memento.store.backends import open_store, store_location
 
 #: Characters of a legend label shown (the full label is its tooltip).
-LEGEND_CHARS = LABEL_CHARS
 _WIDTH, _HEIGHT = 640, 320
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 16, 44
 
@@ -97,7 +95,7 @@ def write_figures(
 ) -> list[Path]:
     """Write each figure of the report as ``DIRECTORY/<name>.png`` (or ``.svg``), drawn by
     matplotlib (the ``plot`` extra); return the files written."""
-    records, _, _ = _read(store, experiment, load_values, where)
+    records, _, _ = _read(store, experiment, load_values, where, summary=False)
     return save_figures(build_figures(records, by=by, metrics=metrics), directory, fmt)
 
 
@@ -106,15 +104,19 @@ def _read(
     experiment: str | None,
     load_values: bool,
     where: Mapping[str, Any] | None,
-) -> tuple[list[dict[str, Any]], StoreSummary, str]:
+    *,
+    summary: bool = True,
+) -> tuple[list[dict[str, Any]], StoreSummary | None, str]:
+    """The records (filtered by ``where``), the store's summary (when asked for) and the
+    report's title."""
     with open_store(store_location(store), readonly=True) as opened:
         records = read_records(opened, experiment=experiment, load_values=load_values)
-        summary = summarize(opened)
+        summarized = summarize(opened) if summary else None
         # A file's name; a server store's URL without its password.
         title = Path(opened.location).name if opened.directory is not None else opened.name
     if where:
         records = filter_records(records, where)
-    return records, summary, title
+    return records, summarized, title
 
 
 def build_report(
@@ -254,8 +256,7 @@ def _finals_section(figures: Figures) -> str:
 def _groups_section(table: GroupTable) -> str:
     if table.by is None or not table.columns or not table.rows:
         return ""  # one group of everything: the results table says it all
-    first = table.by or "group"
-    heads = [(first, "text"), ("configs", "num")]
+    heads = [(table.by, "text"), ("configs", "num")]
     for c in table.columns:
         heads += [(f"{c} mean", "num"), (f"{c} std", "num")]
     head = "".join(
@@ -409,7 +410,7 @@ def _legend_item(i: int, line: Line) -> str:
         f'<svg class="sw" viewBox="0 0 18 10" aria-hidden="true"><line x1="0" y1="5" x2="18" '
         f'y2="5" stroke="{colour}" stroke-width="3"{dashes}/></svg>'
     )
-    label = short_label(line.label, LEGEND_CHARS)
+    label = short_label(line.label)
     return (
         f'<li data-series="{i}" title="{_e(line.label)} ({line.configs} configs)">{swatch}'
         f"{_e(label)}</li>"
@@ -504,14 +505,6 @@ def _tick_text(value: float) -> str:
 
 
 # -- cells ----------------------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
 def _numeric_column(values: Iterable[Any]) -> bool:
     seen = False
     for v in values:
