@@ -52,7 +52,6 @@ from memento.store.backends import open_store, store_location, url_scheme
 from memento.store.connection import DATABASE_ERRORS
 from memento.store.safe_pickle import StoredValue
 from memento.view.import_legacy import import_legacy_store
-from memento.view.launch import run_command
 from memento.view.report import write_figures, write_report
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -194,7 +193,23 @@ def _cell(value: Any, limit: int = 60) -> str:
 
 
 # -- the group ------------------------------------------------------------------------------------
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The group, with ``memento run`` (:mod:`memento.view.launch`) loaded only when asked
+    for: it brings the driver, the executors and YAML, which ``status``, ``results`` and
+    ``show`` do not need."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "run"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "run":
+            from memento.view.launch import run_command
+
+            return run_command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=__version__, prog_name="memento")
 def cli() -> None:
     """Look into a memento store: what ran, what failed, what is stale, and the results.
@@ -726,9 +741,6 @@ def import_12(
         old, new, experiment, cache_dir=cache_dir, version=experiment_version
     )
     click.echo("\n".join(report.lines()))
-
-
-cli.add_command(run_command, "run")  # memento run TARGET: see memento.view.launch
 
 
 def main(args: Sequence[str] | None = None) -> None:

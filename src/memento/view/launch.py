@@ -40,7 +40,6 @@ from memento._util.text import display_value, truncate
 from memento.exceptions import MementoError, RunInterrupted
 from memento.keys.identity import MAIN_MODULES, module_name
 from memento.matrix.sampling import Distribution, choice, loguniform, randint, uniform
-from memento.matrix.validation import validate_matrix
 from memento.results.reading import config_label
 from memento.results.result import Result, ResultList
 from memento.run.memento import Memento
@@ -548,7 +547,6 @@ def run_command(
         try:
             given = load_matrix(matrix_file) if matrix_file is not None else {}
             matrix = build_matrix(given, overrides, setting_values)
-            validate_matrix(matrix)
             memento = Memento(
                 func,
                 num_workers=workers,
@@ -621,12 +619,14 @@ def _run(
 
 def _report(results: ResultList, store: str | None) -> None:
     """The results table (one row per config), then a summary; exit status 1 on failures."""
-    names = list(dict.fromkeys(n for r in results for n in r.config.asdict()))
-    rows = [[*(_cell(r.config.asdict().get(n)) for n in names), *_outcome(r)] for r in results]
-    for line in _table([*names, "status", "value"], rows[:TABLE_LIMIT]):
+    shown = results[:TABLE_LIMIT]
+    params = [r.config.asdict() for r in shown]
+    names = list(dict.fromkeys(n for p in params for n in p))
+    rows = [[*(_cell(p.get(n)) for n in names), *_outcome(r)] for p, r in zip(params, shown)]
+    for line in _table([*names, "status", "value"], rows):
         click.echo(line)
-    if len(rows) > TABLE_LIMIT:
-        click.echo(f"... and {len(rows) - TABLE_LIMIT} more (memento results)")
+    if len(results) > TABLE_LIMIT:
+        click.echo(f"... and {len(results) - TABLE_LIMIT} more (memento results)")
     failed = [r for r in results if not r.ok]
     cached = sum(1 for r in results if r.was_cached)
     click.echo(
