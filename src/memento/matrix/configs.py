@@ -246,8 +246,7 @@ class Configurations(Sequence[Config]):
         self._extras = tuple(extras)
         self._sizes = tuple(len(v) for v in self._values)
         # No parameters at all: one empty config, as itertools.product() gives (and 1.2),
-        # unless `include` entries are given, which are then the configs.
-        includes_only = includes_only or (not self._names and bool(extras))
+        # unless `include` entries are given, which are then the configs (the caller says).
         self._product_size = 0 if includes_only else math.prod(self._sizes)
         self._kept = None  # flat indices surviving `exclude`, built once
         return self
