@@ -122,12 +122,18 @@ class Connected:
     def _cursor(self) -> Iterator[psycopg.Cursor[Row]]:
         """A cursor; psycopg's errors become :class:`StoreError`, and a transaction an error
         left open is rolled back."""
+        with self._guarded() as conn, conn.cursor() as cursor:
+            yield cursor
+
+    @contextmanager
+    def _guarded(self) -> Iterator[psycopg.Connection[Row]]:
+        """The connection, one use at a time; after an error it is recovered (see
+        :meth:`_recover`) and psycopg's errors become :class:`StoreError`."""
         pg = driver()
         with self._lock:
             conn = self._connection()
             try:
-                with conn.cursor() as cursor:
-                    yield cursor
+                yield conn
             except BaseException as exc:
                 self._recover(conn)
                 if isinstance(exc, pg.Error):
@@ -157,18 +163,14 @@ class Connected:
         """Run ``statements`` as one transaction in one round trip (a pipeline), each with
         its parameters bound by the server: for large writes, whose values would cost much to
         quote into the text of one message."""
-        pg = driver()
-        with self._lock:
-            conn = self._connection()
-            try:
-                with conn.pipeline(), conn.transaction(), pg.Cursor(conn) as cursor:
-                    for text, args in statements:
-                        cursor.execute(text, args)
-            except BaseException as exc:
-                self._recover(conn)
-                if isinstance(exc, pg.Error):
-                    self._fail(exc)
-                raise
+        with (
+            self._guarded() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            driver().Cursor(conn) as cursor,
+        ):
+            for text, args in statements:
+                cursor.execute(text, args)
 
     def _fail(self, exc: BaseException) -> NoReturn:
         raise StoreError(f"PostgreSQL store {self.name}: {one_line(self.url, exc)}") from None
