@@ -31,6 +31,7 @@ _EXPORTS = {
     "uniform": "memento.matrix.sampling",
     "randint": "memento.matrix.sampling",
     "choice": "memento.matrix.sampling",
+    "register_format": "memento.store.values",
     "Context": "memento.worker.context",
     "Result": "memento.results.result",
     "ResultList": "memento.results.result",
@@ -134,4 +135,5 @@ if TYPE_CHECKING:
     from memento.results.reading import open_results
     from memento.results.result import MemoryUsage, MetricTable, Result, ResultList
     from memento.run.memento import Memento
+    from memento.store.values import register_format
     from memento.worker.context import Context

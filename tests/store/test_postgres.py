@@ -104,7 +104,7 @@ def test_a_newer_schema_is_refused(postgres_database: str) -> None:
 
 def test_the_schema_is_the_sqlite_stores(postgres_database: str) -> None:
     pg.PostgresStore(postgres_database).open().close()
-    expected = {"meta", "results", "runs", "running", "checkpoints", "jobs", "leases"}
+    expected = {"meta", "results", "runs", "running", "checkpoints", "jobs", "leases", "provenance"}
     assert tables_of(postgres_database) == expected
     with psycopg.connect(postgres_database) as conn:
         meta: dict[str, str] = dict(conn.execute("SELECT name, value FROM meta").fetchall())

@@ -35,7 +35,6 @@ INTERFACE = {
     "close",
     "directory",
     "lookup",
-    "load_value",
     "write_outcomes",
     "mark_running",
     "start_run",
@@ -58,7 +57,12 @@ INTERFACE = {
     "heartbeat",
     "release",
     "leases",
+    # provenance of each run (issue 13); values are decoded by BaseStore.load_value itself
+    "record_provenance",
+    "provenance",
 }
+#: What a file store gives beyond the interface, forwarded too: where its side files are.
+FILE_STORE = {"value_path"}
 
 
 def test_the_interface_lists_every_method_a_backend_must_give() -> None:
@@ -106,7 +110,7 @@ def _interface_only_class() -> type[BaseStore]:
         opened.append(self)
 
     namespace: dict[str, Any] = {"__init__": __init__}
-    for name in INTERFACE - {"directory"}:
+    for name in (INTERFACE | FILE_STORE) - {"directory"}:
         namespace[name] = _forward(name)
     namespace["directory"] = property(lambda self: self.inner.directory)
     return type("InterfaceOnlyStore", (BaseStore,), namespace)

@@ -40,6 +40,7 @@ from memento.notifications.base import (
     NotificationDispatcher,
     NotificationProvider,
 )
+from memento.store.values import decode
 from memento.worker.errors import attach, describe_error, rebuild_error
 from memento.worker.output import output_router
 from memento.worker.wire import FunctionRef, Job, Task
@@ -272,8 +273,6 @@ class TaskManager:
         notifier: Any,
     ) -> None:
         """Put one finished task's value or error in place and notify about it."""
-        import cloudpickle
-
         try:
             (outcome,) = executor.result(future)  # or WorkerDied, ExperimentTimeout
         except (KeyboardInterrupt, SystemExit):
@@ -288,7 +287,7 @@ class TaskManager:
             error_type, message = outcome.error_type or "", outcome.error_message or ""
             if outcome.ok:
                 try:
-                    results[task.index] = cloudpickle.loads(outcome.value)  # type: ignore[arg-type]
+                    results[task.index] = decode(outcome.value_format, outcome.value)
                 except Exception as exc:
                     error = exc
                     error_type, message, text, _ = describe_error(exc)

@@ -30,6 +30,8 @@ LOAD_COLUMNS = (
     "fingerprint",
     "value",
     "value_file",
+    "value_format",
+    "value_info",
     "start_time",
     "runtime",
     "cpu_time",
@@ -38,6 +40,8 @@ LOAD_COLUMNS = (
     "metrics",
     "attempts",
     "host",
+    "run_id",
+    "output_dir",
 )
 _PLAN_COLUMNS = LOAD_COLUMNS[:2]
 

@@ -29,6 +29,7 @@ from memento._util.text import display_value, is_scalar_dict
 from memento.exceptions import StoreError
 from memento.keys.fingerprint import is_stale
 from memento.results.aggregate import aggregate
+from memento.results.export import with_provenance, write_parquet
 from memento.results.plotting import plot_records
 from memento.store.backends import open_store, store_location
 from memento.store.base import BaseStore
@@ -78,6 +79,14 @@ class StoredResults(list[dict[str, Any]]):
         pd = require_pandas("StoredResults.to_dataframe()")
         records = self.to_records()
         return pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_records` to ``path`` as a Parquet file, one typed column each, then
+        the provenance columns when records carry one (needs the ``parquet`` extra: ``pip
+        install 'memento-grid[parquet]'``); return the path. See :mod:`memento.results.export`.
+        """
+        write_parquet(self.to_records(), path, purpose="StoredResults.to_parquet()")
+        return Path(path)
 
     def aggregate(self, by: Sequence[str] | str, *, columns: Sequence[str] | None = None) -> Any:
         """Mean, std and count of the return value's columns and of each metric's last value,
@@ -178,9 +187,11 @@ def read_records(
         raise
     except Exception as exc:  # a database error, bad JSON: the file is damaged
         raise StoreError(f"{store.name} cannot be read as a memento store ({exc})") from None
+    run_ids = sorted({row["run_id"] for row in rows if row["run_id"]})
+    provenance = store.provenance(run_ids) if run_ids else {}
     records = []
     for row in rows:
-        record = _record(store, row, latest_prints, load_values)
+        record = _record(store, row, latest_prints, load_values, provenance)
         if status == "stale" and not record["stale"]:
             continue
         records.append(record)
@@ -188,7 +199,11 @@ def read_records(
 
 
 def _record(
-    store: BaseStore, row: dict[str, Any], latest_prints: dict[str, str], load_values: bool
+    store: BaseStore,
+    row: dict[str, Any],
+    latest_prints: dict[str, str],
+    load_values: bool,
+    provenance: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     series = row["metrics"] if isinstance(row["metrics"], dict) else {}
     latest = latest_prints.get(row["experiment"])
@@ -196,17 +211,22 @@ def _record(
     inner, note = None, None
     if row["status"] == "done":
         try:
-            inner = store.load_value(row["value"], row["value_file"], plain_only=not load_values)
+            inner = store.load_value(
+                row["value"],
+                row["value_file"],
+                row.get("value_format"),
+                row.get("value_info"),
+                plain_only=not load_values,
+            )
             if isinstance(inner, StoredValue):
                 note = (
                     f"{inner!r} not loaded: loading it runs code from the store; if you trust "
                     "it, pass load_values=True (memento ... --load-values)"
                 )
         except Exception as exc:  # a StoreError too: a value file outside the store
-            note = (
-                f"the return value could not be loaded ({type(exc).__name__}: {exc}); load it "
-                "where the experiment's code can be imported"
-            )
+            note = f"the return value could not be loaded ({type(exc).__name__}: {exc})"
+            if row.get("value_format") in (None, "pickle"):
+                note += "; load it where the experiment's code can be imported"
     error = None
     if row["status"] == "failed":
         error = f"{row['error_type'] or 'Exception'}: {row['error_message'] or ''}".rstrip(": ")
@@ -232,6 +252,10 @@ def _record(
         "series": series,
         "inner": inner,
         "note": note,
+        "value_format": row.get("value_format") or ("pickle" if row["status"] == "done" else None),
+        "value_info": row.get("value_info"),
+        "output_dir": row.get("output_dir"),
+        "provenance": provenance.get(row["run_id"] or ""),
         "fingerprint": fingerprint,
         "version": row["version"],
         "run_id": row["run_id"],
@@ -348,7 +372,9 @@ def parse_where(items: Iterable[str]) -> dict[str, Text]:
 def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Records as flat dicts with the same columns: parameters, the return value (a dict of
     scalars returned by every successful experiment becomes one column per key), status,
-    stale, timing, attempts, error, ``metric.<name>``, ``key``, ``experiment``, ``note``."""
+    stale, timing, attempts, error, ``metric.<name>``, ``key``, ``experiment``, ``note``;
+    then, when results carry their run's provenance, ``git_commit``, ``dirty``, ``python``,
+    ``platform`` and ``command`` (:func:`memento.results.export.with_provenance`)."""
     records = list(records)
     done = [r["inner"] for r in records if r["status"] == "done" and r["note"] is None]
     expand = bool(done) and all(is_scalar_dict(v) for v in done)
@@ -384,7 +410,7 @@ def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         row["experiment"] = r["experiment"]
         row["note"] = r["note"]
         flat.append(row)
-    return flat
+    return with_provenance(flat, (r.get("provenance") for r in records))
 
 
 # -- the store as a whole (for `memento status`) ------------------------------------------------ -

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from memento._util.tables import (
@@ -18,6 +20,7 @@ from memento._util.tables import (
 from memento._util.text import display_value, is_scalar_dict, plain_value
 from memento.matrix.configs import Config
 from memento.results.aggregate import aggregate
+from memento.results.export import with_provenance, write_parquet
 from memento.results.figures import result_records
 from memento.results.plotting import plot_records
 
@@ -83,6 +86,8 @@ class Result:
         error: BaseException | None = None,
         attempts: int = 1,
         host: str = "",
+        run_id: str = "",
+        output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config
         self.inner = inner
@@ -96,6 +101,13 @@ class Result:
         self.error = error
         self.attempts = attempts
         self.host = host
+        #: The run that computed it (its provenance: :attr:`provenance`).
+        self.run_id = run_id
+        #: The experiment's own folder (``context.output_dir``), when it wrote one.
+        self.output_dir = Path(output_dir) if output_dir else None
+        #: What produced it (git commit, dirty tree, Python, platform, host, command line,
+        #: package versions: :mod:`memento.run.provenance`), when its run recorded it.
+        self.provenance: dict[str, Any] | None = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -130,7 +142,9 @@ class Result:
         if metrics is None:
             metrics = state.pop("_metrics", None)
         state.pop("_metrics_ready", None)
-        self.__dict__.update({"key": "", "error": None, "attempts": 1, "host": ""}, **state)
+        defaults = {"key": "", "error": None, "attempts": 1, "host": "", "run_id": ""}
+        defaults.update(output_dir=None, provenance=None)
+        self.__dict__.update(defaults, **state)
         self.metrics = metrics
 
     @property
@@ -176,7 +190,8 @@ class ResultList(list[Result]):
         column becomes ``inner.<key>``), ``status``, ``was_cached``, ``runtime`` and
         ``cpu_time`` (seconds), ``peak_memory`` (peak RSS, bytes), ``error``
         (``"Type: message"`` or ``None``), ``metric.<name>`` (the last recorded y of each
-        metric) and ``key``.
+        metric) and ``key``; then, when results carry their run's provenance, ``git_commit``,
+        ``dirty``, ``python``, ``platform`` and ``command``.
         """
         successes = [r.inner for r in self if r.ok]
         expand = bool(successes) and all(is_scalar_dict(v) for v in successes)
@@ -184,7 +199,26 @@ class ResultList(list[Result]):
         columns: dict[str, None] = {}
         for record in records:
             columns.update(dict.fromkeys(record))
-        return [{c: record.get(c) for c in columns} for record in records]
+        rows = [{c: record.get(c) for c in columns} for record in records]
+        return with_provenance(rows, (r.provenance for r in self))
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write the results to ``path`` as a Parquet file (needs the ``parquet`` extra);
+        return the path.
+
+        Install it with ``pip install 'memento-grid[parquet]'``. No pandas needed.
+
+        Example::
+
+            Memento(experiment).run(matrix).to_parquet("results.parquet")
+            pyarrow.parquet.read_table("results.parquet").to_pandas()
+
+        The columns are those of :meth:`to_records`, then, when results carry provenance,
+        ``git_commit``, ``dirty``, ``python``, ``platform`` and ``command``; each column has
+        one type (see :mod:`memento.results.export`). The file is replaced atomically.
+        """
+        write_parquet(self.to_records(), path, purpose="ResultList.to_parquet()")
+        return Path(path)
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame with one row per config (needs the ``pandas`` extra).

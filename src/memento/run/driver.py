@@ -41,6 +41,7 @@ from memento.run.outcomes import (
     metric_tables,
     rebuild_failure,
 )
+from memento.run.provenance import Collector
 from memento.run.settings import RunSettings
 from memento.run.stopping import (
     RunInterrupted,
@@ -123,6 +124,8 @@ class Driver:
         self.done = self.failed = self.cached = 0
         #: This run's leases (None when it runs nothing: force_cache).
         self.claims: Claims[Pending] | None = None
+        #: This run's provenance, collected in the background while it runs something.
+        self.provenance: Collector | None = None
         self.failures: list[Any] = []
         self.failed_events: list[Any] = []
         self.runtimes: deque[float] = deque(maxlen=50)
@@ -229,6 +232,7 @@ class Driver:
             stop = exc
         finally:
             try:
+                self._attach_provenance()
                 # Also clears this run's in-flight rows, so `memento status` shows none.
                 if not self.read_only:
                     self.store.finish_run(self.run_id, self.done, self.failed, run_state)
@@ -239,6 +243,22 @@ class Driver:
                 self.notifier.close()
                 self.store.close()
         return stop
+
+    def _attach_provenance(self) -> None:
+        """Store this run's provenance (when it ran something), and give every result its
+        run's. Never fails the run: provenance is a record, not a result."""
+        try:
+            if self.provenance is not None:
+                record = self.provenance.result().as_row()
+                self.store.record_provenance(self.run_id, record)
+            run_ids = sorted({r.run_id for r in self.results if r is not None and r.run_id})
+            found = self.store.provenance(run_ids) if run_ids else {}
+        except Exception as exc:
+            logger.warning("The run's provenance could not be recorded or read: %s", exc)
+            return
+        for result in self.results:
+            if result is not None:
+                result.provenance = found.get(result.run_id)
 
     def _stopped(self, stop: KeyboardInterrupt) -> NoReturn:
         """Say what an interrupted run kept, then leave: exit code 143 for SIGTERM, else a
@@ -286,7 +306,7 @@ class Driver:
                 missing.append(i)
                 continue
             try:
-                inner = self.store.load_value(row[2], row[3])
+                inner = self.store.load_value(*row[2:6])
             except Exception as exc:
                 logger.warning("Stored result %s cannot be loaded (%s); running it again", key, exc)
                 missing.append(i)
@@ -297,7 +317,7 @@ class Driver:
 
     def _cached_result(self, index: int, key: str, row: tuple[Any, ...], inner: Any) -> Result:
         """The result of a stored row (``LOAD_COLUMNS``) whose value loaded as ``inner``."""
-        (_, _, _, _, start, runtime, cpu, rss, vms, metrics, attempts, host) = row
+        (*_, start, runtime, cpu, rss, vms, metrics, attempts, host, run_id, output_dir) = row
         return Result(
             self.plan.configs[index],
             inner,
@@ -310,6 +330,8 @@ class Driver:
             key=key,
             attempts=attempts or 1,
             host=host or "",
+            run_id=run_id or "",
+            output_dir=output_dir,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -321,6 +343,8 @@ class Driver:
             checkpoint_dir=str(self.store.checkpoint_directory or ""),
             checkpoint_mode=self.checkpoint_mode,
             checkpoint_url=self.store.checkpoint_url,
+            side_dir=str(self.store.directory or ""),
+            output_root=self.output_root,
             thread_cpu=ex.measures_thread_cpu,
             reset_memory_peak=ex.own_process,
             pickle_values=not ex.in_process,
@@ -338,7 +362,12 @@ class Driver:
         # safe together). Opened on first use, closed with the run.
         jobs = open_store(self.store.location)
         ex.prepare(Workspace(self.store.directory, jobs))
+        self.provenance = Collector(_source_file(self.settings.func))
         self.checkpoint_mode = self.store.side_file_mode()
+        directory = self.store.directory
+        self.output_root = self.settings.output_dir or (
+            str(directory / "outputs") if directory is not None else ""
+        )
         claims = self.claims = Claims[Pending](
             self.store,
             open_store(self.store.location),
@@ -537,26 +566,15 @@ class Driver:
         return arrived
 
     def _decoded(self, pending: Pending, outcome: Outcome) -> Outcome:
-        """The outcome with its value both pickled (to store) and loaded (to return); a value
-        that cannot be turned into one or the other fails the experiment instead."""
-        if not outcome.ok:
+        """The outcome with its value loaded (to return), from what the worker stored: a
+        value the driver cannot load fails the experiment instead (in-process, the worker
+        hands over the object itself)."""
+        if outcome.modules and self.provenance is not None:
+            self.provenance.add_modules(outcome.modules)
+        if not outcome.ok or self.executor.in_process:
             return outcome
-        if outcome.value is None and self.executor.in_process:
-            import cloudpickle
-
-            try:
-                outcome.value = cloudpickle.dumps(outcome.local_value)
-            except Exception as exc:
-                return infrastructure_outcome(
-                    pending,
-                    TypeError(
-                        f"The experiment returned a {type(outcome.local_value).__qualname__} "
-                        f"that cannot be pickled, so it cannot be stored: {exc}"
-                    ),
-                )
-        elif outcome.value is not None and not self.executor.in_process:
-            return loaded_outcome(pending, outcome)
-        return outcome
+        path = self.store.value_path(outcome.value_file) if outcome.value_file else None
+        return loaded_outcome(pending, outcome, path)
 
     def _retried(self, pending: Pending, outcome: Outcome, queue: deque[Pending]) -> bool:
         """Queue the next attempt of a failed experiment that has attempts left."""
@@ -600,7 +618,7 @@ class Driver:
             load = row[len(_ERROR_COLUMNS) :]
             if status == "done":
                 try:
-                    inner = self.store.load_value(load[2], load[3])
+                    inner = self.store.load_value(*load[2:6])
                 except Exception as exc:
                     logger.warning("Result %s cannot be loaded (%s)", pending.key, exc)
                     continue
@@ -653,6 +671,9 @@ class Driver:
             status="done" if o.ok else "failed",
             params=pending.params,
             value=o.value,
+            value_file=o.value_file,
+            value_format=o.value_format,
+            value_info=o.value_info,
             error_type=o.error_type,
             error_message=o.error_message,
             traceback=o.traceback,
@@ -672,6 +693,7 @@ class Driver:
             version=self.settings.version,
             run_id=self.run_id,
             output=o.output or None,
+            output_dir=o.output_dir,
         )
 
     def _result(self, pending: Pending, o: Outcome) -> Result:
@@ -694,6 +716,8 @@ class Driver:
             error=error,
             attempts=pending.attempt,
             host=o.host,
+            run_id=self.run_id,
+            output_dir=o.output_dir,
         )
 
     # -- live progress -----------------------------------------------------------------------
@@ -756,3 +780,16 @@ class Driver:
             self.started.setdefault(key, time.monotonic())
         if self.display is not None:
             self.display.progress(key, done, total)
+
+
+def _source_file(func: Any) -> str | None:
+    """The file that defines the experiment (its repository is the run's git provenance)."""
+    import inspect
+
+    for candidate in (func, getattr(func, "__func__", None), type(func)):
+        try:
+            if candidate is not None:
+                return inspect.getsourcefile(candidate)
+        except TypeError:
+            continue
+    return None

@@ -68,6 +68,10 @@ class Memento:
         sending heartbeats (a dead or frozen process on another host) may be claimed by
         another driver (default 60; a dead driver on this host is noticed at once). See
         docs/store.md, "Several drivers, one grid".
+    :param output_dir: the directory that holds each experiment's own folder
+        (``context.output_dir``, ``<output_dir>/<key>``). Default: ``outputs/`` in the store's
+        side directory (``<store>.d/outputs``); a server store (PostgreSQL) keeps none unless
+        one is named here (a directory every worker can reach).
     """
 
     def __init__(
@@ -83,8 +87,11 @@ class Memento:
         progress: bool = True,
         on_code_change: Literal["warn", "rerun", "ignore"] = "warn",
         lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
+        output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         positive_int_or_none("num_workers", num_workers)
+        if output_dir is not None and not isinstance(output_dir, (str, os.PathLike)):
+            raise TypeError(f"output_dir must be a path or None, got {output_dir!r}")
         timeout = timeout_or_none(timeout)
         lease = timeout_or_none(lease_timeout, "lease_timeout")
         if lease is None:
@@ -116,6 +123,7 @@ class Memento:
             )
         self.on_code_change = on_code_change
         self.lease_timeout = lease
+        self.output_dir = os.path.abspath(os.fspath(output_dir)) if output_dir else None
         self._matrices: list[dict[str, Any]] = []
 
     # -- planning --------------------------------------------------------------------------
@@ -215,6 +223,7 @@ class Memento:
             progress=self.progress,
             on_code_change=self.on_code_change,
             lease_timeout=self.lease_timeout,
+            output_dir=self.output_dir,
             force_run=force_run,
             force_cache=force_cache,
             notify_on_complete=notify_on_complete,

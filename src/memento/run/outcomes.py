@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 from memento._util.text import params_json
 from memento.matrix.configs import Config
 from memento.results.result import MemoryUsage, MetricTable
+from memento.store.values import decode
 from memento.worker.errors import rebuild_error
 from memento.worker.wire import Outcome
 
@@ -56,21 +58,25 @@ def infrastructure_outcome(pending: Pending, exc: BaseException) -> Outcome:
     )
 
 
-def loaded_outcome(pending: Pending, outcome: Outcome) -> Outcome:
-    """Load a value pickled by a worker; one the driver cannot load fails only its cell.
+def loaded_outcome(pending: Pending, outcome: Outcome, path: Path | None = None) -> Outcome:
+    """Load the value a worker stored (in the outcome, or in the side file ``path``); one the
+    driver cannot load fails only its cell.
 
     Checked before storing, so that a value no later run could read is never stored as done
     (such a row would abort every re-run of the grid).
     """
-    import cloudpickle
-
     try:
-        outcome.local_value = cloudpickle.loads(outcome.value)
+        if path is not None:
+            outcome.local_value = decode(outcome.value_format, path=path, info=outcome.value_info)
+        else:
+            outcome.local_value = decode(
+                outcome.value_format, outcome.value, info=outcome.value_info
+            )
     except Exception as exc:
         return infrastructure_outcome(
             pending,
             TypeError(
-                f"The experiment's return value was pickled in its worker but cannot be "
+                f"The experiment's return value was stored in its worker but cannot be "
                 f"loaded in the driver ({type(exc).__qualname__}: {exc}); return plain data, "
                 f"or types from modules the driver can import too"
             ),

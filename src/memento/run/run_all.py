@@ -372,13 +372,14 @@ def _stored_values(plan: Plan) -> list[Any] | None:
         return []
     try:
         with open_store(plan.store_path, readonly=True) as store:
-            rows = store.lookup(plan.keys, ("status", "value", "value_file"))
+            columns = ("status", "value", "value_file", "value_format", "value_info")
+            rows = store.lookup(plan.keys, columns)
             values = []
             for key in plan.keys:
-                status, value, value_file = rows[key]
+                status, *stored = rows[key]
                 if status != "done":
                     return None
-                values.append(store.load_value(value, value_file))
+                values.append(store.load_value(*stored))
     except Exception as exc:  # an unreadable value: the run would recompute it
         logger.debug("Stored results cannot be read for the dry run: %s", exc)
         return None

@@ -35,6 +35,8 @@ class RunSettings:
     on_code_change: Literal["warn", "rerun", "ignore"] = "warn"
     #: Seconds a claimed experiment stays claimed without a heartbeat (memento.store.leases).
     lease_timeout: float = 60.0
+    #: Where each experiment's output folder goes (``None``: the store's side directory).
+    output_dir: str | None = None
     #: Recompute everything, ignoring stored results.
     force_run: bool = False
     #: Run nothing, write nothing: serve stored results only.

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memento.exceptions import StoreError
 from memento.store.leases import Claim, Lease
+from memento.store.values import decode
 
 #: The ``results`` columns (docs/store.md), in the order :meth:`BaseStore.rows` gives them.
 RESULT_COLUMNS = (
@@ -54,7 +56,30 @@ RESULT_COLUMNS = (
     "run_id",
     "updated",
     "output",
+    "value_format",
+    "value_info",
+    "output_dir",
 )
+
+#: The ``provenance`` columns (docs/store.md): one row per run, what produced its results.
+#: ``command``, ``packages`` and ``gpus`` are JSON text; ``dirty`` is 0/1 (``None``: unknown).
+PROVENANCE_COLUMNS = (
+    "run_id",
+    "recorded",
+    "git_root",
+    "git_commit",
+    "dirty",
+    "diff",
+    "diff_hash",
+    "python",
+    "platform",
+    "host",
+    "command",
+    "packages",
+    "gpus",
+)
+#: The provenance columns kept as JSON text.
+PROVENANCE_JSON = ("command", "packages", "gpus")
 
 
 #: The ``runs`` columns :meth:`BaseStore.runs` gives, in its order.
@@ -75,6 +100,37 @@ def result_record(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     record = dict(zip(columns, row))
     record["params"] = json.loads(record["params"])
     record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else {}
+    info = record.get("value_info")
+    if isinstance(info, str):
+        try:
+            record["value_info"] = json.loads(info)
+        except ValueError:
+            record["value_info"] = None
+    return record
+
+
+def provenance_row(run_id: str, recorded: float, data: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A run's provenance (:meth:`memento.run.provenance.Provenance.as_row`) as the
+    ``provenance`` columns, in order."""
+    values = {**data, "run_id": run_id, "recorded": recorded}
+    dirty = values.get("dirty")
+    values["dirty"] = None if dirty is None else int(bool(dirty))
+    for name in PROVENANCE_JSON:
+        values[name] = json.dumps(values.get(name), sort_keys=True, default=str)
+    return tuple(values.get(c) for c in PROVENANCE_COLUMNS)
+
+
+def provenance_record(row: Sequence[Any]) -> dict[str, Any]:
+    """A ``provenance`` row (:data:`PROVENANCE_COLUMNS`) as a dict, JSON columns decoded."""
+    record = dict(zip(PROVENANCE_COLUMNS, row))
+    for name in PROVENANCE_JSON:
+        text = record.get(name)
+        try:
+            record[name] = json.loads(text) if text else None
+        except ValueError:
+            record[name] = None
+    if record.get("dirty") is not None:
+        record["dirty"] = bool(record["dirty"])
     return record
 
 
@@ -87,7 +143,16 @@ class StoredOutcome:
     status: str
     #: The parameters as JSON text, non-JSON values shown by name.
     params: str
+    #: The value as its format stored it (:mod:`memento.store.values`), or ``None`` when it is
+    #: in ``value_file`` (written by the worker) or there is no value.
     value: bytes | None = None
+    #: A side file the worker already wrote (``values/<key>.<ext>``, relative to the side
+    #: directory); the store writes one itself for a large ``value``.
+    value_file: str | None = None
+    #: How the value is stored (``json``, ``npy``, ``npz``, ``parquet``, ``pickle`` or a
+    #: registered format) and what it is (``{"type": ..., ...}``).
+    value_format: str | None = None
+    value_info: dict[str, Any] | None = None
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
@@ -108,6 +173,8 @@ class StoredOutcome:
     run_id: str = ""
     #: What the experiment printed (stdout and stderr, interleaved; the end of it when long).
     output: str | None = None
+    #: The experiment's output folder (``context.output_dir``), when it made one.
+    output_dir: str | None = None
 
 
 class BaseStore(ABC):
@@ -184,12 +251,40 @@ class BaseStore(ABC):
         """The stored results among ``keys``: key -> the tuple of ``columns`` (names of
         docs/store.md's ``results`` columns). Missing keys are left out."""
 
-    @abstractmethod
+    def value_path(self, value_file: str) -> Path:
+        """The side file a result's ``value_file`` names, checked to be inside the store's
+        side directory (a :class:`~memento.exceptions.StoreError` for a server store)."""
+        raise StoreError(f"{self.name}: a result names a value file ({value_file!r})")
+
     def load_value(
-        self, value: bytes | None, value_file: str | None, *, plain_only: bool = False
+        self,
+        value: bytes | None,
+        value_file: str | None,
+        value_format: str | None = None,
+        value_info: Any = None,
+        *,
+        plain_only: bool = False,
     ) -> Any:
-        """The return value a result's ``value`` and ``value_file`` hold. ``plain_only=True``
-        runs no code from the store (see :mod:`memento.store.safe_pickle`)."""
+        """The return value a result's ``value``, ``value_file``, ``value_format`` and
+        ``value_info`` hold (see :mod:`memento.store.values`). ``plain_only=True`` runs no
+        code from the store: typed values load as usual, a pickle comes back as plain data
+        or a :class:`~memento.store.safe_pickle.StoredValue` (see that module)."""
+        if value_file:
+            path = self.value_path(value_file)
+            return decode(value_format, path=path, info=value_info, trusted=not plain_only)
+        if value is None:
+            return None
+        return decode(value_format, bytes(value), info=value_info, trusted=not plain_only)
+
+    @abstractmethod
+    def record_provenance(self, run_id: str, data: Mapping[str, Any]) -> None:
+        """Keep (or replace) the provenance of ``run_id``
+        (:meth:`memento.run.provenance.Provenance.as_row`)."""
+
+    @abstractmethod
+    def provenance(self, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The provenance of ``run_ids`` (every run's, when ``None``): run id -> record
+        (:data:`PROVENANCE_COLUMNS`, JSON columns decoded)."""
 
     # -- writes ----------------------------------------------------------------------------
     @abstractmethod
@@ -321,6 +416,7 @@ class BaseStore(ABC):
 
 
 __all__ = [
+    "PROVENANCE_COLUMNS",
     "RESULT_COLUMNS",
     "RUN_COLUMNS",
     "BaseStore",
@@ -328,5 +424,7 @@ __all__ = [
     "Lease",
     "StoredOutcome",
     "metrics_json",
+    "provenance_record",
+    "provenance_row",
     "result_record",
 ]

@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from memento._util.files import atomic_write
 from memento.exceptions import StoreError
+
+#: Values whose stored form is larger than this go to a file in the side directory
+#: (``values/<key>.<ext>``), written by the worker itself when it can reach the directory.
+INLINE_LIMIT = 512 * 1024
+
+
+def value_file_name(key: str, extension: str) -> str:
+    """The side file of a large value of ``key`` with the format's ``extension``, relative to
+    the side directory: ``values/<key>.npy``, ``.parquet``, ``.pkl`` (a pickle)..."""
+    return f"values/{key}.{extension}"
 
 
 def side_directory(path: Path) -> Path:
@@ -38,7 +49,7 @@ def side_file_mode(store: Path) -> int | None:
         return None
 
 
-def write_side_file(store: Path, name: str, data: bytes) -> None:
+def write_side_file(store: Path, name: str, data: bytes | Sequence[bytes | memoryview]) -> None:
     """Write a value too large to keep in a row to ``name`` in the side directory of ``store``
     (an existing file), before the row that names it is committed: a committed row never
     points to a missing or half-written file (a crash in between leaves a harmless orphan).
@@ -101,11 +112,13 @@ def check_writable_place(path: Path) -> None:
 
 
 __all__ = [
+    "INLINE_LIMIT",
     "check_writable_place",
     "file_inside",
     "remove_side_file",
     "side_directory",
     "side_file",
+    "value_file_name",
     "writable_place",
     "write_side_file",
 ]

@@ -24,27 +24,30 @@ never appears in a message, a ``repr`` or a log.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pickle
 import re
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memento._util.checkpoint_format import unpack_checkpoint
 from memento.exceptions import StoreError
 from memento.store.base import (
+    PROVENANCE_COLUMNS,
     RESULT_COLUMNS,
     RUN_COLUMNS,
     BaseStore,
     StoredOutcome,
     metrics_json,
+    provenance_record,
+    provenance_row,
     result_record,
 )
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_of, lease_row
 from memento.store.pg_connection import Connected, Row, Sql, driver, message
-from memento.store.safe_pickle import load_plain
 from memento.store.sqlite import SCHEMA_VERSION, STORE_FORMAT
 
 if TYPE_CHECKING:
@@ -67,7 +70,8 @@ CREATE TABLE results (
     start_time double precision, end_time double precision, runtime double precision,
     cpu_time double precision, peak_rss bigint, peak_vms bigint, metrics text,
     progress double precision, fingerprint text, version text, run_id text,
-    updated double precision NOT NULL, output text, seq bigserial NOT NULL
+    updated double precision NOT NULL, output text, seq bigserial NOT NULL,
+    value_format text, value_info text, output_dir text
 );
 CREATE INDEX results_by_experiment ON results (experiment, status);
 CREATE INDEX results_by_seq ON results (seq);
@@ -94,8 +98,23 @@ CREATE TABLE leases (
     claimed double precision NOT NULL, heartbeat double precision NOT NULL,
     expires double precision NOT NULL, timeout double precision NOT NULL
 );
-CREATE INDEX leases_by_run ON leases (run_id)
+CREATE INDEX leases_by_run ON leases (run_id);
+CREATE TABLE provenance (
+    run_id text PRIMARY KEY, recorded double precision NOT NULL, git_root text,
+    git_commit text, dirty bigint, diff text, diff_hash text, python text, platform text,
+    host text, command text, packages text, gpus text
+)
 """
+#: What brings a store of an older schema version up to this one (run under the schema lock).
+_MIGRATIONS = {
+    "3": (
+        "ALTER TABLE results ADD COLUMN IF NOT EXISTS value_format text, "
+        "ADD COLUMN IF NOT EXISTS value_info text, ADD COLUMN IF NOT EXISTS output_dir text",
+        _SCHEMA[_SCHEMA.index("CREATE TABLE provenance") :].replace(
+            "CREATE TABLE", "CREATE TABLE IF NOT EXISTS"
+        ),
+    ),
+}
 
 _RUN_COLUMNS = ", ".join(RUN_COLUMNS)
 #: What a claim reads, after taking the lock, in one statement (so one snapshot): the clock,
@@ -222,6 +241,19 @@ class PostgresStore(Connected, BaseStore):
         if meta.get("format") != STORE_FORMAT:
             raise StoreError(f"{self.name} is not a memento store (format {meta.get('format')!r})")
         version = meta.get("schema_version", "")
+        if version in _MIGRATIONS and not self.readonly:
+            for statement in _MIGRATIONS[version]:
+                cursor.execute(statement)
+            cursor.execute(
+                "UPDATE meta SET value = %s WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+            return
+        if version in _MIGRATIONS:
+            raise StoreError(
+                f"{self.name} has store schema version {version}, which this memento upgrades "
+                f"to {SCHEMA_VERSION} when it opens the store for writing (any run does); it "
+                "cannot read it read-only until then."
+            )
         if version != str(SCHEMA_VERSION):
             raise StoreError(
                 f"{self.name} has store schema version {version!r}; this memento reads version "
@@ -261,20 +293,6 @@ class PostgresStore(Connected, BaseStore):
             f"SELECT {', '.join(('key', *columns))} FROM results WHERE key = ANY(%s)", [list(keys)]
         )
         return {row[0]: row[1:] for row in found}
-
-    def load_value(
-        self, value: bytes | None, value_file: str | None, *, plain_only: bool = False
-    ) -> Any:
-        """Unpickle a stored return value (always inline here: ``value_file`` is unused)."""
-        if value_file:
-            raise StoreError(f"{self.name}: a result names a value file ({value_file!r})")
-        if value is None:
-            return None
-        if plain_only:
-            return load_plain(bytes(value))
-        import cloudpickle
-
-        return cloudpickle.loads(value)
 
     # -- writes ----------------------------------------------------------------------------
     def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
@@ -389,6 +407,28 @@ class PostgresStore(Connected, BaseStore):
             ("DELETE FROM running WHERE run_id = %s", [run_id]),
             ("DELETE FROM leases WHERE run_id = %s", [run_id]),
         )
+
+    def record_provenance(self, run_id: str, data: Mapping[str, Any]) -> None:
+        row = provenance_row(run_id, 0.0, data)
+        columns = [c for c in PROVENANCE_COLUMNS if c != "recorded"]
+        values = [v for c, v in zip(PROVENANCE_COLUMNS, row) if c != "recorded"]
+        self._write(
+            (
+                f"INSERT INTO provenance ({', '.join(columns)}, recorded) "
+                f"VALUES ({', '.join(['%s'] * len(columns))}, {NOW}) ON CONFLICT (run_id) "
+                f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns[1:])}, "
+                "recorded = EXCLUDED.recorded",
+                values,
+            )
+        )
+
+    def provenance(self, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        select = f"SELECT {', '.join(PROVENANCE_COLUMNS)} FROM provenance"
+        if run_ids is None:
+            found = self._fetch(select)
+        else:
+            found = self._fetch(select + " WHERE run_id = ANY(%s)", [list(run_ids)])
+        return {row[0]: provenance_record(row) for row in found}
 
     def record_jobs(self, executor: str, jobs: Iterable[tuple[str, str]]) -> None:
         rows = [(key, executor, job_id) for key, job_id in jobs]
@@ -541,6 +581,7 @@ def _result_row(o: StoredOutcome) -> tuple[Any, ...]:
     values = {
         **{c: getattr(o, c, None) for c in RESULT_COLUMNS},
         "metrics": metrics_json(o.metrics),
+        "value_info": json.dumps(o.value_info, default=str) if o.value_info else None,
     }
     return tuple(values[c] for c in RESULT_COLUMNS if c != "updated")
 

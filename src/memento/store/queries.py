@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from memento.exceptions import StoreError
-from memento.store.base import RESULT_COLUMNS, RUN_COLUMNS, result_record
+from memento.store.base import (
+    PROVENANCE_COLUMNS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    provenance_record,
+    result_record,
+)
 from memento.store.connection import connect_readonly
 from memento.store.leases import LEASE_COLUMNS, Lease, lease_of
 
@@ -195,6 +201,19 @@ def runs(conn: sqlite3.Connection, limit: int | None, running_only: bool) -> lis
     return conn.execute(query, (-1 if limit is None else limit,)).fetchall()
 
 
+def provenance(
+    conn: sqlite3.Connection, run_ids: Sequence[str] | None
+) -> dict[str, dict[str, Any]]:
+    """The ``provenance`` rows of ``run_ids`` (all, when ``None``): run id -> record."""
+    select = f"SELECT {', '.join(PROVENANCE_COLUMNS)} FROM provenance"
+    found = (
+        conn.execute(select)
+        if run_ids is None
+        else by_keys(conn, select + " WHERE run_id IN ({})", run_ids)
+    )
+    return {row[0]: provenance_record(row) for row in found}
+
+
 def run_count(conn: sqlite3.Connection) -> int:
     count: int = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
     return count
@@ -221,6 +240,7 @@ __all__ = [
     "last_activity",
     "latest_fingerprints",
     "lookup",
+    "provenance",
     "read_legacy_store",
     "result_states",
     "rows",

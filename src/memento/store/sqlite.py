@@ -26,34 +26,41 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import memento.store.queries as queries
 from memento.exceptions import LegacyStoreError, StoreError
-from memento.store.base import RESULT_COLUMNS, BaseStore, StoredOutcome, metrics_json
+from memento.store.base import (
+    PROVENANCE_COLUMNS,
+    RESULT_COLUMNS,
+    BaseStore,
+    StoredOutcome,
+    metrics_json,
+    provenance_row,
+)
 from memento.store.connection import connect_readonly, retry_when_busy, transaction
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_row
 from memento.store.mounts import network_filesystem
 from memento.store.paths import (
+    INLINE_LIMIT,
     check_writable_place,
     remove_side_file,
     side_directory,
     side_file,
     side_file_mode,
+    value_file_name,
     write_side_file,
 )
 from memento.store.queries import is_legacy_store
-from memento.store.safe_pickle import load_plain
+from memento.store.values import extension
 
 logger = logging.getLogger("memento")
 
 STORE_FORMAT = "memento-store"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_FILENAME = "memento.sqlite"
-#: Values whose pickle is larger than this go to a file in the side directory.
-INLINE_LIMIT = 512 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -86,7 +93,10 @@ CREATE TABLE IF NOT EXISTS results (
     version       TEXT,
     run_id        TEXT,
     updated       REAL NOT NULL,
-    output        TEXT
+    output        TEXT,
+    value_format  TEXT,
+    value_info    TEXT,
+    output_dir    TEXT
 );
 CREATE INDEX IF NOT EXISTS results_by_experiment ON results (experiment, status);
 CREATE TABLE IF NOT EXISTS runs (
@@ -133,6 +143,21 @@ CREATE TABLE IF NOT EXISTS leases (
     timeout    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS leases_by_run ON leases (run_id);
+CREATE TABLE IF NOT EXISTS provenance (
+    run_id     TEXT PRIMARY KEY,
+    recorded   REAL NOT NULL,
+    git_root   TEXT,
+    git_commit TEXT,
+    dirty      INTEGER,
+    diff       TEXT,
+    diff_hash  TEXT,
+    python     TEXT,
+    platform   TEXT,
+    host       TEXT,
+    command    TEXT,
+    packages   TEXT,
+    gpus       TEXT
+);
 """
 
 #: What turns a store of an older schema version into the next one: columns added, nothing
@@ -142,9 +167,16 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     1: (("results", "output", "TEXT"), ("runs", "fingerprint", "TEXT")),
     # version 3: the leases table (below).
     2: (),
+    # version 4: how each value is stored, and what it is; each experiment's output folder;
+    # the provenance table (below). Values without a format are pickles, as before.
+    3: (
+        ("results", "value_format", "TEXT"),
+        ("results", "value_info", "TEXT"),
+        ("results", "output_dir", "TEXT"),
+    ),
 }
 #: The tables a version added (created from _SCHEMA by the migration to it).
-_NEW_TABLES: dict[int, tuple[str, ...]] = {2: ("leases",)}
+_NEW_TABLES: dict[int, tuple[str, ...]] = {2: ("leases",), 3: ("provenance",)}
 
 
 def default_store_path(cache_path: str | os.PathLike[str] | None = None) -> Path:
@@ -365,23 +397,8 @@ class SQLiteStore(BaseStore):
     def last_activity(self) -> float | None:
         return queries.last_activity(self.conn)
 
-    def load_value(
-        self, value: bytes | None, value_file: str | None, *, plain_only: bool = False
-    ) -> Any:
-        """Unpickle a stored return value (inline blob or side file).
-
-        ``plain_only=True`` runs no code from the store: plain values are decoded, anything
-        else comes back as a :class:`memento.store.safe_pickle.StoredValue` (see that module).
-        """
-        import cloudpickle
-
-        if value_file:
-            value = self.side_file(value_file).read_bytes()
-        if value is None:
-            return None
-        if plain_only:
-            return load_plain(value)
-        return cloudpickle.loads(value)
+    def value_path(self, value_file: str) -> Path:
+        return self.side_file(value_file)
 
     def side_file(self, name: str) -> Path:
         """The file ``name`` (as a row stores it) inside the side directory, checked."""
@@ -389,66 +406,60 @@ class SQLiteStore(BaseStore):
 
     # -- writes ----------------------------------------------------------------------------
     def write_outcomes(self, outcomes: Iterable[StoredOutcome]) -> None:
-        """Store outcomes in one transaction; large values go to atomic side files first;
-        then remove the checkpoints of those done."""
+        """Store outcomes in one transaction; large values go to atomic side files first
+        (unless the worker wrote them); then remove the checkpoints of those done, and side
+        files that a new outcome no longer names."""
         outcomes = list(outcomes)
-        now = time.time()
+        if not outcomes:
+            return
         rows = []
         keys = []
         leases = []
         for o in outcomes:
-            value_file = None
+            value_file = o.value_file
             value = o.value
             if value is not None and len(value) > INLINE_LIMIT:
-                value_file = f"values/{o.key}.pkl"
+                value_file = value_file_name(o.key, extension(o.value_format))
                 _ = self.conn  # the store file exists from here on
                 write_side_file(self.path, value_file, value)
                 value = None
-            keys.append((o.key,))
+            keys.append(o.key)
             leases.append((o.key, o.run_id))
-            rows.append(
-                (
-                    o.key,
-                    o.experiment,
-                    o.status,
-                    o.params,
-                    value,
-                    value_file,
-                    o.error_type,
-                    o.error_message,
-                    o.traceback,
-                    o.error,
-                    o.attempts,
-                    o.host,
-                    o.pid,
-                    o.start_time,
-                    o.end_time,
-                    o.runtime,
-                    o.cpu_time,
-                    o.peak_rss,
-                    o.peak_vms,
-                    metrics_json(o.metrics),
-                    o.progress,
-                    o.fingerprint,
-                    o.version,
-                    o.run_id,
-                    now,
-                    o.output,
-                )
-            )
-        if not rows:
-            return
+            rows.append(_result_row(o, value, value_file))
         conn = self.conn
         marks = ",".join("?" * len(RESULT_COLUMNS))
         with transaction(conn):
+            before = queries.lookup(conn, keys, ("value_file",))
             conn.executemany(
                 f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({marks})",
                 rows,
             )
-            conn.executemany("DELETE FROM running WHERE key = ?", keys)
+            conn.executemany("DELETE FROM running WHERE key = ?", [(k,) for k in keys])
             conn.executemany("DELETE FROM leases WHERE key = ? AND run_id = ?", leases)
         # After the commit: a checkpoint is gone only once its result is stored.
         self.delete_checkpoints([o.key for o in outcomes if o.status == "done"])
+        named = {row[RESULT_COLUMNS.index("value_file")] for row in rows}
+        self._remove_side_files(name for (name,) in before.values() if name and name not in named)
+
+    def _remove_side_files(self, names: Iterable[str]) -> None:
+        for name in names:
+            try:
+                remove_side_file(self.path, name)
+            except (OSError, StoreError) as exc:  # a crafted row: leave it
+                logger.warning("Side file %s not removed: %s", name, exc)
+
+    # -- provenance ------------------------------------------------------------------------
+    def record_provenance(self, run_id: str, data: Mapping[str, Any]) -> None:
+        marks = ",".join("?" * len(PROVENANCE_COLUMNS))
+        with transaction(self.conn):
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO provenance ({', '.join(PROVENANCE_COLUMNS)}) "
+                f"VALUES ({marks})",
+                provenance_row(run_id, time.time(), data),
+            )
+
+    def provenance(self, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        return queries.provenance(self.conn, run_ids)
 
     # -- leases ----------------------------------------------------------------------------
     def claim(
@@ -572,6 +583,22 @@ class SQLiteStore(BaseStore):
         for name in names:
             remove_side_file(self.path, name)
         return len(found)
+
+
+def _result_row(o: StoredOutcome, value: bytes | None, value_file: str | None) -> tuple[Any, ...]:
+    """``o`` as the ``results`` columns, in order (``updated``: now)."""
+    import json
+
+    values = {
+        **{c: getattr(o, c, None) for c in RESULT_COLUMNS},
+        "value": value,
+        "value_file": value_file,
+        "attempts": o.attempts,
+        "metrics": metrics_json(o.metrics),
+        "value_info": json.dumps(o.value_info, default=str) if o.value_info else None,
+        "updated": time.time(),
+    }
+    return tuple(values[c] for c in RESULT_COLUMNS)
 
 
 #: The store files already warned about being on a network filesystem (once a process).

@@ -3,7 +3,7 @@
 ::
 
     memento status  [STORE]                       counts by state, running, failed, stale
-    memento results [STORE] [--format table|csv|json] [--where name=value ...] [--status S]
+    memento results [STORE] [--format table|csv|json|parquet] [-o FILE] [--where k=v] [--status S]
     memento show    [STORE] KEY_OR_PREFIX         one result: config, summary, metrics, traceback
     memento forget  [STORE] (--failed | --stale | --key K | --all) [--yes]
     memento report  [STORE] [-o report.html] [--by P] [--where k=v] [--metric M] [--format F]
@@ -40,6 +40,8 @@ from memento._util.text import display_value, truncate
 from memento._util.text import format_bytes as _bytes
 from memento._util.text import format_seconds as _seconds
 from memento.exceptions import MissingExtra, StoreError
+from memento.results.export import write_parquet
+from memento.results.provenance import describe
 from memento.results.reading import (
     config_label,
     filter_records,
@@ -50,6 +52,7 @@ from memento.results.reading import (
 )
 from memento.store.backends import open_store, store_location, url_scheme
 from memento.store.connection import DATABASE_ERRORS
+from memento.store.outputs import folder_files
 from memento.store.safe_pickle import StoredValue
 from memento.view.import_legacy import import_legacy_store
 from memento.view.report import write_figures, write_report
@@ -58,7 +61,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Items listed per section of ``memento status`` before "... and N more".
 LIST_LIMIT = 20
-_FORMATS = ("table", "csv", "json")
+_FORMATS = ("table", "csv", "json", "parquet")
 _STATUSES = ("done", "failed", "stale")
 
 _load_values_option = click.option(
@@ -319,7 +322,13 @@ def status(store: str | None) -> None:
     type=click.Choice(_FORMATS),
     default="table",
     show_default=True,
-    help="Output format.",
+    help="Output format (parquet: a file, see --output; needs the 'parquet' extra).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="The Parquet file to write, with --format parquet [default: results.parquet].",
 )
 @_where_option
 @click.option(
@@ -331,6 +340,7 @@ def status(store: str | None) -> None:
 def results(
     store: str | None,
     fmt: str,
+    output: str | None,
     where: tuple[str, ...],
     status_: str | None,
     experiment: str | None,
@@ -338,6 +348,8 @@ def results(
 ) -> None:
     """The results, one row per config: parameters, status, timing, metrics, return value."""
 
+    if output is not None and fmt != "parquet":
+        raise click.UsageError("--output is for --format parquet; redirect the others: > FILE")
     conditions = parse_where(where)
     with _open(store) as opened:
         records = read_records(
@@ -345,6 +357,9 @@ def results(
         )
     if conditions:
         records = filter_records(records, conditions)
+    if fmt == "parquet":
+        _write_parquet(records, output or "results.parquet")
+        return
     out = sys.stdout
     if fmt == "json":
         out.write(json.dumps([_json_record(r) for r in records], indent=2, default=str) + "\n")
@@ -361,6 +376,7 @@ def results(
         click.echo("No results match.")
         return
     hidden = {"key", "experiment", "note", "stale", "attempts", "cpu_time", "peak_memory"}
+    hidden |= {"python", "platform", "command"}  # provenance: memento show KEY has it all
     columns = [c for c in flat[0] if c not in hidden]
     if len({r["experiment"] for r in records}) > 1:
         columns.insert(0, "experiment")
@@ -375,10 +391,22 @@ def results(
                 value = _short(value)
             elif c == "runtime":
                 value = _seconds(value)
+            elif c == "git_commit" and value:
+                value = str(value)[:10]
             cells.append(_cell(value, 40))
         table.add_row(*cells)
     table.echo()
     click.echo(f"{len(flat)} result(s)")
+
+
+def _write_parquet(records: list[dict[str, Any]], output: str) -> None:
+    """``records`` as the columns of ``--format csv``, then provenance, in a Parquet file."""
+    rows = flat_records(records)
+    try:
+        count = write_parquet(rows, output, purpose="memento results --format parquet")
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {output} ({count} results)")
 
 
 def _json_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -475,6 +503,42 @@ def show(store_or_key: str, key: str | None, load_values: bool) -> None:
     _show_record(matches[0])
 
 
+def _stored_as(r: dict[str, Any]) -> str:
+    """How a value is stored: ``npy (numpy.ndarray, shape [3, 4], float64)``."""
+    stored = r.get("value_info")
+    info: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    parts = [str(info["type"])] if info.get("type") else []
+    if "shape" in info:
+        parts.append(f"shape {info['shape']}")
+    if "dtype" in info:
+        parts.append(str(info["dtype"]))
+    if "rows" in info:
+        parts.append(f"{info['rows']} rows")
+    versions = info.get("versions")
+    if isinstance(versions, dict) and versions:
+        parts.append(", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    return f"{r.get('value_format') or 'pickle'}{detail}"
+
+
+def _show_output_folder(r: dict[str, Any]) -> None:
+    """The experiment's output folder and its files (sizes), when it made one."""
+    folder = r.get("output_dir")
+    if not folder:
+        return
+    path = Path(folder)
+    try:
+        files = folder_files(path.parent, r["key"])
+    except (OSError, ValueError) as exc:
+        click.echo(f"Output folder {folder} (cannot be listed: {exc})")
+        return
+    click.echo(f"Output folder {folder}" + ("" if files else " (empty or removed)"))
+    for name, size in files[:LIST_LIMIT]:
+        click.echo(f"  {name:<40} {_bytes(size)}")
+    if len(files) > LIST_LIMIT:
+        click.echo(f"  ... and {len(files) - LIST_LIMIT} more")
+
+
 def _show_record(r: dict[str, Any]) -> None:
 
     def field(name: str, value: Any) -> None:
@@ -509,6 +573,7 @@ def _show_record(r: dict[str, Any]) -> None:
         else:
             text = display_value(value)
         click.echo(f"Result      {text}")
+        click.echo(f"Stored as   {_stored_as(r)}")
     if r["series"]:
         click.echo("Metrics")
         table = _Table("metric", "points", "last", "min", "max")
@@ -532,6 +597,15 @@ def _show_record(r: dict[str, Any]) -> None:
         if r["traceback"]:
             click.echo("Traceback (from the worker)")
             click.echo(r["traceback"].rstrip())
+    _show_output_folder(r)
+    if r.get("provenance"):
+        click.echo("Provenance")
+        for line in describe(r["provenance"]):
+            name, _, rest = line.partition("  ")
+            if rest:
+                field(name, rest)
+            else:
+                click.echo(f"  {line}")
     if r.get("output"):
         click.echo("Output (stdout and stderr, as the experiment printed them)")
         for line in r["output"].rstrip("\n").split("\n"):

@@ -17,6 +17,7 @@ from memento._util.checkpoint_format import (
 )
 from memento._util.files import atomic_write
 from memento._util.tables import metric_table, plain_number
+from memento.store.outputs import ensure_folder
 
 # Throttle for progress messages sent from a worker to the driver (seconds).
 PROGRESS_INTERVAL = 0.5
@@ -118,6 +119,8 @@ class Context:
     checkpoint keeps the metrics recorded so far and the progress: after :meth:`restore`, the
     result gets the rows recorded before the checkpoint and those recorded since, each once.
     ``checkpoint_key`` is kept for memento-ml 1.2 code: it is ``None``, as it always was in 1.2.
+    :attr:`output_dir` is a folder of the experiment's own under ``output_root``, for models,
+    plots and logs; ``output_mode`` is the store's file permissions, which it mirrors.
     """
 
     def __init__(
@@ -126,6 +129,8 @@ class Context:
         checkpoint_provider: CheckpointProvider | None = None,
         *,
         progress_sink: Callable[[str, float, float | None], None] | None = None,
+        output_root: str | os.PathLike[str] = "",
+        output_mode: int | None = None,
     ) -> None:
         self.key = key
         self.checkpoint_key: str | None = None
@@ -138,6 +143,8 @@ class Context:
         # The rows recorded before this context first checkpointed or restored: no checkpoint
         # holds them, so restore() keeps them after the checkpoint's rows. None until then.
         self._unsaved: dict[str, list[Metric]] | None = None
+        self._output_root = output_root
+        self._output_mode = output_mode
 
     @property
     def seed(self) -> int:
@@ -156,6 +163,24 @@ class Context:
         # A key made by hand (not a memento key): hash it the same stable way.
         digest = hashlib.sha256(self.key.encode("utf-8", "surrogatepass")).digest()
         return int.from_bytes(digest[:4], "big")
+
+    @property
+    def output_dir(self) -> Path:
+        """A directory of this experiment's own, for the models, plots and logs it writes.
+
+        Created on first use (each access makes sure it is there, so an experiment may empty
+        it). It is kept with the result; a failed attempt's folder stays for inspection until
+        the next attempt, which empties it unless it resumes from a checkpoint::
+
+            torch.save(model.state_dict(), context.output_dir / "model.pt")
+        """
+        if not os.fspath(self._output_root):
+            raise RuntimeError(
+                "This store keeps no output folders: pass Memento(..., output_dir=DIR) to give "
+                "each experiment a folder of its own under DIR (a server store keeps them only "
+                "where you say; a Context made by hand takes Context(key, output_root=DIR))"
+            )
+        return ensure_folder(self._output_root, self.key, self._output_mode)
 
     # -- checkpoints -----------------------------------------------------------------------
     def _provider(self) -> CheckpointProvider:

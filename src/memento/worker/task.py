@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import copy
 import os
-import pickle
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+from memento._util.files import atomic_write
 from memento._util.text import truncate
 from memento.matrix.configs import Config
 from memento.store.backends import open_checkpoints
+from memento.store.outputs import output_folder, prepare_attempt
+from memento.store.paths import INLINE_LIMIT, value_file_name
+from memento.store.values import encode
 from memento.worker.context import CheckpointProvider, Context, FileCheckpoints
 from memento.worker.errors import describe_error
 from memento.worker.output import output_router
@@ -64,7 +68,16 @@ def checkpoint_provider(job: Job) -> CheckpointProvider:
 def run_task(func: Any, task: Task, job: Job) -> Outcome:
     """Run one experiment; every exception it raises becomes a failed :class:`Outcome`."""
     sink = job.progress if job.progress is not None else progress_sink()
-    context = Context(task.key, checkpoint_provider(job), progress_sink=sink)
+    provider = checkpoint_provider(job)
+    if job.output_root:
+        _start_attempt(job.output_root, task.key, provider)
+    context = Context(
+        task.key,
+        provider,
+        progress_sink=sink,
+        output_root=job.output_root,
+        output_mode=job.checkpoint_mode,
+    )
     if sink is not None:
         try:
             sink(task.key, 0.0, None)  # tells the live display that this experiment began
@@ -91,21 +104,7 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
         # SystemExit (sys.exit() in the experiment) fails this cell, never the program.
         _fill_error(outcome, exc)
     else:
-        if job.pickle_values:
-            try:
-                import cloudpickle
-
-                outcome.value = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                _fill_error(
-                    outcome,
-                    TypeError(
-                        f"The experiment returned a {type(value).__qualname__} that cannot be "
-                        f"pickled, so it cannot be stored: {exc}"
-                    ),
-                )
-        else:
-            outcome.local_value = value
+        _store_value(outcome, value, job)
     finally:
         outcome.end_time = time.time()
         outcome.cpu_time = clock() - cpu0
@@ -118,7 +117,54 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     done, total = context.progress_state
     outcome.progress = (done / total) if total else None
     outcome.peak_rss, outcome.peak_vms = peak_memory()
+    if job.output_root:
+        outcome.output_dir = _used_folder(job.output_root, task.key)
     return outcome
+
+
+def _start_attempt(root: str, key: str, provider: CheckpointProvider) -> None:
+    """Empty a failed attempt's output folder, unless this attempt resumes from a checkpoint.
+
+    The checkpoint is looked up only when there is a folder (a server store's lookup is a
+    query): most experiments never make one, and then this is one ``lstat``.
+    """
+    if os.path.lexists(output_folder(root, key)):
+        prepare_attempt(root, key, provider.contains(key))
+
+
+def _used_folder(root: str, key: str) -> str | None:
+    """The experiment's output folder when it has one now (this attempt made it, or a resumed
+    one kept it), for :attr:`Outcome.output_dir`; one ``lstat``."""
+    folder = output_folder(root, key)
+    return str(folder) if os.path.isdir(folder) and not os.path.islink(folder) else None
+
+
+def _store_value(outcome: Outcome, value: Any, job: Job) -> None:
+    """Put the experiment's return value in ``outcome`` in its stored form: the most durable
+    format that fits (:mod:`memento.store.values`), kept in the outcome or, when large and the
+    store's side directory is reachable, written to a file there by this worker (so a large
+    array never travels through the driver). In-process, the object itself goes along too.
+    A value that no format can store fails the experiment."""
+    try:
+        encoded = encode(value)
+    except Exception as exc:
+        _fill_error(
+            outcome,
+            TypeError(
+                f"The experiment returned a {type(value).__qualname__} that cannot be pickled, "
+                f"so it cannot be stored: {exc}"
+            ),
+        )
+        return
+    outcome.value_format, outcome.value_info = encoded.format, encoded.info
+    if job.side_dir and encoded.size > INLINE_LIMIT:
+        name = value_file_name(outcome.key, encoded.extension)
+        atomic_write(Path(job.side_dir) / name, encoded.chunks, mode=job.checkpoint_mode)
+        outcome.value_file = name
+    else:
+        outcome.value = encoded.data()
+    if not job.pickle_values:
+        outcome.local_value = value
 
 
 def _own_copy(config: Config) -> Config:

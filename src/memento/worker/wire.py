@@ -98,14 +98,21 @@ class Job:
     #: A server store's URL: checkpoints go to its database instead of ``checkpoint_dir``
     #: (``repr=False``: it may carry a password).
     checkpoint_url: str = field(default="", repr=False)
+    #: Where each experiment's output folder goes (``<output_root>/<key>``, see
+    #: :mod:`memento.store.outputs`); ``""``: the store keeps none, ``context.output_dir`` fails.
+    output_root: str = ""
     #: Prefix the experiment's output with its config and send it to stderr.
     redirect_output: bool = True
     #: Measure CPU time of the thread (threads) rather than of the process.
     thread_cpu: bool = False
     #: Reset the process's peak-memory counter before each experiment (own process only).
     reset_memory_peak: bool = True
-    #: Send each outcome's value pickled (cross-process) or as the object itself (in-process).
+    #: Send each outcome's value encoded (cross-process) or also as the object (in-process).
     pickle_values: bool = True
+    #: The store's side directory (``<store>.d``): a value too large to keep in a row is
+    #: written there by the worker (``values/<key>.<ext>``); ``""``: it travels back to the
+    #: driver (a server store keeps it in its database).
+    side_dir: str = ""
     progress: Callable[[str, float, float | None], None] | None = field(default=None, repr=False)
     #: Where an in-process experiment's output lines go (see :data:`OutputSink`).
     output: Callable[[str, str, str, bool], None] | None = field(default=None, repr=False)
@@ -215,7 +222,12 @@ class Outcome:
 
     key: str
     ok: bool
+    #: The value as :func:`memento.store.values.encode` stored it (``value_format``), or
+    #: ``None`` when the worker wrote it to ``value_file`` (in the store's side directory).
     value: bytes | None = None
+    value_format: str | None = None
+    value_info: dict[str, Any] | None = None
+    value_file: str | None = None
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
@@ -233,6 +245,11 @@ class Outcome:
     #: What the experiment wrote to stdout and stderr (the last :data:`OUTPUT_LIMIT`
     #: characters); ``None`` when it never ran in a worker (the driver may know some of it).
     output: str | None = None
+    #: The experiment's output folder, when it used ``context.output_dir``.
+    output_dir: str | None = None
+    #: Top-level modules first imported in the worker's process by this experiment (for the
+    #: run's provenance; ``None``: none new).
+    modules: list[str] | None = None
     #: The value itself, when the outcome never left the driver's process (not pickled).
     local_value: Any = field(default=None, repr=False)
 
