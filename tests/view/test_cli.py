@@ -194,6 +194,9 @@ def test_results_table(store: Path) -> None:
         "error",
         "metric.loss",
         "metric.accuracy",
+        # each result's run provenance (issue 13); python/platform/command: memento show
+        "git_commit",
+        "dirty",
     ]
     assert len(lines) == 2 + 12 + 1 and lines[-1] == "12 result(s)"
     assert XSS in out

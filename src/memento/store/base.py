@@ -363,7 +363,8 @@ class BaseStore(ABC):
 
     @abstractmethod
     def delete(self, keys: Sequence[str]) -> int:
-        """Forget the results of ``keys`` (and their value files); how many there were."""
+        """Forget the results of ``keys`` (their value files and output folders too); how many
+        there were."""
 
     # -- read-side queries -----------------------------------------------------------------
     @abstractmethod

@@ -148,6 +148,21 @@ def remove_folder(root: str | os.PathLike[str], key: str) -> bool:
     return True
 
 
+def remove_recorded(folders: dict[str, str | None]) -> int:
+    """Remove the output folders that forgotten results name (key -> their ``output_dir``);
+    how many were removed. A row naming a folder that is not ``<root>/<key>`` with memento's
+    marker for that key (a crafted store) removes nothing."""
+    removed = 0
+    for key, folder in folders.items():
+        if not folder or Path(folder).name != key:
+            continue
+        try:
+            removed += remove_folder(Path(folder).parent, key)
+        except (OSError, ValueError):
+            continue
+    return removed
+
+
 def marker_holds(folder: Path, key: str) -> bool:
     """Whether ``folder`` has a marker (a regular file, not a link) that names ``key``."""
     marker = folder / MARKER

@@ -47,6 +47,7 @@ from memento.store.base import (
     result_record,
 )
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_of, lease_row
+from memento.store.outputs import remove_recorded
 from memento.store.pg_connection import Connected, Row, Sql, driver, message
 from memento.store.sqlite import SCHEMA_VERSION, STORE_FORMAT
 
@@ -446,7 +447,10 @@ class PostgresStore(Connected, BaseStore):
         self._write(("DELETE FROM jobs WHERE key = ANY(%s)", [list(keys)]))
 
     def delete(self, keys: Sequence[str]) -> int:
-        return self._write(("DELETE FROM results WHERE key = ANY(%s)", [list(keys)]))
+        folders = {key: folder for key, (folder,) in self.lookup(keys, ["output_dir"]).items()}
+        count = self._write(("DELETE FROM results WHERE key = ANY(%s)", [list(keys)]))
+        remove_recorded(folders)
+        return count
 
     def delete_checkpoints(self, keys: Sequence[str]) -> None:
         if keys:

@@ -43,6 +43,7 @@ from memento.store.base import (
 from memento.store.connection import connect_readonly, retry_when_busy, transaction
 from memento.store.leases import LEASE_COLUMNS, Claim, Lease, decide, lease_row
 from memento.store.mounts import network_filesystem
+from memento.store.outputs import remove_recorded
 from memento.store.paths import (
     INLINE_LIMIT,
     check_writable_place,
@@ -573,15 +574,17 @@ class SQLiteStore(BaseStore):
             self.conn.executemany("DELETE FROM jobs WHERE key = ?", [(k,) for k in keys])
 
     def delete(self, keys: Sequence[str]) -> int:
-        """Forget the results of ``keys`` (and their side files); returns how many were removed."""
-        found = self.lookup(keys, ["value_file"])
-        names = [name for (name,) in found.values() if name]
+        """Forget the results of ``keys`` (their side files and output folders too); returns how
+        many were removed."""
+        found = self.lookup(keys, ["value_file", "output_dir"])
+        names = [name for (name, _) in found.values() if name]
         for name in names:
             self.side_file(name)  # every path is checked first: a crafted row stops it all
         with transaction(self.conn):
             self.conn.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in found])
         for name in names:
             remove_side_file(self.path, name)
+        remove_recorded({key: folder for key, (_, folder) in found.items()})
         return len(found)
 
 

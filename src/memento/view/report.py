@@ -163,6 +163,7 @@ def _summary_section(records: Sequence[dict[str, Any]], summary: StoreSummary | 
     done = sum(1 for r in records if r["status"] == "done" and not r["stale"])
     stale = sum(1 for r in records if r["stale"])
     failed = sum(1 for r in records if r["status"] == "failed")
+    dirty = sum(1 for r in records if (r.get("provenance") or {}).get("dirty"))
     running = len(summary.running) if summary else 0
     runtime = sum(r["runtime"] or 0.0 for r in records)
     experiments = sorted({r["experiment"] for r in records})
@@ -172,6 +173,7 @@ def _summary_section(records: Sequence[dict[str, Any]], summary: StoreSummary | 
         ("done", str(done), "ok"),
         ("failed", str(failed), "bad" if failed else ""),
         ("stale", str(stale), "warn" if stale else ""),
+        ("from a dirty tree", str(dirty), "warn" if dirty else ""),
         ("running", str(running), ""),
         ("total runtime", _duration(runtime), ""),
         ("last activity", _timestamp(last) if last else "never", ""),
@@ -194,6 +196,7 @@ def _table_section(records: Sequence[dict[str, Any]]) -> str:
     if not flat:
         return '<section id="results"><h2>Results</h2><p>No results stored yet.</p></section>'
     hidden = {"experiment", "note", "key", "stale"}  # a stale result's status says "stale"
+    hidden |= {"python", "platform", "command"}  # provenance beyond the commit: memento show
     if len({r["experiment"] for r in records}) > 1:
         hidden.discard("experiment")
     columns = ["key", *(c for c in flat[0] if c not in hidden and c != "key")]
@@ -218,6 +221,10 @@ def _table_section(records: Sequence[dict[str, Any]]) -> str:
             if c == "status" and row.get("stale"):
                 value = "stale"
             cls = f' class="st-{_e(value)}"' if c == "status" else ""
+            if c == "dirty" and value is True:
+                cls = ' class="st-stale" title="computed from a tree with uncommitted changes"'
+            elif c == "git_commit" and value:
+                cls = f' title="{_e(value)}"'
             text = _cell_text(c, value)
             sort = _sort_value(value)
             title = f' title="{_e(text)}"' if len(text) > 40 else ""
@@ -531,6 +538,10 @@ def _cell_text(column: str, value: Any) -> str:
         return _duration(float(value))
     if column == "peak_memory" and isinstance(value, int):
         return format_bytes(value)
+    if column == "git_commit":
+        return str(value)[:10]
+    if column == "dirty" and isinstance(value, bool):
+        return "dirty" if value else "clean"
     if isinstance(value, float):
         return f"{value:.6g}"
     return _plain(value)
