@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import threading
 
+from memento._util.distributions import top_level_names
+
 _lock = threading.Lock()
 #: Top-level names already reported by this process.
 _reported: set[str] = set()
@@ -32,18 +34,9 @@ def new_top_level_modules() -> list[str] | None:
         return None
     with _lock:
         _last_length = len(sys.modules)
-        fresh = _top_level_names(list(sys.modules)) - _reported
+        fresh = top_level_names(list(sys.modules)) - _reported
         _reported.update(fresh)
     return sorted(fresh) or None
 
 
-def _top_level_names(module_names: list[str]) -> set[str]:
-    """The top-level package names of ``module_names``, without private and standard library
-    ones."""
-    tops = {name.partition(".")[0] for name in module_names}
-    return {name for name in tops if name and not name.startswith("_") and not _is_stdlib(name)}
-
-
-def _is_stdlib(name: str) -> bool:
-    """Whether ``name`` is a standard library module (``sys.stdlib_module_names``, Python 3.10+)."""
-    return name in sys.stdlib_module_names
+__all__ = ["new_top_level_modules"]

@@ -22,6 +22,7 @@ from memento.store.paths import INLINE_LIMIT, value_file_name
 from memento.store.values import encode
 from memento.worker.context import CheckpointProvider, Context, FileCheckpoints
 from memento.worker.errors import describe_error
+from memento.worker.imports import new_top_level_modules
 from memento.worker.output import output_router
 from memento.worker.process import peak_memory, progress_sink, reset_peak_memory
 from memento.worker.wire import Job, Outcome, Task
@@ -117,6 +118,8 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     done, total = context.progress_state
     outcome.progress = (done / total) if total else None
     outcome.peak_rss, outcome.peak_vms = peak_memory()
+    if job.pickle_values:  # another process: what it imported is not in the driver's
+        outcome.modules = new_top_level_modules()
     if job.output_root:
         outcome.output_dir = _used_folder(job.output_root, task.key)
     return outcome
