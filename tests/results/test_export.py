@@ -55,6 +55,11 @@ def split_provenance(rows: list[dict[str, Any]], provenances: list[Any]) -> list
     return [{c: v for c, v in row.items() if c not in PROVENANCE_COLUMNS} for row in rows]
 
 
+def strip(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` without the provenance columns ``to_records`` gives (checked above)."""
+    return [{c: v for c, v in r.items() if c not in PROVENANCE_COLUMNS} for r in records]
+
+
 # -- write_parquet: one type per column -----------------------------------------------------------
 def test_scalar_columns_keep_their_type(tmp_path: Path) -> None:
     records: list[dict[str, Any]] = [
@@ -261,7 +266,7 @@ def test_a_real_run_to_parquet(tmp_path: Path) -> None:
     failed = [r for r in rows if r["status"] == "failed"]
     assert all(r["error"] == "RuntimeError: lr too high" and r["steps"] is None for r in failed)
     provenances = [getattr(r, "provenance", None) for r in results]
-    assert split_provenance(rows, provenances) == results.to_records()  # to_records, typed
+    assert split_provenance(rows, provenances) == strip(results.to_records())  # typed
 
 
 # -- StoredResults.to_parquet ---------------------------------------------------------------------
@@ -274,7 +279,7 @@ def test_open_results_to_parquet(tmp_path: Path) -> None:
     assert types["score"] == "double" and types["model_name"] == "string"
     assert types["stale"] == "bool" and types["attempts"] == "int64"
     assert sorted(r["status"] for r in rows) == ["done"] * 8 + ["failed"] * 4
-    assert split_provenance(rows, [r.get("provenance") for r in stored]) == flat
+    assert split_provenance(rows, [r.get("provenance") for r in stored]) == strip(flat)
     with_provenance = StoredResults(
         [{**r, "provenance": PROVENANCE if i == 0 else None} for i, r in enumerate(stored)]
     )
@@ -315,7 +320,9 @@ def test_memento_results_format_parquet(tmp_path: Path, subprocess_env: dict[str
     assert done.stdout == f"Wrote {out} (4 results)\n"
     types, rows = read(out)
     failed = open_results(store, status="failed")
-    assert split_provenance(rows, [r.get("provenance") for r in failed]) == failed.to_records()
+    assert split_provenance(rows, [r.get("provenance") for r in failed]) == strip(
+        failed.to_records()
+    )
     assert types["error"] == "string" and {r["status"] for r in rows} == {"failed"}
     default = memento_command(
         subprocess_env, tmp_path, "results", str(store), "--format", "parquet"

@@ -173,8 +173,15 @@ def test_run_results_to_dataframe(tmp_path: Path) -> None:
         "metric.loss",
         "metric.accuracy",
         "key",
+        # the run's provenance (issue 13)
+        "git_commit",
+        "dirty",
+        "python",
+        "platform",
+        "command",
     ]
     assert len(frame) == 12
+    assert frame["python"].str.contains("Python").all()  # each row its run's record
     assert list(frame["model"][:2]) == ["Linear", "Linear"]  # classes by name
     assert not frame["was_cached"].any()
     failed = frame[frame.status == "failed"]

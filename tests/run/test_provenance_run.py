@@ -180,23 +180,30 @@ def test_open_results_has_provenance_columns_and_the_report_the_commit(
 
     report = tmp_path / "report.html"
     memento(env, tmp_path, "report", str(store), "-o", str(report))
-    assert head[:7] in report.read_text()
+    html = report.read_text()
+    assert head[:7] in html
+    assert "computed from a tree with uncommitted changes" in html  # each dirty result flagged
+
+    listed = memento(env, tmp_path, "results", str(store)).splitlines()
+    assert "git_commit" in listed[0].split() and "dirty" in listed[0].split()
+    assert head[:7] in listed[2]
 
 
-def test_a_clean_repository_gives_dirty_0(
-    repo: Path, tmp_path: Path, env: dict[str, str]
-) -> None:
+def test_a_clean_repository_gives_dirty_0(repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
     store = tmp_path / "out" / "store.sqlite"
     run_script(repo, store, env)
     (row,) = provenance_rows(store)
     assert row["git_commit"] == git(repo, "rev-parse", "HEAD").strip()
     assert row["dirty"] == 0
     assert row["diff"] is None
+    with sqlite3.connect(store) as conn:
+        (key,) = conn.execute("SELECT key FROM results LIMIT 1").fetchone()
+    shown = memento(env, tmp_path, "show", str(store), key)
+    assert "(clean)" in shown
+    assert "dirty" not in shown
 
 
-def test_a_run_outside_any_repository_has_no_commit(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
+def test_a_run_outside_any_repository_has_no_commit(tmp_path: Path, env: dict[str, str]) -> None:
     folder = tmp_path / "plain"
     folder.mkdir()
     (folder / "run.py").write_text(textwrap.dedent(SCRIPT))

@@ -128,8 +128,13 @@ def drive(
 ) -> dict[str, dict[str, Any]]:
     """Run the driver in a new interpreter; its JSON lines by kind."""
     out = run(
-        [sys.executable, str(project / "drive.py"), str(store), ",".join(kinds),
-         str(project / "array.npy")],
+        [
+            sys.executable,
+            str(project / "drive.py"),
+            str(store),
+            ",".join(kinds),
+            str(project / "array.npy"),
+        ],
         env,
         project,
     )
@@ -293,10 +298,34 @@ def test_memento_results_shows_typed_values_without_load_values(
     store = tmp_path / "store.sqlite"
     drive(project, subprocess_env, store, "array", "tree", "object")
     out = run([sys.executable, "-m", "memento", "results", str(store)], subprocess_env, tmp_path)
-    lines = {kind: line for line in out.splitlines() for kind in ("array", "tree", "object")
-             if f" {kind} " in line}
+    lines = {
+        kind: line
+        for line in out.splitlines()
+        for kind in ("array", "tree", "object")
+        if f" {kind} " in line
+    }
     # The arrays are described from the stored value, which needed no unpickling.
     assert "int32" in lines["array"] and "(3, 4)" in lines["array"]
     assert "'w': array([0. , 0.25, 0.5" in lines["tree"]
     # The pickle alone is left unloaded, and named by its type.
     assert "Opaque" in lines["object"]
+
+
+def test_typed_values_load_without_the_experiments_code(
+    project: Path, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    store = tmp_path / "store.sqlite"
+    drive(project, subprocess_env, store, "array", "tree", "frame", "big")
+    assert "kinds" not in sys.modules  # this process cannot import the experiment's module
+    loaded = {r["params"]["kind"]: r for r in open_results(store)}
+    assert all(r["note"] in (None, "") for r in loaded.values()), loaded
+    np.testing.assert_array_equal(loaded["array"]["inner"], np.arange(12).reshape(3, 4))
+    tree = loaded["tree"]["inner"]
+    assert tree["loss"] == 0.1
+    np.testing.assert_array_equal(tree["w"], np.linspace(0.0, 1.0, 5))
+    expected = pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.25]})
+    pd.testing.assert_frame_equal(loaded["frame"]["inner"], expected)
+    big = np.random.default_rng(7).random(5 * 1024 * 1024 // 8)
+    np.testing.assert_array_equal(loaded["big"]["inner"], big)

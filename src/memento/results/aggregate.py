@@ -19,13 +19,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from memento._util.tables import require_pandas
+from memento.results.export import PROVENANCE_COLUMNS
 
 #: The statistics given for every aggregated column, in order.
 STATS = ("mean", "std", "count")
 
 #: Columns of flat records that describe a run, not what it computed: never aggregated unless
 #: asked for by ``columns=``. The union of what ``ResultList.to_records`` and
-#: ``StoredResults.to_records`` write around the parameters, the value and the metrics.
+#: ``StoredResults.to_records`` write around the parameters, the value and the metrics, and
+#: the provenance columns.
 RUN_COLUMNS = frozenset(
     {
         "status",
@@ -39,6 +41,8 @@ RUN_COLUMNS = frozenset(
         "key",
         "experiment",
         "note",
+        *PROVENANCE_COLUMNS,
+        *(f"provenance.{c}" for c in PROVENANCE_COLUMNS),
     }
 )
 
