@@ -42,8 +42,10 @@ LOAD_COLUMNS = (
     "host",
     "run_id",
     "output_dir",
+    "updated",
 )
-_PLAN_COLUMNS = LOAD_COLUMNS[:2]
+#: What a plan alone reads: what :func:`classify` needs, and when each row was written.
+_PLAN_COLUMNS = (*LOAD_COLUMNS[:2], "updated")
 
 
 @dataclass
@@ -68,6 +70,9 @@ class Plan:
     made_at: float = 0.0
     #: The leases of the configs in state ``"running"``: key -> who holds it.
     holders: dict[str, Lease] = field(default_factory=dict)
+    #: When each stored row was written, as the plan read it (key -> ``updated``): a row of
+    #: another run that is new or changed since was stored by another driver meanwhile.
+    stored_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def store_name(self) -> str:
@@ -145,6 +150,7 @@ def make_plan(
         identity=keymaker.identity,
         made_at=look.made_at,
         holders=look.holders,
+        stored_at={key: row[-1] for key, row in look.rows.items()},
     )
 
 

@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Generic, Protocol, TypeVar
 
@@ -67,11 +67,14 @@ class Claims(Generic[T]):
         *,
         since: float,
         lease_timeout: float,
+        known: Mapping[str, float] | None = None,
     ) -> None:
         self.store = store
         self.heartbeat_store = heartbeat_store
         self.run_id = run_id
         self.since = since
+        #: Each planned key's ``updated`` when the plan read it (see ``leases.decide``).
+        self.known = known
         self.lease_timeout = lease_timeout
         #: Keys this run holds.
         self.mine: set[str] = set()
@@ -151,7 +154,12 @@ class Claims(Generic[T]):
     def _claim(self, items: Iterable[T], limit: int | None = None) -> Claim:
         keys = [p.key for p in items]
         claim = self.store.claim(
-            self.run_id, keys, since=self.since, lease_timeout=self.lease_timeout, limit=limit
+            self.run_id,
+            keys,
+            since=self.since,
+            lease_timeout=self.lease_timeout,
+            limit=limit,
+            known=self.known,
         )
         self.mine.update(claim.claimed)
         for lease in claim.reclaimed:

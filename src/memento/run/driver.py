@@ -317,7 +317,7 @@ class Driver:
 
     def _cached_result(self, index: int, key: str, row: tuple[Any, ...], inner: Any) -> Result:
         """The result of a stored row (``LOAD_COLUMNS``) whose value loaded as ``inner``."""
-        (*_, start, runtime, cpu, rss, vms, metrics, attempts, host, run_id, output_dir) = row
+        (*_, start, runtime, cpu, rss, vms, metrics, attempts, host, run_id, output_dir, _) = row
         return Result(
             self.plan.configs[index],
             inner,
@@ -374,6 +374,7 @@ class Driver:
             self.run_id,
             since=self.plan.made_at,
             lease_timeout=self.settings.lease_timeout,
+            known=self.plan.stored_at,
         )
         claims.start()
         # What each running experiment printed so far, as it arrived: what a crash or a

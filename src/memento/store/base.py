@@ -303,6 +303,7 @@ class BaseStore(ABC):
         since: float,
         lease_timeout: float,
         limit: int | None = None,
+        known: Mapping[str, float] | None = None,
     ) -> Claim:
         """Claim ``keys`` for ``run_id`` (this host, this pid), in one transaction.
 
@@ -312,7 +313,10 @@ class BaseStore(ABC):
         :func:`~memento.store.leases.holder_dead`) and those the caller holds already, are
         ``claimed``: leased to ``run_id`` until ``lease_timeout`` seconds without a heartbeat.
         With ``limit``, the keys are looked at in order until ``limit`` are claimed; those
-        after are in none of the lists (see :func:`~memento.store.leases.decide`).
+        after are in none of the lists (see :func:`~memento.store.leases.decide`). With
+        ``known`` (each key's ``updated`` when the caller planned, for those that had a
+        row), ``finished`` means another run's row appeared or changed since, whatever the
+        clocks say.
         """
 
     @abstractmethod

@@ -99,20 +99,32 @@ def decide(
     since: float,
     now: float,
     limit: int | None = None,
+    known: Mapping[str, float] | None = None,
 ) -> Claim:
     """What a claim of ``keys`` by ``run_id`` makes of each, given their stored results
     (key -> ``(updated, run_id)``) and leases, read in the claim's transaction at store time
     ``now``. The backend then writes a lease for each of ``claimed``. With ``limit``, keys
-    are looked at in order until ``limit`` are claimed: the rest are in none of the lists."""
+    are looked at in order until ``limit`` are claimed: the rest are in none of the lists.
+
+    ``known``, when given, is what the caller's plan saw: the ``updated`` time of each key
+    that had a row then. A result is then ``finished`` when another run's row is there and
+    was not (or has changed) since: no clock is compared, so a row written by a transaction
+    that had not committed when the caller read the clock is not taken for an old one.
+    Without it, a row counts when it was ``updated`` at or after ``since``."""
     claim = Claim()
     host = this_host()
     for key in keys:
         if limit is not None and len(claim.claimed) >= limit:
             break
         row = stored.get(key)
-        if row is not None and row[0] >= since and row[1] != run_id:
-            claim.finished.append(key)
-            continue
+        if row is not None and row[1] != run_id:
+            if known is not None:
+                changed = key not in known or row[0] != known[key]
+            else:
+                changed = row[0] >= since
+            if changed:
+                claim.finished.append(key)
+                continue
         lease = leased.get(key)
         if lease is not None and lease.run_id != run_id:
             if not holder_dead(lease, now, host):

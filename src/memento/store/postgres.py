@@ -326,6 +326,7 @@ class PostgresStore(Connected, BaseStore):
         since: float,
         lease_timeout: float,
         limit: int | None = None,
+        known: Mapping[str, float] | None = None,
     ) -> Claim:
         self._check_writable()
         lock = ("BEGIN; SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK])
@@ -345,7 +346,9 @@ class PostgresStore(Connected, BaseStore):
                     stored[key] = (updated, result_run)
                 if key is not None and lease[0] is not None:
                     leased[key] = lease_of(lease)
-            claim = decide(run_id, keys, stored, leased, since=since, now=now, limit=limit)
+            claim = decide(
+                run_id, keys, stored, leased, since=since, now=now, limit=limit, known=known
+            )
             rows = [lease_row(key, run_id, now, lease_timeout) for key in claim.claimed]
             writes = [_upsert("leases", LEASE_COLUMNS, rows)] if rows else []
             cursor.execute(*message([*writes, ("COMMIT", [])]))

@@ -471,6 +471,7 @@ class SQLiteStore(BaseStore):
         since: float,
         lease_timeout: float,
         limit: int | None = None,
+        known: Mapping[str, float] | None = None,
     ) -> Claim:
         conn = self.conn
         # BEGIN IMMEDIATE: one claimer at a time, so two never both see a key as free.
@@ -478,7 +479,9 @@ class SQLiteStore(BaseStore):
             now = time.time()
             stored = queries.lookup(conn, keys, ("updated", "run_id"))
             leased = queries.leases(conn, keys)
-            claim = decide(run_id, keys, stored, leased, since=since, now=now, limit=limit)
+            claim = decide(
+                run_id, keys, stored, leased, since=since, now=now, limit=limit, known=known
+            )
             marks = ",".join("?" * len(LEASE_COLUMNS))
             conn.executemany(
                 f"INSERT OR REPLACE INTO leases ({', '.join(LEASE_COLUMNS)}) VALUES ({marks})",
