@@ -109,6 +109,13 @@ def result_record(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     return record
 
 
+def info_text(info: str | Mapping[str, Any] | None) -> str | None:
+    """A value's description as the ``value_info`` column keeps it (JSON text)."""
+    if info is None or isinstance(info, str):
+        return info
+    return json.dumps(info, separators=(",", ":"), default=str)
+
+
 def provenance_row(run_id: str, recorded: float, data: Mapping[str, Any]) -> tuple[Any, ...]:
     """A run's provenance (:meth:`memento.run.provenance.Provenance.as_row`) as the
     ``provenance`` columns, in order."""
@@ -152,7 +159,7 @@ class StoredOutcome:
     #: How the value is stored (``json``, ``npy``, ``npz``, ``parquet``, ``pickle`` or a
     #: registered format) and what it is (``{"type": ..., ...}``).
     value_format: str | None = None
-    value_info: dict[str, Any] | None = None
+    value_info: str | dict[str, Any] | None = None
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
@@ -428,6 +435,7 @@ __all__ = [
     "Claim",
     "Lease",
     "StoredOutcome",
+    "info_text",
     "metrics_json",
     "provenance_record",
     "provenance_row",

@@ -24,7 +24,6 @@ never appears in a message, a ``repr`` or a log.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pickle
 import re
@@ -41,6 +40,7 @@ from memento.store.base import (
     RUN_COLUMNS,
     BaseStore,
     StoredOutcome,
+    info_text,
     metrics_json,
     provenance_record,
     provenance_row,
@@ -588,7 +588,7 @@ def _result_row(o: StoredOutcome) -> tuple[Any, ...]:
     values = {
         **{c: getattr(o, c, None) for c in RESULT_COLUMNS},
         "metrics": metrics_json(o.metrics),
-        "value_info": json.dumps(o.value_info, default=str) if o.value_info else None,
+        "value_info": info_text(o.value_info),
     }
     return tuple(values[c] for c in RESULT_COLUMNS if c != "updated")
 

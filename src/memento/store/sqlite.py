@@ -37,6 +37,7 @@ from memento.store.base import (
     RESULT_COLUMNS,
     BaseStore,
     StoredOutcome,
+    info_text,
     metrics_json,
     provenance_row,
 )
@@ -429,8 +430,10 @@ class SQLiteStore(BaseStore):
             rows.append(_result_row(o, value, value_file))
         conn = self.conn
         marks = ",".join("?" * len(RESULT_COLUMNS))
+        # Side files these rows may replace: none when the store never wrote one.
+        has_files = (self.directory / "values").is_dir()
         with transaction(conn):
-            before = queries.lookup(conn, keys, ("value_file",))
+            before = queries.lookup(conn, keys, ("value_file",)) if has_files else {}
             conn.executemany(
                 f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({marks})",
                 rows,
@@ -592,19 +595,38 @@ class SQLiteStore(BaseStore):
 
 
 def _result_row(o: StoredOutcome, value: bytes | None, value_file: str | None) -> tuple[Any, ...]:
-    """``o`` as the ``results`` columns, in order (``updated``: now)."""
-    import json
-
-    values = {
-        **{c: getattr(o, c, None) for c in RESULT_COLUMNS},
-        "value": value,
-        "value_file": value_file,
-        "attempts": o.attempts,
-        "metrics": metrics_json(o.metrics),
-        "value_info": json.dumps(o.value_info, default=str) if o.value_info else None,
-        "updated": time.time(),
-    }
-    return tuple(values[c] for c in RESULT_COLUMNS)
+    """``o`` as the ``results`` columns, in :data:`RESULT_COLUMNS` order (``updated``: now)."""
+    return (
+        o.key,
+        o.experiment,
+        o.status,
+        o.params,
+        value,
+        value_file,
+        o.error_type,
+        o.error_message,
+        o.traceback,
+        o.error,
+        o.attempts,
+        o.host,
+        o.pid,
+        o.start_time,
+        o.end_time,
+        o.runtime,
+        o.cpu_time,
+        o.peak_rss,
+        o.peak_vms,
+        metrics_json(o.metrics),
+        o.progress,
+        o.fingerprint,
+        o.version,
+        o.run_id,
+        time.time(),
+        o.output,
+        o.value_format,
+        info_text(o.value_info),
+        o.output_dir,
+    )
 
 
 #: The store files already warned about being on a network filesystem (once a process).

@@ -481,7 +481,10 @@ def _from_tree(tree: Any, array: Callable[[str], Any] | None = None) -> Any:
 
 
 def _json_load(data: bytes) -> Any:
-    return _from_tree(json.loads(bytes(data).decode("utf-8")))
+    raw = bytes(data)
+    if b'"$' not in raw:  # no tag and no "$" key anywhere: the JSON is the value itself
+        return json.loads(raw)
+    return _from_tree(json.loads(raw.decode("utf-8")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -802,17 +805,17 @@ def decode(
     if (data is None) == (path is None):
         raise TypeError("decode needs either data or path, and not both")
     name = "pickle" if format is None else format
-    details = _parse_info(info)
     location = None if path is None else os.fspath(path)
     fmt = _lookup(name)
     if fmt is None:
+        details = _parse_info(info)
         raw = None if location is not None else bytes(data or b"")
         type_ = str(details.get("type") or "object")
         return UnknownFormat(name, type_, raw, location, details)
     try:
         return _load(fmt, data, location, trusted)
-    except Exception as exc:
-        raise _load_error(name, details, data, location, exc) from exc
+    except Exception as exc:  # the description is read only now: a load is the hot path
+        raise _load_error(name, _parse_info(info), data, location, exc) from exc
 
 
 def _parse_info(info: dict[str, Any] | str | None) -> dict[str, Any]:

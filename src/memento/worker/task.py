@@ -6,6 +6,7 @@ an experiment's failure: the failure *is* the outcome.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import socket
 import threading
@@ -159,7 +160,9 @@ def _store_value(outcome: Outcome, value: Any, job: Job) -> None:
             ),
         )
         return
-    outcome.value_format, outcome.value_info = encoded.format, encoded.info
+    outcome.value_format = encoded.format
+    # As the store keeps it (JSON text), made here: workers run in parallel, the driver not.
+    outcome.value_info = json.dumps(encoded.info, separators=(",", ":"), default=str)
     if job.side_dir and encoded.size > INLINE_LIMIT:
         name = value_file_name(outcome.key, encoded.extension)
         atomic_write(Path(job.side_dir) / name, encoded.chunks, mode=job.checkpoint_mode)

@@ -226,7 +226,8 @@ class Outcome:
     #: ``None`` when the worker wrote it to ``value_file`` (in the store's side directory).
     value: bytes | None = None
     value_format: str | None = None
-    value_info: dict[str, Any] | None = None
+    #: What the value is (``{"type": ...}``), as JSON text.
+    value_info: str | None = None
     value_file: str | None = None
     error_type: str | None = None
     error_message: str | None = None
