@@ -5,16 +5,11 @@ versions of the libraries a value's types come from)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import sys
 import threading
 from collections.abc import Iterable
-from pathlib import Path
-
-from memento._util.files import atomic_write
 
 #: The distribution memento itself is installed as.
 OWN_DISTRIBUTION = "memento-grid"
@@ -59,52 +54,8 @@ def _installed() -> tuple[dict[str, list[str]], dict[str, str]]:
     global _installed_cache
     with _installed_lock:
         if _installed_cache is None:
-            _installed_cache = _cached_scan(list(sys.path))
+            _installed_cache = _scan(sys.path)
         return _installed_cache
-
-
-#: What a cached scan file holds, so that one of another layout is never taken for it.
-_CACHE_FORMAT = 1
-
-
-def _cached_scan(path: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """:func:`_scan` of ``path``, kept in a file of the user's cache directory
-    (``$XDG_CACHE_HOME/memento`` or ``~/.cache/memento``) under a name made of the folders
-    and their modification times: installing, upgrading or removing a distribution changes
-    its folder's time, and so the name. Reading it takes ~1 ms instead of the scan's ~15; a
-    cache that cannot be read or written is just not used."""
-    name = _cache_name(path)
-    if name is None:
-        return _scan(path)
-    try:
-        with open(name, encoding="utf-8") as file:
-            data = json.load(file)
-        if data.get("format") == _CACHE_FORMAT and data.get("path") == path:
-            return data["modules"], data["versions"]
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
-    modules, versions = _scan(path)
-    record = {"format": _CACHE_FORMAT, "path": path, "modules": modules, "versions": versions}
-    try:
-        atomic_write(Path(name), json.dumps(record).encode())
-    except OSError:
-        pass
-    return modules, versions
-
-
-def _cache_name(path: list[str]) -> str | None:
-    """The cache file for ``path`` as it is now; ``None`` without a cache directory."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not os.path.isabs(base):
-        return None
-    stamps = []
-    for folder in path:
-        try:
-            stamps.append(f"{folder}\0{os.stat(folder or '.').st_mtime_ns}")
-        except OSError:
-            stamps.append(f"{folder}\0-")
-    digest = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:32]
-    return os.path.join(base, "memento", f"installed-{digest}.json")
 
 
 def _scan(path: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
