@@ -212,9 +212,11 @@ def test_installed_distributions_agree_with_importlib_metadata() -> None:
     """The direct read of the metadata folders finds what ``importlib.metadata`` finds."""
     import importlib.metadata as metadata
 
-    from memento._util.distributions import installed
+    from memento._util.distributions import scan
 
-    modules, versions = installed()
+    # Read now, over sys.path as it is now: what importlib.metadata reads too (the process's
+    # own cache was made when it first asked, and other tests add folders to sys.path).
+    modules, versions = scan(sys.path)
     expected_versions: dict[str, str] = {}
     for dist in metadata.distributions():
         expected_versions.setdefault(dist.metadata["Name"], dist.version)

@@ -177,4 +177,9 @@ def installed() -> tuple[dict[str, list[str]], dict[str, str]]:
     return _installed()
 
 
-__all__ = ["OWN_DISTRIBUTION", "distributions", "installed", "top_level_names"]
+def scan(path: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """What :func:`installed` reads, for the folders ``path``, read now (never cached)."""
+    return _scan(path)
+
+
+__all__ = ["OWN_DISTRIBUTION", "distributions", "installed", "scan", "top_level_names"]
