@@ -145,6 +145,8 @@ class Context:
         self._unsaved: dict[str, list[Metric]] | None = None
         self._output_root = output_root
         self._output_mode = output_mode
+        #: Whether the experiment asked for :attr:`output_dir` (its folder may exist then).
+        self.output_used = False
 
     @property
     def seed(self) -> int:
@@ -180,6 +182,7 @@ class Context:
                 "each experiment a folder of its own under DIR (a server store keeps them only "
                 "where you say; a Context made by hand takes Context(key, output_root=DIR))"
             )
+        self.output_used = True
         return ensure_folder(self._output_root, self.key, self._output_mode)
 
     # -- checkpoints -----------------------------------------------------------------------

@@ -71,8 +71,8 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     """Run one experiment; every exception it raises becomes a failed :class:`Outcome`."""
     sink = job.progress if job.progress is not None else progress_sink()
     provider = checkpoint_provider(job)
-    if job.output_root:
-        _start_attempt(job.output_root, task.key, provider)
+    # Whether a folder is left from an earlier attempt (emptied now unless this one resumes).
+    had_folder = bool(job.output_root) and _start_attempt(job.output_root, task.key, provider)
     context = Context(
         task.key,
         provider,
@@ -121,19 +121,22 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     outcome.peak_rss, outcome.peak_vms = peak_memory()
     if job.pickle_values:  # another process: what it imported is not in the driver's
         outcome.modules = new_top_level_modules()
-    if job.output_root:
+    if had_folder or context.output_used:
         outcome.output_dir = _used_folder(job.output_root, task.key)
     return outcome
 
 
-def _start_attempt(root: str, key: str, provider: CheckpointProvider) -> None:
-    """Empty a failed attempt's output folder, unless this attempt resumes from a checkpoint.
+def _start_attempt(root: str, key: str, provider: CheckpointProvider) -> bool:
+    """Empty a failed attempt's output folder, unless this attempt resumes from a checkpoint;
+    whether there was a folder.
 
     The checkpoint is looked up only when there is a folder (a server store's lookup is a
     query): most experiments never make one, and then this is one ``lstat``.
     """
-    if os.path.lexists(output_folder(root, key)):
-        prepare_attempt(root, key, provider.contains(key))
+    if not os.path.lexists(output_folder(root, key)):
+        return False
+    prepare_attempt(root, key, provider.contains(key))
+    return True
 
 
 def _used_folder(root: str, key: str) -> str | None:
