@@ -50,6 +50,7 @@ _EXPORTS = {
     "StoreError": "memento.exceptions",
     "UnencodableValue": "memento.exceptions",
     "WorkerDied": "memento.exceptions",
+    "WorkerLost": "memento.exceptions",
     # notifications
     "NotificationProvider": "memento.notifications",
     "DefaultNotificationProvider": "memento.notifications",
@@ -118,6 +119,7 @@ if TYPE_CHECKING:
         StoreError,
         UnencodableValue,
         WorkerDied,
+        WorkerLost,
     )
     from memento.matrix.configs import Config, Configurations, generate_configurations
     from memento.matrix.sampling import choice, loguniform, randint, uniform

@@ -44,6 +44,35 @@ class ExperimentFailed:
     message: str
     traceback: str
     attempts: int = 1
+    #: The failure's kind (:data:`memento.exceptions.FAILURE_KINDS`).
+    kind: str = "error"
+    #: Where it was raised, ``file.py:42`` (the innermost frame of its traceback), or ``""``.
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class SystematicFailure:
+    """The first failures of a run are all the same error: the same kind, type and raising
+    line. Emitted once, as soon as :attr:`count` of them are in (before the grid is over),
+    so that a bug in every cell is known at once rather than after the whole grid ran."""
+
+    #: How many failures share the error, and how many failures there are (equal when emitted).
+    count: int
+    failures: int
+    kind: str
+    exc_type: str
+    #: ``file.py:42``, or ``""`` when the failure has no traceback (a crash, a timeout).
+    where: str
+    message: str
+    experiment: str = ""
+    store_path: str = ""
+
+    @property
+    def text(self) -> str:
+        """``"3 of 3 failures: ValueError at train.py:42"``."""
+        what = self.exc_type if self.kind == "error" else f"{self.kind} ({self.exc_type})"
+        at = f" at {self.where}" if self.where else ""
+        return f"{self.count} of {self.failures} failures: {what}{at}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +116,13 @@ class RunFinished:
         )
 
 
-Event = RunStarted | ExperimentFinished | ExperimentFailed | RunFinished
+Event = RunStarted | ExperimentFinished | ExperimentFailed | SystematicFailure | RunFinished
 
-__all__ = ["Event", "ExperimentFailed", "ExperimentFinished", "RunFinished", "RunStarted"]
+__all__ = [
+    "Event",
+    "ExperimentFailed",
+    "ExperimentFinished",
+    "RunFinished",
+    "RunStarted",
+    "SystematicFailure",
+]

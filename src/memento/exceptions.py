@@ -10,7 +10,8 @@
     │   ├── ExperimentError               one failed experiment, when its own exception is lost
     │   │   ├── ExperimentTimeout         it ran longer than ``timeout`` and was stopped
     │   │   │                             (also a TimeoutError)
-    │   │   └── WorkerDied                its worker process died (segfault, ``os._exit``, kill)
+    │   │   ├── WorkerDied                its worker process died (segfault, ``os._exit``, kill)
+    │   │   └── WorkerLost                the engine lost it (a node, a worker, a connection)
     │   ├── StoreError                    the store file is missing, corrupt or of unknown version
     │   │   └── LegacyStoreError          it was written by memento-ml 1.2 (left untouched)
     │   └── MissingExtra (ImportError)    an optional engine is not installed
@@ -18,12 +19,45 @@
     └── UnencodableValue (TypeError)      a config value that cannot be turned into a stable key
 
 Every exception in ``AggregateException.exceptions`` carries ``.config`` (the failed
-:class:`~memento.matrix.configs.Config`) and ``.traceback`` (the worker-side traceback as text).
+:class:`~memento.matrix.configs.Config`), ``.traceback`` (the worker-side traceback as text) and
+``.kind``, the failure's kind (:data:`FAILURE_KINDS`):
+
+=================  ==================================================================
+``error``          the experiment raised an exception
+``timeout``        it ran past ``timeout`` and was stopped
+``crash``          its process died: a signal (segfault, ``kill -9``) or an exit code
+``oom``            it ran out of memory: over ``memory_limit``, killed by the kernel's
+                   OOM killer, or it raised ``MemoryError`` (or a CUDA out-of-memory error)
+``interrupted``    it was stopped from outside: SIGTERM, SIGINT, or the cluster preempted it
+``infrastructure`` a worker or an engine was lost, or memento's own machinery failed
+=================  ==================================================================
+
+``retries`` applies by default to the transient kinds only (:data:`TRANSIENT_KINDS`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+#: Every kind a failure can have, in the order they are shown.
+FAILURE_KINDS = ("error", "timeout", "crash", "oom", "interrupted", "infrastructure")
+#: The kinds ``retries`` applies to by default: the ones that may not happen again. An
+#: ``error`` or a ``timeout`` usually repeats (the same code on the same input).
+TRANSIENT_KINDS = frozenset({"crash", "oom", "infrastructure", "interrupted"})
+
+
+def kind_of_stored(kind: str | None, error_type: str | None) -> str:
+    """The kind of a stored failure: its ``kind`` column, or for a failure stored before kinds
+    were (store schema 4 and older) the kind its exception type implies."""
+    if kind:
+        return kind
+    if error_type == "ExperimentTimeout":
+        return "timeout"
+    if error_type == "WorkerDied":
+        return "crash"
+    if error_type in ("MemoryError", "OutOfMemoryError"):
+        return "oom"
+    return "error"
 
 
 class MementoError(Exception):
@@ -70,10 +104,15 @@ class CyclicDependency(MementoError):
 
 
 class ExperimentError(MementoError):
-    """One experiment failed and its original exception could not be brought back.
+    """One experiment failed and its original exception could not be brought back, or it
+    failed in a way that raised nothing in it (a timeout, a dead worker).
 
-    ``exc_type`` names the original exception's type, ``traceback`` is the worker's text.
+    ``exc_type`` names the original exception's type, ``traceback`` is the worker's text,
+    ``kind`` the failure's kind (:data:`FAILURE_KINDS`).
     """
+
+    #: The kind of failure this class stands for, unless the instance says otherwise.
+    kind: str = "error"
 
     def __init__(
         self,
@@ -82,11 +121,14 @@ class ExperimentError(MementoError):
         exc_type: str | None = None,
         traceback: str = "",
         config: Any = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.exc_type = exc_type or type(self).__name__
         self.traceback = traceback
         self.config = config
+        if kind is not None:
+            self.kind = kind
 
     def __reduce__(self) -> Any:
         return (_rebuild_experiment_error, (type(self), self.args, self.__dict__))
@@ -104,12 +146,33 @@ def _rebuild_experiment_error(
 class ExperimentTimeout(ExperimentError, TimeoutError):
     """The experiment ran past ``Memento(timeout=...)`` seconds; its worker was stopped.
 
-    Also a :class:`TimeoutError`, so ``except TimeoutError`` catches it.
+    Also a :class:`TimeoutError`, so ``except TimeoutError`` catches it. ``stacks`` holds the
+    Python stacks of the experiment's threads just before it was stopped, when the engine
+    could take them (worker processes: faulthandler), else ``""``.
     """
+
+    kind = "timeout"
+    stacks: str = ""
 
 
 class WorkerDied(ExperimentError):
-    """The worker process running the experiment died: a signal, ``os._exit`` or an OOM kill."""
+    """The worker process running the experiment died: a signal, ``os._exit`` or an OOM kill.
+
+    ``kind`` is ``"crash"``, ``"oom"`` (over ``memory_limit``, or the kernel's OOM killer as
+    far as it can be told) or ``"interrupted"`` (SIGTERM, SIGINT, preemption); ``exitcode`` is
+    the process's exit status as ``multiprocessing`` gives it (a negative signal number), when
+    known.
+    """
+
+    kind = "crash"
+    exitcode: int | None = None
+
+
+class WorkerLost(ExperimentError):
+    """The engine lost the experiment: its worker, node or connection went away, or memento's
+    own machinery failed around it. Kind ``infrastructure``: retried by default."""
+
+    kind = "infrastructure"
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -183,11 +246,15 @@ __all__ = [
     "CyclicDependency",
     "ExperimentError",
     "ExperimentTimeout",
+    "FAILURE_KINDS",
     "LegacyStoreError",
     "MementoError",
     "MissingExtra",
     "RunInterrupted",
     "StoreError",
+    "TRANSIENT_KINDS",
     "UnencodableValue",
     "WorkerDied",
+    "WorkerLost",
+    "kind_of_stored",
 ]

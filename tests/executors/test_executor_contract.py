@@ -128,7 +128,11 @@ def test_an_interrupted_experiment_resumes_from_its_checkpoint(
     how = "raise" if _name(executor) in IN_PROCESS else "exit"
     settings = {"dir": str(tmp_path), "steps": 5, "die_at": 3, "how": how}
     grid = {"parameters": {"a": [1, 2]}, "settings": settings}
-    results = _memento(checkpointed, executor, retries=1).run(grid, cache_path=store_path)
+    # In-process it raises (an "error", retried only when retry_on names it); elsewhere its
+    # worker exits (a "crash", retried by default).
+    results = _memento(checkpointed, executor, retries=1, retry_on={"error", "crash"}).run(
+        grid, cache_path=store_path
+    )
     assert results is not None
     assert [r.inner for r in results] == [{"i": 5, "starts": 2}] * 2
     assert [r.attempts for r in results] == [2, 2]

@@ -103,6 +103,7 @@ def test_requeues_are_capped(slurm_folder: Path, store_path: Path) -> None:
     (result,) = box["results"]
     assert isinstance(result.error, ExperimentError)
     assert "not requeued again" in str(result.error) and "max_requeues=0" in str(result.error)
+    assert result.error.kind == "interrupted"  # preempted (its time limit was far off)
 
 
 DRIVER = textwrap.dedent(
@@ -215,6 +216,7 @@ def test_a_failure_names_its_slurm_job_and_shows_the_end_of_its_stderr(
     by_how = {error.config.how: error for error in info.value.exceptions}  # type: ignore[attr-defined]
     crash, failure = by_how["segfault"], by_how["raise"]
     assert isinstance(crash, WorkerDied)
+    assert crash.kind == "crash" and crash.exitcode == -11  # sacct: the step's SIGSEGV
     assert re.search(r"Slurm job \d+_0 ended without a result", str(crash))
     assert "Segmentation fault" in crash.stderr_tail  # type: ignore[attr-defined]
     assert crash.job_id.endswith("_0")  # type: ignore[attr-defined]

@@ -211,10 +211,12 @@ def test_a_dict_of_scalars_becomes_columns_and_failures_keep_their_error(tmp_pat
         "cpu_time": 1.25,
         "peak_memory": 1000,
         "error": None,
+        "kind": None,  # a failure's kind (issue: failure kinds); None for a success
         "metric.loss": 0.4,
         "key": "key-0.1",
     }
     assert rows[1]["status"] == "failed" and rows[1]["error"] == "ValueError: diverged"
+    assert types["kind"] == "string" and rows[1]["kind"] == "error"
     assert rows[1]["accuracy"] is None and rows[1]["n"] is None
 
 

@@ -170,6 +170,7 @@ def test_run_results_to_dataframe(tmp_path: Path) -> None:
         "cpu_time",
         "peak_memory",
         "error",
+        "kind",  # each failure's kind, None for a success
         "metric.loss",
         "metric.accuracy",
         "key",

@@ -67,7 +67,9 @@ from memento import Memento
 import experiments
 
 store, name, retries, output_dir, params = sys.argv[1:6]
+# Every failure is retried (the default retries crashes, not a raise: issue 12).
 memento = Memento(getattr(experiments, name), progress=False, retries=int(retries),
+                  retry_on=lambda failure: True,
                   output_dir=None if output_dir == "-" else output_dir)
 results = memento.run({"parameters": json.loads(params)}, cache_path=store,
                       raise_on_failure=False)

@@ -192,6 +192,7 @@ def test_results_table(store: Path) -> None:
         "status",
         "runtime",
         "error",
+        "kind",  # each failure's kind (error, timeout, crash, ...)
         "metric.loss",
         "metric.accuracy",
         # each result's run provenance (issue 13); python/platform/command: memento show

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from memento._util.cpus import available_cpus
 from memento.executors.base import Executor, describe_exit
 from memento.executors.local import (
     FuturesExecutor,
     InlineExecutor,
     ProcessExecutor,
     ThreadExecutor,
-    available_cpus,
     make_executor,
 )
 from memento.executors.timeouts import SoftTimeouts, timed_out

@@ -61,6 +61,17 @@ class Executor(ABC):
     #: The workers report ``context.progress`` (and when each experiment begins) through
     #: :meth:`progress_updates`.
     reports_progress: bool = False
+    #: Each job gets CPUs of its own (a cluster job's allocation): the worker caps BLAS and
+    #: OpenMP pools at its own CPU count, not at the driver's CPUs shared by ``max_workers``.
+    own_cpus: bool = False
+    #: The engine places each job on GPUs itself (Slurm's ``--gpus-per-node``, Ray's
+    #: ``num_gpus``), from :attr:`Job.gpu_request`; otherwise the driver hands out the GPUs
+    #: it sees (``CUDA_VISIBLE_DEVICES``) to the jobs it submits.
+    places_gpus: bool = False
+    #: The engine asks a scheduler for each job's memory (Slurm's ``--mem``, Ray's
+    #: ``memory``): an ``oom`` retry asks it for more (``Job.memory_limit`` scaled by
+    #: ``Job.memory_scale``); elsewhere ``memory_limit`` is a limit the worker enforces.
+    requests_memory: bool = False
     #: A short name for messages and for the job registry (the driver never reads it).
     name: str = "executor"
 
@@ -72,6 +83,12 @@ class Executor(ABC):
         stopped the whole job (its worker died, its timeout ran out) is the future's
         exception; :meth:`result` may translate an engine's own errors first.
         """
+
+    def check_resources(  # noqa: B027
+        self, *, gpus_per_experiment: float | None, memory_limit: int | None
+    ) -> None:
+        """Raise ``ValueError`` for a resource request this engine cannot honour; called by
+        the driver before anything runs. The default accepts everything."""
 
     def result(self, future: cf.Future[list[Outcome]]) -> list[Outcome]:
         """The job's outcomes; engine errors become memento's exceptions."""
@@ -135,6 +152,27 @@ def describe_exit(exitcode: int | None) -> str:
         hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
         return f"was killed by signal {name} ({-exitcode}){hint}"
     return f"exited with code {exitcode}"
+
+
+#: Exit statuses that mean the process was stopped from outside (SIGTERM, SIGINT, SIGHUP,
+#: as a signal or as the shell's ``128 + n``), not that it broke.
+_INTERRUPTS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def exit_kind(exitcode: int | None, *, oom_exit: int | None = None) -> str:
+    """The failure kind of a worker that ended with ``exitcode``: ``interrupted`` for
+    SIGTERM, SIGINT or SIGHUP, ``oom`` for ``oom_exit`` (the status of a worker whose memory
+    watch stopped it), else ``crash``. (Whether a SIGKILL was the kernel's OOM killer is the
+    driver's call: it knows the cgroup's counters.)"""
+    if exitcode is None:
+        return "crash"
+    if oom_exit is not None and exitcode == oom_exit:
+        return "oom"
+    if exitcode < 0 and -exitcode in _INTERRUPTS:
+        return "interrupted"
+    if exitcode > 128 and exitcode - 128 in _INTERRUPTS:
+        return "interrupted"
+    return "crash"
 
 
 def settle(

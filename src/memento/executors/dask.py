@@ -15,6 +15,19 @@ naming the workers that cannot.
 Timeouts: with ``isolate=True`` the child process's pool kills the experiment; otherwise the
 driver abandons it (:class:`~memento.executors.timeouts.SoftTimeouts`).
 
+A lost worker (``KilledWorker``: its process or node died while it ran the job; a closed
+connection) is :class:`~memento.exceptions.WorkerLost`, kind ``infrastructure``: with
+``isolate=True`` the experiment ran in a child process, so it was not the experiment that took
+the worker down (with ``isolate=False`` it may well have been: a
+:class:`~memento.exceptions.WorkerDied`, kind ``crash``).
+
+GPUs: Dask does not hand out devices, and the GPU ids this driver sees mean nothing on remote
+workers. ``Memento(gpus_per_experiment=g)`` is therefore each task's Dask worker resource
+``{"GPU": g}`` (fractions too), which the workers must declare (``dask worker --resources
+GPU=1``, or dask-cuda's ``dask cuda worker``, one worker per GPU with its own
+``CUDA_VISIBLE_DEVICES``): a worker runs its tasks' GPU shares side by side on the devices it
+sees. :meth:`DaskExecutor.check_resources` refuses the request when no worker declares a GPU.
+
 A cluster object (``LocalCluster``, or dask-jobqueue's ``SLURMCluster``, ``PBSCluster``,
 ``LSFCluster``, ``SGECluster``, ``HTCondorCluster``) gets a client of memento's own, closed
 at the end; the cluster stays the user's and is never closed here. A batch-queue cluster
@@ -38,9 +51,9 @@ from typing import Any
 
 from memento._util.optional import optional_import
 from memento.exceptions import (
-    ExperimentError,
     ExperimentTimeout,
     WorkerDied,
+    WorkerLost,
 )
 from memento.executors.base import Executor, settle
 from memento.executors.envelope import Envelope, seal, unseal
@@ -109,6 +122,7 @@ class DaskExecutor(Executor):
 
     name = "dask"
     batching = True
+    places_gpus = True
 
     def __init__(
         self,
@@ -242,11 +256,54 @@ class DaskExecutor(Executor):
             ) from None
         return dict(client.nthreads())
 
+    def check_resources(
+        self, *, gpus_per_experiment: float | None, memory_limit: int | None
+    ) -> None:
+        """Refuse ``memory_limit`` without ``isolate`` (it would stop the Dask worker itself),
+        and GPUs when the workers that joined declare no ``GPU`` resource (tasks would wait
+        forever).
+
+        Example::
+
+            DaskExecutor(client).check_resources(gpus_per_experiment=1, memory_limit=None)
+            # ValueError: ... no Dask worker declares a GPU resource ...
+        """
+        if memory_limit is not None and not self.isolate:
+            raise ValueError(
+                "memory_limit needs DaskExecutor(isolate=True) (the default): with "
+                "isolate=False experiments run in the Dask worker's threads, and stopping one "
+                "over its limit would stop the worker"
+            )
+        if gpus_per_experiment is None:
+            return
+        if gpus_per_experiment <= 0:
+            raise ValueError(f"gpus_per_experiment must be > 0, got {gpus_per_experiment!r}")
+        workers = self.client.scheduler_info().get("workers", {})
+        if not workers:
+            logger.warning(
+                "No Dask worker has joined yet: whether workers declare the GPU resource that "
+                "gpus_per_experiment=%g asks for could not be checked",
+                gpus_per_experiment,
+            )
+            return
+        most = max(float(w.get("resources", {}).get("GPU", 0)) for w in workers.values())
+        if most < gpus_per_experiment:
+            raise ValueError(
+                f"gpus_per_experiment={gpus_per_experiment:g} is a Dask worker resource "
+                f"{{'GPU': {gpus_per_experiment:g}}}, and no Dask worker declares that much "
+                f"(the most is {most:g}): start workers with `dask worker --resources GPU=1` "
+                "(one per GPU, each with its own CUDA_VISIBLE_DEVICES), or use dask-cuda "
+                "(`dask cuda worker`)"
+            )
+
     def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
         label = job.tasks[0].key[:12] if job.tasks else "job"
         self._register_plugin()
         hard = timeout if self.isolate else None
         token = f"memento-{label}-{uuid.uuid4().hex[:8]}"
+        options = dict(self.submit_options)
+        if job.gpu_request is not None:
+            options["resources"] = {**(options.get("resources") or {}), "GPU": job.gpu_request}
         dask_future = self.client.submit(
             _run_on_worker,
             job,
@@ -256,7 +313,7 @@ class DaskExecutor(Executor):
             key=token,
             pure=False,
             retries=0,
-            **self.submit_options,
+            **options,
         )
         future: cf.Future[Any] = cf.Future()
         with self._lock:
@@ -305,7 +362,7 @@ class DaskExecutor(Executor):
             elif done.status == "cancelled":
                 _cancel(future)
             else:
-                settle(future, exception=_engine_error(done.exception()))
+                settle(future, exception=_engine_error(done.exception(), self.isolate))
         except BaseException as exc:
             settle(future, exception=exc)
 
@@ -361,13 +418,26 @@ def _cancel(future: cf.Future[Any]) -> None:
         settle(future, exception=cf.CancelledError())
 
 
-def _engine_error(exc: BaseException | None) -> BaseException:
+#: distributed's errors that mean a worker or the connection was lost, by class name (their
+#: modules moved between versions).
+_LOST_WORKER = ("KilledWorker", "CommClosedError", "FutureCancelledError")
+
+
+def _engine_error(exc: BaseException | None, isolate: bool = True) -> BaseException:
+    """memento's error for what a Dask task's future failed with."""
     if exc is None:
-        return ExperimentError("The Dask task ended without a result")
-    if type(exc).__name__ == "KilledWorker":
+        return WorkerLost("The Dask task ended without a result")
+    lost = any(c.__name__ in _LOST_WORKER for c in type(exc).__mro__)
+    if lost and not isolate and type(exc).__name__ == "KilledWorker":
+        # The experiment ran in the worker's own threads: it most likely took it down.
         return WorkerDied(
-            f"The Dask worker running the experiment died ({exc}); with isolate=True only a "
-            "lost worker (out of memory, killed, node failure) does this"
+            f"The Dask worker running the experiment died ({exc}): with isolate=False a crash "
+            "of the experiment (a segfault, os._exit) takes its worker down"
+        )
+    if lost:
+        return WorkerLost(
+            f"Dask lost the worker running the experiment ({type(exc).__name__}: {exc}): its "
+            "process or node died, was restarted, or its connection closed"
         )
     return exc
 
@@ -391,7 +461,10 @@ def _run_in_child(job: Job, timeout: float | None, token: str) -> list[Outcome]:
     try:
         return pool.result(future)  # type: ignore[no-any-return]
     except (ExperimentTimeout, WorkerDied) as exc:
-        raise type(exc)(f"{exc} (on Dask worker {_worker_address()})") from None
+        again = type(exc)(f"{exc} (on Dask worker {_worker_address()})", kind=exc.kind)
+        if isinstance(exc, WorkerDied) and isinstance(again, WorkerDied):
+            again.exitcode = exc.exitcode
+        raise again from None
     finally:
         _running.pop(token, None)
 

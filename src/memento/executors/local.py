@@ -13,21 +13,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from memento._util.checks import positive_int_or_none
+from memento._util.cpus import available_cpus
 from memento.exceptions import WorkerDied
-from memento.executors.base import Executor, ProgressUpdate, describe_exit
+from memento.executors.base import Executor, ProgressUpdate, describe_exit, exit_kind
 from memento.executors.timeouts import SoftTimeouts, timed_out
+from memento.worker.memory import OOM_EXIT_CODE
 from memento.worker.output import OutputFrames, OutputRecord, encode_marker, prefix_lines
 from memento.worker.process import init_process_worker
 from memento.worker.task import run_job
 from memento.worker.wire import Job, Outcome
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (respects affinity and cgroup-limited sets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def default_start_method() -> str:
@@ -250,7 +244,12 @@ class ProcessExecutor(Executor):
         try:
             return future.result()
         except ProcessExpired as exc:
-            raise WorkerDied(f"The worker process {describe_exit(exc.exitcode)}") from None
+            died = WorkerDied(
+                f"The worker process {describe_exit(exc.exitcode)}",
+                kind=exit_kind(exc.exitcode, oom_exit=OOM_EXIT_CODE),
+            )
+            died.exitcode = exc.exitcode
+            raise died from None
         except cf.TimeoutError as exc:
             seconds = exc.args[1] if len(exc.args) > 1 else None
             raise timed_out(seconds, "its worker process was killed and replaced") from None
@@ -323,6 +322,16 @@ class FuturesExecutor(Executor):
     def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
         inner = self.executor.submit(run_job, job)
         return inner if timeout is None else self._timeouts.wrap(inner, timeout)
+
+    def check_resources(
+        self, *, gpus_per_experiment: float | None, memory_limit: int | None
+    ) -> None:
+        if memory_limit is not None:
+            raise ValueError(
+                f"memory_limit needs memento's own worker processes (executor='process') or a "
+                f"cluster engine; the {self.name} executor cannot stop one experiment's "
+                "processes without breaking its pool"
+            )
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         if self._owned:

@@ -3,10 +3,15 @@
 A job runs as a streaming-generator task that first yields an empty "started" marker and then
 its outcomes. The marker tells the driver when the job really started (not when it was queued),
 so a timeout counts the experiment's own running time; when it runs out, the driver kills the
-worker with ``ray.cancel(..., force=True)``. A worker that crashes (segfault, ``os._exit``,
-Ray's out-of-memory killer) fails that experiment alone with
-:class:`~memento.exceptions.WorkerDied`. Tasks are never retried by Ray (``max_retries=0``):
-retries are memento's (``Memento(retries=...)``).
+worker with ``ray.cancel(..., force=True)``. A worker that crashes (segfault, ``os._exit``)
+fails that experiment alone with :class:`~memento.exceptions.WorkerDied` (kind ``crash``;
+``oom`` when Ray's memory monitor killed it); a lost node, raylet or object is
+:class:`~memento.exceptions.WorkerLost` (kind ``infrastructure``). Tasks are never retried by
+Ray (``max_retries=0``): retries are memento's (``Memento(retries=...)``).
+
+Resources: ``Memento(gpus_per_experiment=g)`` is each task's ``num_gpus`` (fractions too: Ray
+shares a GPU between tasks and sets each task's ``CUDA_VISIBLE_DEVICES``), and
+``Memento(memory_limit=...)`` its ``memory`` request in bytes (scaled up on an ``oom`` retry).
 
 Checkpoints and large values are files in the workspace's directory, so every node must see
 that directory at the same path: :meth:`RayExecutor.prepare` checks it on every alive node
@@ -24,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from memento._util.optional import optional_import
-from memento.exceptions import ExperimentError, WorkerDied
+from memento.exceptions import ExperimentError, WorkerDied, WorkerLost
 from memento.executors.base import Executor, settle
 from memento.executors.envelope import Envelope, seal, unseal
 from memento.executors.timeouts import timed_out
@@ -89,6 +94,8 @@ class RayExecutor(Executor):
     name = "ray"
     own_process = True
     batching = True
+    places_gpus = True
+    requests_memory = True
 
     def __init__(
         self,
@@ -121,6 +128,8 @@ class RayExecutor(Executor):
         self.check_directory = check_directory
         self._owns_ray = False
         self._remote: Any = None
+        self._tasks: dict[tuple[tuple[str, Any], ...], Any] = {}
+        self._warned = False
         self._lock = threading.Lock()
         self._watched: list[_Watched] = []
         self._thread: threading.Thread | None = None
@@ -156,21 +165,88 @@ class RayExecutor(Executor):
     def submit(self, job: Job, *, timeout: float | None = None) -> cf.Future[list[Outcome]]:
         if self._remote is None:
             self.connect()
-            self._remote = self._ray.remote(_stream).options(
-                num_returns="streaming",
-                max_retries=0,
-                num_cpus=self.num_cpus,
-                num_gpus=self.num_gpus,
-                resources=self.resources or None,
-                **self.remote_options,
-            )
-        watched = _Watched(self._remote.remote(job), timeout)
+            self._remote = self._ray.remote(_stream)
+        watched = _Watched(self._task(job).remote(job), timeout)
         with self._lock:
             self._watched.append(watched)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="memento-ray", daemon=True)
                 self._thread.start()
         return watched.future
+
+    def check_resources(
+        self, *, gpus_per_experiment: float | None, memory_limit: int | None
+    ) -> None:
+        """Refuse what Ray cannot schedule: more than one GPU per task must be a whole number.
+
+        Example::
+
+            RayExecutor().check_resources(gpus_per_experiment=1.5, memory_limit=None)
+            # ValueError: ... more than 1 GPU per task must be a whole number ...
+        """
+        gpus = gpus_per_experiment
+        if gpus is not None and (gpus <= 0 or (gpus > 1 and gpus != int(gpus))):
+            raise ValueError(
+                f"gpus_per_experiment={gpus!r}: Ray gives a task a fraction of one GPU (0.5) or "
+                "whole GPUs (2); more than 1 GPU per task must be a whole number"
+            )
+
+    def task_options(self, job: Job) -> dict[str, Any]:
+        """The Ray task options ``job`` asks for beyond the executor's own: ``num_gpus`` from
+        ``job.gpu_request`` and ``memory`` (bytes) from ``job.memory_limit``.
+
+        Example::
+
+            executor.task_options(job)   # {'num_gpus': 0.5, 'memory': 8589934592}
+        """
+        options: dict[str, Any] = {}
+        if job.gpu_request is not None:
+            options["num_gpus"] = job.gpu_request
+        if job.memory_limit is not None:
+            options["memory"] = int(job.memory_limit)
+        return options
+
+    def _task(self, job: Job) -> Any:
+        """The remote function, with ``job``'s own GPU and memory requests."""
+        options = self.task_options(job)
+        key = tuple(sorted(options.items()))
+        task = self._tasks.get(key)
+        if task is not None:
+            return task
+        self._warn_if_infeasible(options)
+        task = self._remote.options(
+            num_returns="streaming",
+            max_retries=0,
+            **{
+                "num_cpus": self.num_cpus,
+                "num_gpus": self.num_gpus,
+                "resources": self.resources or None,
+                **self.remote_options,
+                **options,
+            },
+        )
+        self._tasks[key] = task
+        return task
+
+    def _warn_if_infeasible(self, options: Mapping[str, Any]) -> None:
+        """Say once when no node of the cluster has the GPUs or memory a task asks for (Ray
+        keeps such a task pending until one joins)."""
+        if self._warned:
+            return
+        self._warned = True
+        nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        for name, label, hint in (
+            ("num_gpus", "GPU", "ray start --num-gpus=N"),
+            ("memory", "memory", "a smaller memory_limit"),
+        ):
+            wanted = options.get(name)
+            most = max((float(r.get(label, 0)) for r in nodes), default=0.0)
+            if wanted and most < wanted:
+                logger.warning(
+                    "Each experiment asks Ray for %s=%g, and no node has that much now (the "
+                    "most is %g): the tasks wait until a node that has joins (%s)",
+                    name, wanted, most, hint,
+                )  # fmt: skip
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         """Cancel (killing the workers) or wait for what runs; shut Ray down if we started it."""
@@ -184,6 +260,7 @@ class RayExecutor(Executor):
         elif wait:
             cf.wait([w.future for w in watched])
         self._remote = None
+        self._tasks.clear()
         if self._owns_ray:
             self._owns_ray = False
             self._ray.shutdown()
@@ -275,17 +352,30 @@ def _engine_error(exc: BaseException) -> BaseException:
 
     if isinstance(exc, rex.TaskCancelledError):
         return cf.CancelledError(str(exc))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, rex.OutOfMemoryError):
-        return WorkerDied(f"Ray's memory monitor killed the worker running the experiment: {exc}")
-    if isinstance(exc, (rex.WorkerCrashedError, rex.NodeDiedError)):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return WorkerDied(
-            "The Ray worker process running the experiment died (a segfault, os._exit, a kill "
-            f"or a lost node): {first}"
+            f"Ray's memory monitor killed the worker running the experiment: {first}", kind="oom"
+        )
+    if isinstance(exc, _lost_errors(rex)):
+        return WorkerLost(f"Ray lost the experiment's task ({type(exc).__name__}): {first}")
+    if isinstance(exc, rex.WorkerCrashedError):
+        # The experiment runs in the worker process itself: a segfault or os._exit there.
+        return WorkerDied(
+            "The Ray worker process running the experiment died (a segfault, os._exit or a "
+            f"kill): {first}"
         )
     if isinstance(exc, rex.RayTaskError) and exc.cause is not None:
         return exc.cause  # type: ignore[no-any-return]
     return exc
+
+
+def _lost_errors(rex: Any) -> tuple[type[BaseException], ...]:
+    """Ray's errors that mean the engine lost the task (a node, raylet, owner or object),
+    not that the experiment's own process died; those this Ray version has."""
+    names = ("NodeDiedError", "LocalRayletDiedError", "ActorDiedError", "ActorUnavailableError",
+             "ObjectLostError", "OwnerDiedError", "RaySystemError")  # fmt: skip
+    return tuple(getattr(rex, n) for n in names if isinstance(getattr(rex, n, None), type))
 
 
 def _check_reachable(address: str, timeout: float) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import math
 import os
 import shutil
 import threading
@@ -35,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from memento._util.checks import positive_int_or_none, timeout_or_none
-from memento.exceptions import ExperimentError, WorkerDied
+from memento.exceptions import ExperimentError
 from memento.executors.base import Executor, settle
 from memento.executors.envelope import unseal
 from memento.executors.slurm_support import (
     OVER_STATES,
     SlurmCall,
+    exit_status,
     import_submitit,
     job_state,
     max_array_size,
@@ -48,6 +50,7 @@ from memento.executors.slurm_support import (
     queued_ids,
     refresh_listing,
     scancel,
+    slurm_failure,
     slurm_reachable,
     stderr_note,
     stderr_tail,
@@ -55,12 +58,15 @@ from memento.executors.slurm_support import (
 )
 from memento.executors.timeouts import timed_out
 from memento.executors.workspace import JobRegistry, NoJobRegistry, Workspace
+from memento.worker.memory import OOM_EXIT_CODE
 from memento.worker.task import run_job
 from memento.worker.wire import Job, Outcome
 
 logger = logging.getLogger("memento")
 
 _TICK = 0.1
+#: What sbatch says when it refuses a request (as opposed to a controller it cannot reach).
+_REFUSED = ("Invalid", "not available", "exceeds", "More processors requested", "not permitted")
 
 
 # -- in the driver ----------------------------------------------------------------------------
@@ -146,10 +152,22 @@ class SlurmExecutor(Executor):
         that ended without a result (killed, out of memory, node failure).
     :param result_grace: seconds to wait for a result file after ``sacct`` says a task is over
         (slow network filesystems), before reporting it as dead.
+
+    Resources per experiment: ``Memento(gpus_per_experiment=g)`` (a whole number) is each
+    job's ``--gpus-per-node=g`` instead of ``gpus_per_node``, and ``Memento(memory_limit=...)``
+    its ``--mem`` instead of ``mem_gb``; an ``oom`` retry asks for ``retry_memory_factor``
+    times more. Jobs that ask for different resources go out as different arrays. A task that
+    ends without a result fails with the kind its Slurm state says (``OUT_OF_MEMORY``: oom,
+    ``PREEMPTED`` or ``CANCELLED``: interrupted, ``NODE_FAIL``: infrastructure, ``TIMEOUT``: a
+    timeout, ``FAILED``: by its exit status; see ``STATE_KINDS`` in
+    :mod:`memento.executors.slurm_support`).
     """
 
     name = "slurm"
     own_process = True
+    own_cpus = True
+    places_gpus = True
+    requests_memory = True
 
     def __init__(
         self,
@@ -212,6 +230,7 @@ class SlurmExecutor(Executor):
             params["setup"] = list(setup)
         params.update(slurm_parameters or {})
         self.parameters = params
+        self.mem_gb = mem_gb
         self._submitit: Any = None
         self._jobs: JobRegistry = NoJobRegistry()
         self._jobs_lock = threading.Lock()
@@ -264,6 +283,51 @@ class SlurmExecutor(Executor):
             self._flush(force=True)
         self._ensure_thread()
         return pending.future
+
+    def check_resources(
+        self, *, gpus_per_experiment: float | None, memory_limit: int | None
+    ) -> None:
+        """Refuse a fraction of a GPU: Slurm gives whole GPUs to a job.
+
+        Example::
+
+            SlurmExecutor("runs").check_resources(gpus_per_experiment=0.5, memory_limit=None)
+            # ValueError: ... cannot give a fraction of a GPU ...
+        """
+        gpus = gpus_per_experiment
+        if gpus is not None and (gpus <= 0 or gpus != int(gpus)):
+            raise ValueError(
+                f"gpus_per_experiment={gpus!r}: Slurm cannot give a fraction of a GPU to a job "
+                "(each experiment is a job of its own). Use a whole number (1), or run "
+                "experiments that share GPUs with a local executor (executor='process') inside "
+                "one Slurm job, or with RayExecutor"
+            )
+
+    def job_parameters(self, job: Job) -> dict[str, Any]:
+        """The submitit parameters of ``job``'s Slurm submission that depend on the job:
+        ``gpus_per_node`` from ``job.gpu_request``, ``mem`` from ``job.memory_limit`` (or
+        ``mem_gb`` scaled by ``job.memory_scale`` on an ``oom`` retry); the executor's own
+        values where the job asks for nothing.
+
+        Example::
+
+            executor.job_parameters(job)   # {'gpus_per_node': 1, 'mem': '8192M', ...}
+        """
+        # Every key each time: submitit keeps what an earlier array was given.
+        keys = ("gpus_per_node", "mem", "mem_per_cpu", "mem_per_gpu")
+        params: dict[str, Any] = {k: self.parameters.get(k) for k in keys}
+        if job.gpu_request is not None:
+            params["gpus_per_node"] = int(job.gpu_request)
+        mebibytes: int | None = None
+        if job.memory_limit is not None:
+            mebibytes = math.ceil(job.memory_limit / 2**20)
+        elif self.mem_gb is not None and job.memory_scale != 1.0:
+            mebibytes = math.ceil(self.mem_gb * 1024 * job.memory_scale)
+        if mebibytes is not None:
+            params["mem"] = f"{max(1, mebibytes)}M"
+            # --mem excludes --mem-per-cpu and --mem-per-gpu.
+            params["mem_per_cpu"] = params["mem_per_gpu"] = None
+        return params
 
     def result(self, future: cf.Future[Any]) -> Any:
         with self._lock:
@@ -344,27 +408,37 @@ class SlurmExecutor(Executor):
                     return
                 items, self._buffer = self._buffer, []
             items = self._reattach(items)
-            for start in range(0, len(items), self.chunk_size):
-                self._submit_array(items[start : start + self.chunk_size])
+            # Jobs that ask for different GPUs or memory go out as arrays of their own.
+            groups: dict[tuple[tuple[str, Any], ...], list[_Pending]] = {}
+            for p in items:
+                groups.setdefault(tuple(sorted(self.job_parameters(p.work).items())), []).append(p)
+            for key, group in groups.items():
+                for start in range(0, len(group), self.chunk_size):
+                    self._submit_array(group[start : start + self.chunk_size], dict(key))
         self._ensure_thread()
 
     def _tail(self) -> _Array | None:
         self._arrays = [a for a in self._arrays if a.unfinished()]
         return self._arrays[-1] if self._arrays else None
 
-    def _submit_array(self, items: list[_Pending]) -> None:
+    def _submit_array(self, items: list[_Pending], resources: dict[str, Any]) -> None:
         ex = self._executor()
         tail = self._tail() if self.array_parallelism else None
         ex.update_parameters(
             array_parallelism=self.array_parallelism or len(items),
             dependency=f"afterany:{tail.job_id}" if tail is not None else None,
+            **resources,
         )
         try:
             with ex.batch():
                 jobs = [ex.submit(SlurmCall(run_job, self.max_requeues), p.work) for p in items]
         except Exception as exc:
-            error = ConnectionError(
-                f"sbatch failed, so {len(items)} job(s) were not submitted: {exc}"
+            text = f"sbatch failed, so {len(items)} job(s) were not submitted: {exc}"
+            # Slurm refused the request itself (it would refuse it again): not a lost cluster.
+            error: Exception = (
+                ValueError(f"{text} (the resources asked: {resources})")
+                if any(sign in str(exc) for sign in _REFUSED)
+                else ConnectionError(text)
             )
             for p in items:
                 settle(p.future, exception=error)
@@ -514,7 +588,9 @@ class SlurmExecutor(Executor):
                     error = timed_out(p.timeout, f"Slurm job {p.job_id} was cancelled")
                     settle(p.future, exception=_with_job(error, p))
                     continue
-            if state in OVER_STATES or p.gone:
+            if state == "PREEMPTED" and p.job_id in queued_ids([p.job_id]):
+                p.terminal = None  # requeued: it runs again
+            elif state in OVER_STATES or p.gone:
                 if p.terminal is None:
                     p.terminal = now
                     refresh_listing(job.paths.folder)
@@ -528,10 +604,17 @@ class SlurmExecutor(Executor):
         if not job.paths.result_pickle.exists():
             if job_state(job) == "UNKNOWN":
                 job.watcher.update()  # once per lost job, for a message with its real state
-            state = job.watcher.get_state(job.job_id, "cache")
-            error: ExperimentError = WorkerDied(
-                f"Slurm job {p.job_id} ended without a result (state {state}). "
-                f"The end of its stderr ({job.paths.stderr}):\n{stderr_tail(job.paths.stderr)}"
+            state = str(job.watcher.get_state(job.job_id, "cache") or "UNKNOWN")
+            if p.gone and state.split()[0].upper() == "UNKNOWN":
+                state = "LOST"
+            error: ExperimentError = slurm_failure(
+                p.job_id,
+                state,
+                exitcode=exit_status(p.job_id) if state.startswith("FAILED") else None,
+                oom_exit=OOM_EXIT_CODE,
+                time_limit=self.timeout_min * 60.0,
+                detail=f"The end of its stderr ({job.paths.stderr}):\n"
+                + stderr_tail(job.paths.stderr),
             )
             settle(p.future, exception=_with_job(error, p))
             return

@@ -11,20 +11,40 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from memento._util.optional import optional_import
 from memento._util.text import tail
-from memento.exceptions import ExperimentError
+from memento.exceptions import ExperimentError, WorkerDied, WorkerLost
+from memento.executors.base import exit_kind
 from memento.executors.envelope import Envelope, seal
+from memento.executors.timeouts import timed_out
 
 logger = logging.getLogger("memento")
 
+#: The failure kind of a Slurm job that ended without a result, by its terminal sacct state:
+#: the one table :func:`slurm_failure` reads. ``FAILED`` is decided by the job's exit status
+#: (:func:`memento.executors.base.exit_kind`); a job that sacct no longer knows and squeue
+#: no longer lists (``LOST``) was lost with its node or the controller's state.
+STATE_KINDS: dict[str, str] = {
+    "OUT_OF_MEMORY": "oom",  # over --mem (Slurm's cgroup or its accounting killed it)
+    "PREEMPTED": "interrupted",  # preempted and not requeued (or out of max_requeues)
+    "CANCELLED": "interrupted",  # scancel, by a user or an administrator
+    "DEADLINE": "interrupted",  # --deadline passed
+    "TIMEOUT": "timeout",  # its --time ran out (and it could not be requeued again)
+    "NODE_FAIL": "infrastructure",
+    "BOOT_FAIL": "infrastructure",
+    "REVOKED": "infrastructure",  # a federated sibling ran it
+    "COMPLETED": "infrastructure",  # it ended well, but its result file never appeared
+    "LOST": "infrastructure",
+    "UNKNOWN": "infrastructure",
+    "FAILED": "crash",
+}
 #: sacct states of a job that is over (anything else may still run, or run again).
-OVER_STATES = frozenset(("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
-                   "OUT_OF_MEMORY", "REVOKED", "TIMEOUT"))  # fmt: skip
+OVER_STATES = frozenset(STATE_KINDS) - {"LOST", "UNKNOWN"}
 #: Paths that are private to each node on almost every cluster.
 _NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 _TAIL_LINES = 25
@@ -79,7 +99,8 @@ class SlurmCall:
                     raise ExperimentError(
                         f"Slurm job {_job_id()} was preempted or reached its time limit and was "
                         f"not requeued again ({exc}; restarts so far: {_restarts()}, "
-                        f"max_requeues={self.max_requeues})"
+                        f"max_requeues={self.max_requeues})",
+                        kind=_stop_kind(),
                     ) from None
 
             signal.signal(sig, on_preempt)
@@ -113,6 +134,21 @@ def _restarts() -> int:
         return 0
 
 
+#: A stop signal this close (s) to the job's end time is its time limit, not a preemption
+#: (submitit's ``signal_delay_s`` is 90 s by default).
+_NEAR_END = 180.0
+
+
+def _stop_kind() -> str:
+    """``timeout`` when the job's time limit is near (``SLURM_JOB_END_TIME``, Slurm >= 22),
+    else ``interrupted`` (preempted)."""
+    try:
+        end = float(os.environ["SLURM_JOB_END_TIME"])
+    except (KeyError, ValueError):
+        return "interrupted"
+    return "timeout" if end - time.time() <= _NEAR_END else "interrupted"
+
+
 def _job_id() -> str:
     array = os.environ.get("SLURM_ARRAY_JOB_ID")
     if array:
@@ -124,6 +160,65 @@ def job_state(job: Any) -> str:
     """The first word of the job's last known sacct state (``CANCELLED by 0`` -> CANCELLED)."""
     words = str(job.watcher.get_state(job.job_id, "cache") or "UNKNOWN").split()
     return words[0].upper() if words else "UNKNOWN"
+
+
+def exit_status(job_id: str, *, wait: float = 3.0) -> int | None:
+    """The job's exit status as ``multiprocessing`` gives it (``-11`` for a SIGSEGV, ``3`` for
+    ``exit(3)``), from sacct's ``ExitCode`` (``code:signal``) of the job and its steps: the
+    srun step that ran Python shows the signal (``0:11``) where the batch script only shows
+    srun's code (``11:0``). Step records reach accounting after the job's, so this waits up to
+    ``wait`` s for one. ``None`` when sacct does not know the job."""
+    deadline = time.monotonic() + wait
+    while True:
+        out = _run(["sacct", "-n", "-P", "-o", "JobID,ExitCode", "-j", job_id])
+        rows = re.findall(r"^(\S+)\|(\d+):(\d+)\s*$", out, re.M)
+        steps = [r for r in rows if re.search(r"\.\d+$", r[0])]
+        if steps or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if not rows:
+        return None
+    signals = [int(sig) for _, _, sig in steps + rows if int(sig)]
+    return -signals[0] if signals else int((steps or rows)[0][1])
+
+
+def slurm_failure(
+    job_id: str,
+    state: str,
+    *,
+    exitcode: int | None = None,
+    oom_exit: int | None = None,
+    time_limit: float | None = None,
+    detail: str = "",
+) -> ExperimentError:
+    """The error of Slurm job ``job_id`` that ended in ``state`` without a result, of the kind
+    :data:`STATE_KINDS` gives (``FAILED``: by ``exitcode``, see
+    :func:`~memento.executors.base.exit_kind`). ``detail`` (the end of its stderr) is appended.
+
+    Example::
+
+        slurm_failure("42_0", "OUT_OF_MEMORY").kind      # 'oom'
+        slurm_failure("42_0", "FAILED", exitcode=-11)    # WorkerDied, kind 'crash'
+    """
+    word = (state.split() or ["UNKNOWN"])[0].upper()
+    kind = STATE_KINDS.get(word, "crash")
+    if word == "FAILED":
+        kind = exit_kind(exitcode, oom_exit=oom_exit)
+    tail_text = f" {detail}" if detail else ""
+    if kind == "timeout":
+        limit = "" if time_limit is None else f" (--time, {time_limit / 60:g} min)"
+        error: ExperimentError = timed_out(
+            time_limit, f"Slurm job {job_id} reached its time limit{limit} and was not requeued"
+        )
+        error.args = (f"{error}.{tail_text}",)
+        return error
+    if kind == "infrastructure":
+        why = "Slurm lost it" if word in ("LOST", "UNKNOWN") else f"state {state}"
+        return WorkerLost(f"Slurm job {job_id} ended without a result ({why}).{tail_text}")
+    how = f"state {state}" if exitcode is None else f"state {state}, exit status {exitcode}"
+    died = WorkerDied(f"Slurm job {job_id} ended without a result ({how}).{tail_text}", kind=kind)
+    died.exitcode = exitcode
+    return died
 
 
 def stderr_tail(path: Path) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from memento._util.tables import require_pandas
 from memento._util.text import display_value, is_scalar_dict
-from memento.exceptions import StoreError
+from memento.exceptions import FAILURE_KINDS, StoreError, kind_of_stored
 from memento.keys.fingerprint import is_stale
 from memento.results.aggregate import aggregate
 from memento.results.export import with_provenance, write_parquet
@@ -39,7 +39,16 @@ from memento.store.safe_pickle import StoredValue
 #: The values ``status=`` accepts: ``"stale"`` means done, by older code (see :func:`is_stale`).
 STATUSES = ("done", "failed", "stale")
 #: Flat columns after the parameters and the return value, in order (``metric.*`` follow).
-META_COLUMNS = ("status", "stale", "runtime", "cpu_time", "peak_memory", "attempts", "error")
+META_COLUMNS = (
+    "status",
+    "stale",
+    "runtime",
+    "cpu_time",
+    "peak_memory",
+    "attempts",
+    "error",
+    "kind",
+)
 
 
 class Text(str):
@@ -57,10 +66,12 @@ class StoredResults(list[dict[str, Any]]):
     by name), ``status`` (``"done"`` or ``"failed"``), ``stale``, ``runtime``, ``cpu_time``
     (seconds), ``peak_memory`` (bytes), ``attempts``, ``host``, ``start_time`` and
     ``end_time`` (epoch seconds), ``error`` (``"Type: message"``), ``error_type``,
-    ``error_message``, ``traceback``, ``metrics`` (name -> last y), ``series`` (name -> list
-    of ``[x, y]``), ``inner`` (the return value, or ``None``), ``note`` (why ``inner`` is
-    ``None`` when it could not be loaded), ``fingerprint``, ``version``, ``run_id`` and
-    ``updated``.
+    ``error_message``, ``traceback``, ``kind`` (a failure's kind, one of
+    :data:`memento.exceptions.FAILURE_KINDS`; ``None`` for a success), ``stacks`` (the
+    experiment's Python thread stacks when it timed out, else ``None``), ``metrics`` (name
+    -> last y), ``series`` (name -> list of ``[x, y]``), ``inner`` (the return value, or
+    ``None``), ``note`` (why ``inner`` is ``None`` when it could not be loaded),
+    ``fingerprint``, ``version``, ``run_id`` and ``updated``.
     """
 
     def __init__(
@@ -71,7 +82,7 @@ class StoredResults(list[dict[str, Any]]):
 
     def to_records(self) -> list[dict[str, Any]]:
         """Flat dicts, the same columns for each: parameters, return value, status, timing,
-        error, ``metric.<name>`` (last values), ``key``, ``experiment`` and ``note``."""
+        error, kind, ``metric.<name>`` (last values), ``key``, ``experiment`` and ``note``."""
         return flat_records(self)
 
     def to_dataframe(self) -> Any:
@@ -247,6 +258,8 @@ def _record(
         "error_type": row["error_type"],
         "error_message": row["error_message"],
         "traceback": row["traceback"],
+        "kind": _kind(row),
+        "stacks": row.get("stacks") or None,
         "output": row.get("output"),
         "metrics": {name: _last_y(points) for name, points in series.items()},
         "series": series,
@@ -261,6 +274,14 @@ def _record(
         "run_id": row["run_id"],
         "updated": row["updated"],
     }
+
+
+def _kind(row: Mapping[str, Any]) -> str | None:
+    """A row's failure kind: its ``kind`` column, or for a row stored before kinds existed
+    the kind its error type implies; ``None`` for a success."""
+    if row["status"] != "failed":
+        return None
+    return kind_of_stored(row.get("kind"), row.get("error_type"))
 
 
 def _last_y(points: Any) -> Any:
@@ -372,7 +393,7 @@ def parse_where(items: Iterable[str]) -> dict[str, Text]:
 def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Records as flat dicts with the same columns: parameters, the return value (a dict of
     scalars returned by every successful experiment becomes one column per key), status,
-    stale, timing, attempts, error, ``metric.<name>``, ``key``, ``experiment``, ``note``;
+    stale, timing, attempts, error, kind, ``metric.<name>``, ``key``, ``experiment``, ``note``;
     then, when results carry their run's provenance, ``git_commit``, ``dirty``, ``python``,
     ``platform`` and ``command`` (:func:`memento.results.export.with_provenance`)."""
     records = list(records)
@@ -404,7 +425,8 @@ def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             inner = r["inner"]
             row["inner"] = repr(inner) if isinstance(inner, StoredValue) else inner
-        row.update({c: r[c] for c in META_COLUMNS})
+        # ``kind`` may be missing from records made before kinds existed (or by hand).
+        row.update({c: r.get(c) if c == "kind" else r[c] for c in META_COLUMNS})
         row.update({f"metric.{m}": r["metrics"].get(m) for m in metric_cols})
         row["key"] = r["key"]
         row["experiment"] = r["experiment"]
@@ -416,13 +438,15 @@ def flat_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 # -- the store as a whole (for `memento status`) ------------------------------------------------ -
 @dataclass
 class ExperimentCounts:
-    """How many results of one experiment are in each state."""
+    """How many results of one experiment are in each state, and its failures by kind."""
 
     experiment: str
     done: int = 0
     stale: int = 0
     failed: int = 0
     running: int = 0
+    #: Failures by kind (:data:`memento.exceptions.FAILURE_KINDS`), only the kinds present.
+    failed_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -475,6 +499,12 @@ class StoreSummary:
     #: Drivers holding leases on experiments (see :func:`lease_holders`).
     holders: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def failed_kinds(self) -> dict[str, int]:
+        """Failures of every experiment by kind, in :data:`FAILURE_KINDS` order (kinds with
+        none left out): ``{"error": 3, "timeout": 2}``."""
+        return count_kinds(r["kind"] for r in self.failed)
+
 
 def summarize(store: BaseStore, *, recent_runs: int = 5) -> StoreSummary:
     """Count results by state for each experiment, and list what runs, failed or is stale."""
@@ -499,12 +529,21 @@ def _summarize(store: BaseStore, recent_runs: int) -> StoreSummary:
         item = {"key": key, "experiment": experiment, "params": _json(params), "updated": updated}
         if status == "failed":
             c.failed += 1
-            failed.append({**item, "error": f"{etype or 'Exception'}: {emsg or ''}".rstrip(": ")})
+            error = f"{etype or 'Exception'}: {emsg or ''}".rstrip(": ")
+            failed.append({**item, "error": error, "error_type": etype})
         elif is_stale(fingerprint, latest.get(experiment)):
             c.stale += 1
             stale.append(item)
         else:
             c.done += 1
+    # The kinds of the failures only (a look-up by key: every backend has it).
+    kinds = store.lookup([f["key"] for f in failed], ("kind",)) if failed else {}
+    by_experiment: dict[str, list[str]] = {}
+    for f in failed:
+        f["kind"] = kind_of_stored((kinds.get(f["key"]) or (None,))[0], f.pop("error_type"))
+        by_experiment.setdefault(f["experiment"], []).append(f["kind"])
+    for name, found in by_experiment.items():
+        counts[name].failed_kinds = count_kinds(found)
     running = []
     for key, run_id, experiment, params, submitted in store.in_flight():
         entry(experiment).running += 1
@@ -567,6 +606,27 @@ def lease_holders(store: BaseStore, began: set[str] | None = None) -> list[dict[
     return sorted(groups.values(), key=lambda g: -g["count"])
 
 
+def count_kinds(kinds: Iterable[str | None]) -> dict[str, int]:
+    """How many failures of each kind, in :data:`~memento.exceptions.FAILURE_KINDS` order
+    (an unknown kind after them, by name; kinds with none left out).
+
+    Example::
+
+        count_kinds(["timeout", "error", "error"])  # {"error": 2, "timeout": 1}
+    """
+    found: dict[str, int] = {}
+    for kind in kinds:
+        name = kind or "error"
+        found[name] = found.get(name, 0) + 1
+    order = {kind: i for i, kind in enumerate(FAILURE_KINDS)}
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+def kinds_text(kinds: Mapping[str, int]) -> str:
+    """``{"error": 3, "timeout": 2}`` -> ``"3 error, 2 timeout"`` (``""`` for none)."""
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+
+
 def _json(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -595,8 +655,10 @@ __all__ = [
     "StoredResults",
     "Text",
     "config_label",
+    "count_kinds",
     "filter_records",
     "flat_records",
+    "kinds_text",
     "latest_fingerprints",
     "open_results",
     "parse_where",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 from memento._util.tables import (
     Column,
@@ -18,6 +18,7 @@ from memento._util.tables import (
     require_pandas,
 )
 from memento._util.text import display_value, is_scalar_dict, plain_value
+from memento.exceptions import FAILURE_KINDS, kind_of_stored
 from memento.matrix.configs import Config
 from memento.results.aggregate import aggregate
 from memento.results.export import with_provenance, write_parquet
@@ -61,8 +62,8 @@ class Result:
     ``inner`` is what the experiment returned; ``metrics`` maps each recorded metric's name to
     its table, columns ``x`` and ``y`` (see :attr:`metrics`); ``runtime`` and ``cpu_time`` are
     timedeltas; ``memory`` a :class:`MemoryUsage`; ``was_cached`` is true exactly when this call
-    read it from the store. A failed experiment's result has ``ok == False``, ``inner is None``
-    and ``error`` set.
+    read it from the store. A failed experiment's result has ``ok == False``, ``inner is None``,
+    ``error`` set and ``kind`` saying what kind of failure it was (see :attr:`kind`).
 
     Results pickled by memento-ml 1.2 (its ``memento.task_interface.Result``) load as this
     class, with ``key=""``, ``attempts=1`` and no error.
@@ -88,6 +89,7 @@ class Result:
         host: str = "",
         run_id: str = "",
         output_dir: str | os.PathLike[str] | None = None,
+        kind: str | None = None,
     ) -> None:
         self.config = config
         self.inner = inner
@@ -108,6 +110,41 @@ class Result:
         #: What produced it (git commit, dirty tree, Python, platform, host, command line,
         #: package versions: :mod:`memento.run.provenance`), when its run recorded it.
         self.provenance: dict[str, Any] | None = None
+        self._kind: str | None = None
+        self.kind = kind
+
+    @property
+    def kind(self) -> str | None:
+        """The failure's kind, one of :data:`memento.exceptions.FAILURE_KINDS` (``"error"``,
+        ``"timeout"``, ``"crash"``, ``"oom"``, ``"interrupted"``, ``"infrastructure"``);
+        ``None`` for a success.
+
+        Example::
+
+            timeouts = [r.config for r in results.failures if r.kind == "timeout"]
+
+        It is the kind given to the constructor (or set), else the ``kind`` the driver
+        attached to :attr:`error`, else the one the error's type implies
+        (:func:`memento.exceptions.kind_of_stored`: a result built by hand, or pickled
+        before kinds existed).
+        """
+        error = self.error
+        if error is None:
+            return None
+        if self._kind is not None:
+            return self._kind
+        attached = getattr(error, "kind", None)
+        if isinstance(attached, str) and attached:
+            return attached
+        return kind_of_stored(None, getattr(error, "exc_type", None) or type(error).__name__)
+
+    @kind.setter
+    def kind(self, value: str | None) -> None:
+        if value is not None and value not in FAILURE_KINDS:
+            raise ValueError(
+                f"Result kind must be None or one of {', '.join(FAILURE_KINDS)}; got {value!r}"
+            )
+        self._kind = value
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -136,14 +173,14 @@ class Result:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Our own pickles and memento-ml 1.2's (which had ``metrics`` as a plain attribute and
-        # none of key, error, attempts, host).
+        # none of key, error, attempts, host); ours from before kinds have no ``_kind``.
         state = dict(state)
         metrics = state.pop("metrics", None)
         if metrics is None:
             metrics = state.pop("_metrics", None)
         state.pop("_metrics_ready", None)
         defaults = {"key": "", "error": None, "attempts": 1, "host": "", "run_id": ""}
-        defaults.update(output_dir=None, provenance=None)
+        defaults.update(output_dir=None, provenance=None, _kind=None)
         self.__dict__.update(defaults, **state)
         self.metrics = metrics
 
@@ -170,8 +207,54 @@ class Result:
 class ResultList(list[Result]):
     """The list of :class:`Result` that ``Memento.run`` returns, in matrix order.
 
-    ``successes`` and ``failures`` split it; ``to_dataframe()`` gives one row per config.
+    ``successes`` and ``failures`` split it; ``to_dataframe()`` gives one row per config;
+    ``not_run`` lists the configs the run did not run because ``max_failures`` stopped it.
     """
+
+    def __init__(self, results: Iterable[Result] = (), *, not_run: Iterable[Config] = ()) -> None:
+        super().__init__(results)
+        self.not_run = list(not_run)
+
+    @property
+    def not_run(self) -> list[Config]:
+        """The configs this run did not run: ``max_failures`` failures were reached, so the
+        rest were left for the next ``run()`` (which runs them). Empty otherwise.
+
+        Example::
+
+            results = Memento(train, max_failures=3).run(matrix, raise_on_failure=False)
+            if results.not_run:
+                print(len(results.not_run), "left for the next run")
+
+        A copy (``copy()``, ``copy.copy``, a slice) and a pickle keep it.
+        """
+        # In __dict__ (not a class default), so that pickles of lists made before it
+        # existed load with an empty one.
+        found: list[Config] = self.__dict__.setdefault("_not_run", [])
+        return found
+
+    @not_run.setter
+    def not_run(self, configs: Iterable[Config]) -> None:
+        self.__dict__["_not_run"] = list(configs)
+
+    def copy(self) -> ResultList:
+        """A shallow copy, ``not_run`` included."""
+        return ResultList(self, not_run=self.not_run)
+
+    def __copy__(self) -> ResultList:
+        return self.copy()
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Result: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ResultList: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> Result | ResultList:
+        # A slice stays a ResultList (to_dataframe() and the rest), of the same run.
+        if isinstance(index, slice):
+            return ResultList(super().__getitem__(index), not_run=self.not_run)
+        return super().__getitem__(index)
 
     @property
     def successes(self) -> list[Result]:
@@ -189,7 +272,8 @@ class ResultList(list[Result]):
         non-empty dict of scalars, else one ``inner`` column; a key that clashes with another
         column becomes ``inner.<key>``), ``status``, ``was_cached``, ``runtime`` and
         ``cpu_time`` (seconds), ``peak_memory`` (peak RSS, bytes), ``error``
-        (``"Type: message"`` or ``None``), ``metric.<name>`` (the last recorded y of each
+        (``"Type: message"`` or ``None``), ``kind`` (the failure's kind, ``None`` for a
+        success: :attr:`Result.kind`), ``metric.<name>`` (the last recorded y of each
         metric) and ``key``; then, when results carry their run's provenance, ``git_commit``,
         ``dirty``, ``python``, ``platform`` and ``command``.
         """
@@ -274,7 +358,16 @@ def result_record(result: Result, *, expand_inner: bool | None = None) -> dict[s
     inner = result.inner
     if expand_inner is None:
         expand_inner = is_scalar_dict(inner)
-    reserved = ("status", "was_cached", "runtime", "cpu_time", "peak_memory", "error", "key")
+    reserved = (
+        "status",
+        "was_cached",
+        "runtime",
+        "cpu_time",
+        "peak_memory",
+        "error",
+        "kind",
+        "key",
+    )
     if not expand_inner:
         record["inner"] = inner
     elif isinstance(inner, dict):
@@ -293,6 +386,7 @@ def result_record(result: Result, *, expand_inner: bool | None = None) -> dict[s
         if error is not None
         else None
     )
+    record["kind"] = result.kind
     for name, table in result.metrics.items():
         record[f"metric.{name}"] = last_y(table)
     record["key"] = result.key

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,8 +22,15 @@ from collections import deque
 from typing import Any, NoReturn
 
 import memento.run.progress as live_display
-from memento.events import ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
-from memento.exceptions import AggregateException
+from memento._util.sizes import format_memory
+from memento.events import (
+    ExperimentFailed,
+    ExperimentFinished,
+    RunFinished,
+    RunStarted,
+    SystematicFailure,
+)
+from memento.exceptions import AggregateException, ExperimentTimeout, WorkerDied, kind_of_stored
 from memento.executors.base import Executor
 from memento.executors.inflight import InFlight
 from memento.executors.workspace import Workspace
@@ -31,10 +39,12 @@ from memento.notifications.base import NotificationDispatcher
 from memento.plan.planning import LOAD_COLUMNS, Plan
 from memento.results.result import Result, ResultList
 from memento.run.claims import MIN_CLAIM, Claims
+from memento.run.hardware import MAX_MEMORY_SCALE, Hardware, default_threads, should_retry
 from memento.run.outcomes import (
     Pending,
     as_datetime,
     as_timedelta,
+    engine_error_kind,
     infrastructure_outcome,
     loaded_outcome,
     memory_usage,
@@ -52,6 +62,13 @@ from memento.run.stopping import (
 )
 from memento.store.backends import open_store
 from memento.store.base import BaseStore, StoredOutcome
+from memento.worker.errors import where_in_traceback
+from memento.worker.memory import (
+    looks_like_kernel_oom,
+    memory_ceiling,
+    oom_kill_count,
+    read_report,
+)
 from memento.worker.output import (
     OutputTail,
     driver_stderr,
@@ -59,13 +76,15 @@ from memento.worker.output import (
     prefix_lines,
     uninstall_output_router,
 )
+from memento.worker.resources import limited
+from memento.worker.task import read_stacks
 from memento.worker.wire import FunctionRef, Job, Outcome, Task
 
 logger = logging.getLogger("memento")
 
 _BATCH_TARGET = 0.05  # seconds of work per job when experiments are tiny
 #: What is read of a result another driver stored: its error, then what a run loads.
-_ERROR_COLUMNS = ("status", "error", "error_type", "error_message", "traceback")
+_ERROR_COLUMNS = ("status", "error", "error_type", "error_message", "traceback", "kind", "stacks")
 _LANDED_COLUMNS = _ERROR_COLUMNS + LOAD_COLUMNS
 _MAX_BATCH = 64
 #: Seconds an experiment runs before it is written to the ``running`` table.
@@ -73,6 +92,8 @@ _MARK_AFTER = 0.2
 #: Seconds of work claimed at once (see Driver._claim_ahead), and the most experiments.
 _CLAIM_AHEAD = 0.25
 _MAX_CLAIM = 256
+#: How many failures of the same error, and nothing else, make a systematic failure.
+SYSTEMATIC_AFTER = 3
 
 
 class Driver:
@@ -138,6 +159,19 @@ class Driver:
         # Whether workers say when each experiment begins: in-process ones through the job's
         # own callback, the others through the executor's declared progress channel.
         self.has_progress = self.executor.in_process or self.executor.reports_progress
+        #: What the run asks of the machine (``Memento.run`` sets it from
+        #: :func:`memento.run.hardware.plan_hardware`; else the defaults for the executor).
+        self.hardware: Hardware | None = None
+        #: Where workers leave what the driver reads after a timeout or a memory kill.
+        self.report_dir = ""
+        #: The experiments ``max_failures`` kept from running, and whether it did.
+        self.not_run: list[Pending] = []
+        self.stopping = False
+        #: (kind, type, where) of each failure, in order, until the first differs.
+        self.signatures: list[tuple[str, str, str]] | None = []
+        self.systematic_said = False
+        #: The kernel's OOM kill count in this process's cgroup, when last looked at.
+        self.oom_kills: int | None = None
 
     # -- the whole run ---------------------------------------------------------------------
     def execute(self) -> ResultList:
@@ -159,9 +193,17 @@ class Driver:
         if stop is not None:
             self._stopped(stop)
         results = ResultList(r for r in self.results if r is not None)
+        results.not_run = [p.config for p in sorted(self.not_run, key=lambda p: p.index)]
         if self.failures and self.settings.raise_on_failure:
             error = AggregateException(self.failures)
             error.results = results  # type: ignore[attr-defined]
+            error.not_run = results.not_run  # type: ignore[attr-defined]
+            if results.not_run:
+                error.args = (
+                    f"{error.args[0]}\n{len(results.not_run)} experiment(s) not run: "
+                    f"max_failures={self.settings.max_failures} was reached (the next run() "
+                    "runs them)",
+                )
             raise error
         return results
 
@@ -335,8 +377,13 @@ class Driver:
         )
 
     # -- running ---------------------------------------------------------------------------
-    def _job(self, batch: list[Pending]) -> Job:
+    def _job(self, batch: list[Pending], gpus: tuple[str, ...] | None = None) -> Job:
         ex = self.executor
+        hw = self.hw
+        memory = hw.memory_limit
+        scale = max(p.memory_scale for p in batch)
+        if memory is not None and ex.requests_memory:
+            memory = int(memory * scale)  # an oom retry asks an allocating engine for more
         return Job(
             function=self.function,
             tasks=[Task(p.key, p.config, p.attempt) for p in batch],
@@ -350,10 +397,20 @@ class Driver:
             pickle_values=not ex.in_process,
             progress=self._on_progress if ex.in_process else None,
             output=self._on_output if ex.in_process else None,
+            timeout=self.settings.timeout,
+            report_dir=self.report_dir,
+            threads=hw.threads,
+            gpus=gpus,
+            gpu_request=hw.gpu_request,
+            memory_limit=memory,
+            memory_scale=scale,
         )
 
     def _execute(self, to_run: list[Pending]) -> None:
         ex = self.executor
+        self.hw = self.hardware or Hardware(threads=default_threads(self.settings, ex))
+        slots = self.hw.gpu_slots
+        job_gpus: dict[cf.Future[Any], tuple[str, ...]] = {}
         queue: deque[Pending] = deque(to_run)
         inflight: InFlight[list[Pending]] = InFlight(ex, self.settings.timeout)
         running = inflight.running
@@ -368,6 +425,8 @@ class Driver:
         self.output_root = self.settings.output_dir or (
             str(directory / "outputs") if directory is not None else ""
         )
+        self.report_dir = self._make_report_dir()
+        self.oom_kills = oom_kill_count()
         claims = self.claims = Claims[Pending](
             self.store,
             open_store(self.store.location),
@@ -390,13 +449,23 @@ class Driver:
             # experiment began, which is when it is marked running in the store.
             updates = ex.progress_updates()
             threading.Thread(target=self._forward_progress, args=(updates,), daemon=True).start()
+        # Threads of this process run the experiments: cap its pools for the run.
+        pools = limited(self.hw.threads if ex.in_process else None)
+        pools.__enter__()
         try:
-            while queue or inflight or claims.waiting:
-                while queue and inflight.has_room():
+            while queue or inflight or (claims.waiting and not self.stopping):
+                while queue and inflight.has_room() and not self.stopping:
+                    gpus = slots.take() if slots is not None else None
+                    if slots is not None and gpus is None:
+                        break  # every GPU is in use: wait for a job to finish
                     batch = self._next_batch(queue)
                     if not batch:
+                        if slots is not None and gpus is not None:
+                            slots.release(gpus)
                         break
-                    inflight.submit(self._job(batch), batch)
+                    future = inflight.submit(self._job(batch, gpus), batch)
+                    if gpus is not None:
+                        job_gpus[future] = gpus
                     if self.display is not None:
                         for p in batch:
                             self.display.submitted(p.key, str(p.config))
@@ -412,8 +481,12 @@ class Driver:
                 if done:
                     finished: list[tuple[Pending, Outcome]] = []
                     for future, batch in done:
+                        if slots is not None and future in job_gpus:
+                            slots.release(job_gpus.pop(future))
                         finished.extend(self._collect(future, batch, queue))
                     self._record(finished, queue)
+                if self.stopping and queue:
+                    self._stop_submitting(queue)
                 # After the finished ones left the running table, so that a worker's next
                 # experiment never counts beside the one it just finished.
                 self._mark_started(running)
@@ -434,6 +507,11 @@ class Driver:
                 ex.shutdown(wait=False, cancel=True)
             raise
         finally:
+            pools.__exit__(None, None, None)
+            if self.stopping and claims.waiting:
+                # Held by other drivers: not waited for.
+                self.not_run.extend(p for p, _ in claims.waiting.values())
+            self._remove_report_dir()
             # Every line shows before the display's last frame and before run() returns.
             ex.drain_output()
             ex.set_output_sink(None)
@@ -490,7 +568,9 @@ class Driver:
     def _next_batch(self, queue: deque[Pending]) -> list[Pending]:
         size = 1
         mean = self._mean_runtime()
-        if self.executor.batching and self.settings.timeout is None and mean is not None:
+        # max_failures counts experiments: one per job, so that it stops close to its count.
+        batching = self.settings.timeout is None and self.settings.max_failures is None
+        if self.executor.batching and batching and mean is not None:
             size = int(_BATCH_TARGET / max(mean, 1e-6))
             # Leave every worker some jobs, so the tail of the grid stays parallel.
             fair = len(queue) // max(1, 2 * self.executor.max_workers)
@@ -527,7 +607,7 @@ class Driver:
                 queue.extendleft(reversed(batch))
                 self.runtimes.clear()
                 return []
-            return [(batch[0], infrastructure_outcome(batch[0], exc))]
+            return [(batch[0], self._engine_failure(batch[0], exc))]
         for outcome in outcomes:
             self.runtimes.append(outcome.runtime)
         return list(zip(batch, outcomes))
@@ -578,19 +658,133 @@ class Driver:
         return loaded_outcome(pending, outcome, path)
 
     def _retried(self, pending: Pending, outcome: Outcome, queue: deque[Pending]) -> bool:
-        """Queue the next attempt of a failed experiment that has attempts left."""
-        if outcome.ok or pending.attempt > self.settings.retries:
+        """Queue the next attempt of a failed experiment that has attempts left, when
+        ``retry_on`` retries its kind of failure (by default, the transient kinds only)."""
+        if outcome.ok or pending.attempt > self.settings.retries or self.stopping:
+            return False
+        kind = outcome.kind or "error"
+        if not should_retry(self.settings.retry_on, rebuild_failure(pending, outcome), kind):
             return False
         logger.info(
-            "Retrying %s after %s (attempt %d of %d)",
+            "Retrying %s after %s (%s; attempt %d of %d)",
             pending.config,
             outcome.error_type,
+            kind,
             pending.attempt + 1,
             self.settings.retries + 1,
         )
         self.marked.discard(pending.key)  # marked running again when it begins
-        queue.append(pending.again())
+        retry = pending.again()
+        if kind == "oom":
+            factor = self.settings.retry_memory_factor
+            retry.memory_scale = min(pending.memory_scale * factor, MAX_MEMORY_SCALE)
+        queue.append(retry)
         return True
+
+    # -- failures ------------------------------------------------------------------------------
+    def _engine_failure(self, pending: Pending, exc: BaseException) -> Outcome:
+        """The failed outcome of an experiment whose job the engine could not finish: a
+        timeout gets the stacks its worker dumped; a dead worker is an ``oom`` when its memory
+        watch stopped it, or when the kernel's OOM killer did as far as can be told (SIGKILL
+        while this cgroup's OOM kill count went up), else as its exit status says."""
+        kind = engine_error_kind(exc)
+        if isinstance(exc, ExperimentTimeout):
+            stacks = read_stacks(self.report_dir, pending.key)
+            if stacks:
+                exc.stacks = stacks
+        elif isinstance(exc, WorkerDied):
+            report = read_report(self.report_dir, pending.key) if self.report_dir else None
+            if report is not None:
+                kind = "oom"
+                exc = WorkerDied(
+                    f"The experiment's processes used {format_memory(report.get('rss'))}, over "
+                    f"memory_limit={format_memory(report.get('limit'))}; its worker was stopped",
+                    kind="oom",
+                )
+            elif exc.exitcode == -signal.SIGKILL and self._kernel_oom():
+                kind = "oom"
+                exc = WorkerDied(
+                    f"{exc} by the kernel's out-of-memory killer (this cgroup's OOM kill count "
+                    "went up)",
+                    kind="oom",
+                )
+        return infrastructure_outcome(pending, exc, kind)
+
+    def _kernel_oom(self) -> bool:
+        """Whether the kernel's OOM killer struck since the last look (each kill counted once)."""
+        before, self.oom_kills = self.oom_kills, oom_kill_count()
+        return looks_like_kernel_oom(
+            -signal.SIGKILL, None, before, self.oom_kills, memory_ceiling()
+        )
+
+    def _note_failure(self, pending: Pending, outcome: Outcome, event: ExperimentFailed) -> None:
+        """After a failure is stored: say at once when the first failures are all the same
+        error (a systematic failure), and stop submitting at ``max_failures``."""
+        signature = (event.kind, event.exc_type, event.where)
+        if self.signatures is not None:
+            if self.signatures and self.signatures[0] != signature:
+                self.signatures = None  # the failures differ: no systematic failure to say
+            else:
+                self.signatures.append(signature)
+                count = len(self.signatures)
+                if count >= SYSTEMATIC_AFTER and not self.systematic_said:
+                    self.systematic_said = True
+                    systematic = SystematicFailure(
+                        count=count,
+                        failures=self.failed,
+                        kind=event.kind,
+                        exc_type=event.exc_type,
+                        where=event.where,
+                        message=event.message,
+                        experiment=self.experiment,
+                        store_path=self.store.name,
+                    )
+                    logger.warning("%s: %s", systematic.text, event.message)
+                    if self.display is not None:
+                        self.display.warn(f"{systematic.text}: {event.message}")
+                    self.notifier.emit(systematic)
+        limit = self.settings.max_failures
+        if limit is not None and self.failed >= limit and not self.stopping:
+            self.stopping = True
+
+    def _stop_submitting(self, queue: deque[Pending]) -> None:
+        """``max_failures`` was reached: what is queued is not run (the next run runs it)."""
+        self.not_run.extend(queue)
+        queue.clear()
+        text = (
+            f"max_failures={self.settings.max_failures} reached: stopped submitting; "
+            f"{len(self.not_run)} experiment(s) not run (the next run() runs them)"
+        )
+        logger.warning("%s", text)
+        if self.display is not None:
+            self.display.warn(text)
+
+    def _make_report_dir(self) -> str:
+        """A folder for this run's worker reports (stacks at a timeout, memory kills): in the
+        store's side directory, which cluster workers reach too, else a temporary one."""
+        import tempfile
+
+        directory = self.store.directory
+        try:
+            if directory is not None:
+                path = directory / "reports" / self.run_id
+                path.mkdir(parents=True, exist_ok=True)
+                return str(path)
+            return tempfile.mkdtemp(prefix="memento-reports-")
+        except OSError:
+            return ""
+
+    def _remove_report_dir(self) -> None:
+        import shutil
+
+        if self.report_dir:
+            shutil.rmtree(self.report_dir, ignore_errors=True)
+            parent = os.path.dirname(self.report_dir)
+            if os.path.basename(parent) == "reports":
+                try:
+                    os.rmdir(parent)  # only when no other run's reports are there
+                except OSError:
+                    pass
 
     # -- experiments other drivers hold ------------------------------------------------------
     def _follow_elsewhere(self, queue: deque[Pending]) -> None:
@@ -615,7 +809,7 @@ class Driver:
             row = rows.get(pending.key)
             if row is None:  # forgotten meanwhile: nothing to show
                 continue
-            status, error, etype, emsg, tb = row[: len(_ERROR_COLUMNS)]
+            status, error, etype, emsg, tb, kind, stacks = row[: len(_ERROR_COLUMNS)]
             load = row[len(_ERROR_COLUMNS) :]
             if status == "done":
                 try:
@@ -632,6 +826,8 @@ class Driver:
                     error_type=etype,
                     error_message=emsg,
                     traceback=tb,
+                    kind=kind_of_stored(kind, etype),
+                    stacks=stacks,
                 )
                 result = self._cached_result(pending.index, pending.key, load, None)
                 result.error = rebuild_failure(pending, outcome)
@@ -658,11 +854,16 @@ class Driver:
                 outcome.error_message or "",
                 outcome.traceback or "",
                 pending.attempt,
+                kind=outcome.kind or "error",
+                where=outcome.where or where_in_traceback(outcome.traceback),
             )
             self.failed_events.append(event)
             self.notifier.emit(event)
         if self.display is not None:
-            self.display.finished(pending.key, outcome.ok, outcome.runtime)
+            kind = None if outcome.ok else (outcome.kind or "error")
+            self.display.finished(pending.key, outcome.ok, outcome.runtime, kind=kind)
+        if not outcome.ok:
+            self._note_failure(pending, outcome, event)
 
     def _stored(self, pending: Pending, o: Outcome) -> StoredOutcome:
         """The row the store keeps for a final outcome."""
@@ -695,6 +896,8 @@ class Driver:
             run_id=self.run_id,
             output=o.output or None,
             output_dir=o.output_dir,
+            kind=None if o.ok else (o.kind or "error"),
+            stacks=o.stacks,
         )
 
     def _result(self, pending: Pending, o: Outcome) -> Result:

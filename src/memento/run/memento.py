@@ -14,20 +14,22 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from memento._util.checks import positive_int_or_none, timeout_or_none
+from memento._util.sizes import parse_memory
 from memento.exceptions import CacheMiss
-from memento.executors.local import make_executor
 from memento.notifications.base import NotificationDispatcher
 from memento.plan.planning import Plan, make_plan
 from memento.results.result import ResultList
 from memento.run.driver import Driver
+from memento.run.hardware import plan_hardware, retry_policy
 from memento.run.run_all import check_matrix, run_all
 from memento.run.settings import RunSettings
 from memento.store.backends import open_store
 from memento.store.leases import DEFAULT_LEASE_TIMEOUT
+from memento.worker.resources import check_gpus_per_experiment
 
 logger = logging.getLogger("memento")
 
@@ -57,7 +59,8 @@ class Memento:
         :class:`~memento.executors.Executor` or any ``concurrent.futures.Executor``.
     :param timeout: seconds per experiment; when it runs out the experiment is stopped (its
         worker killed and replaced) and recorded as failed with a timeout error.
-    :param retries: extra attempts before an experiment is recorded as failed.
+    :param retries: extra attempts of a failed experiment before it is recorded as failed,
+        for the failures ``retry_on`` names. (memento-ml 1.2 had no retries.)
     :param version: becomes part of every key: bump it to invalidate results on purpose.
     :param progress: show live progress on stderr while running (``False`` turns it off).
     :param on_code_change: what to do with stored results whose code fingerprint differs from
@@ -72,6 +75,33 @@ class Memento:
         (``context.output_dir``, ``<output_dir>/<key>``). Default: ``outputs/`` in the store's
         side directory (``<store>.d/outputs``); a server store (PostgreSQL) keeps none unless
         one is named here (a directory every worker can reach).
+    :param threads_per_experiment: the threads each experiment's BLAS and OpenMP pools
+        (numpy, scipy, scikit-learn, PyTorch's CPU ops) are capped at, so that workers do not
+        oversubscribe the CPUs; ``"auto"`` (the default) gives each ``max(1, cpus //
+        num_workers)``, ``None`` leaves the pools alone. ``context.threads`` tells the
+        experiment its share. See docs/hardware.md.
+    :param gpus_per_experiment: GPUs given to each experiment: a positive int, or a fraction
+        ``1/k`` (``0.5``: two experiments share one GPU), from those visible to this process
+        (``CUDA_VISIBLE_DEVICES``, else what ``nvidia-smi -L`` lists). Each experiment sees
+        only its own in ``CUDA_VISIBLE_DEVICES`` and ``context.gpus``; no more run at once
+        than the GPUs allow. With no GPU visible, ``run`` fails before anything runs. On Slurm
+        and Ray it becomes each job's GPU request.
+    :param memory_limit: the memory each experiment's process tree may use, in bytes or as a
+        string (``"8GiB"``, ``"512MiB"``); one that goes over it is stopped and recorded as an
+        ``oom`` failure. Needs process workers (or a cluster engine, where it becomes the
+        job's memory request).
+    :param retry_on: which failures ``retries`` applies to: a set of kinds (``"error"``,
+        ``"timeout"``, ``"crash"``, ``"oom"``, ``"interrupted"``, ``"infrastructure"``), or a
+        callable that gets the failure (an exception with ``.kind``, ``.config``,
+        ``.attempts``) and returns whether to retry. Default: the transient kinds only
+        (``crash``, ``oom``, ``infrastructure``, ``interrupted``); an ``error`` or a
+        ``timeout`` usually repeats.
+    :param retry_memory_factor: how much more memory an ``oom`` retry asks of an engine that
+        allocates memory per job (Slurm, Ray): ``2`` doubles it each time, up to 8 times the
+        first request.
+    :param max_failures: stop submitting new experiments after this many failures; those
+        running finish, the rest are reported as not run (``ResultList.not_run``) and are run
+        by the next ``run()``.
     """
 
     def __init__(
@@ -88,8 +118,31 @@ class Memento:
         on_code_change: Literal["warn", "rerun", "ignore"] = "warn",
         lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
         output_dir: str | os.PathLike[str] | None = None,
+        threads_per_experiment: int | Literal["auto"] | None = "auto",
+        gpus_per_experiment: float | None = None,
+        memory_limit: int | str | None = None,
+        retry_on: Iterable[str] | str | Callable[[BaseException], bool] | None = None,
+        retry_memory_factor: float = 2.0,
+        max_failures: int | None = None,
     ) -> None:
         positive_int_or_none("num_workers", num_workers)
+        positive_int_or_none("max_failures", max_failures)
+        if threads_per_experiment != "auto":
+            positive_int_or_none("threads_per_experiment", threads_per_experiment)
+        self.threads_per_experiment = threads_per_experiment
+        self.gpus_per_experiment = check_gpus_per_experiment(gpus_per_experiment)
+        self.memory_limit = parse_memory(memory_limit, "memory_limit")
+        self.retry_on = retry_policy(retry_on)
+        if (
+            isinstance(retry_memory_factor, bool)
+            or not isinstance(retry_memory_factor, (int, float))
+            or not retry_memory_factor >= 1
+        ):
+            raise ValueError(
+                f"retry_memory_factor must be a number >= 1, got {retry_memory_factor!r}"
+            )
+        self.retry_memory_factor = float(retry_memory_factor)
+        self.max_failures = max_failures
         if output_dir is not None and not isinstance(output_dir, (str, os.PathLike)):
             raise TypeError(f"output_dir must be a path or None, got {output_dir!r}")
         timeout = timeout_or_none(timeout)
@@ -196,12 +249,15 @@ class Memento:
             notify_on_complete=notify_on_complete,
             raise_on_failure=raise_on_failure,
         )
-        # The executor first: a bad one is an error before the store is opened. (Pools start
-        # lazily, so an executor made for nothing holds nothing.)
-        executor, owned = make_executor(settings.executor, settings.num_workers)
+        # The executor and the hardware first: a bad executor, or GPUs asked for where none is
+        # visible, is an error before the store is opened. (Pools start lazily, so an
+        # executor made for nothing holds nothing.)
+        hardware, executor, owned = plan_hardware(settings, runs_something=not force_cache)
         store = open_store(plan.store_path, readonly=force_cache)
         notifier = NotificationDispatcher(settings.notification_provider)
-        return Driver(plan, settings, store, notifier, executor, owns_executor=owned).execute()
+        driver = Driver(plan, settings, store, notifier, executor, owns_executor=owned)
+        driver.hardware = hardware
+        return driver.execute()
 
     def _settings(
         self,
@@ -228,6 +284,12 @@ class Memento:
             force_cache=force_cache,
             notify_on_complete=notify_on_complete,
             raise_on_failure=raise_on_failure,
+            threads_per_experiment=self.threads_per_experiment,
+            gpus_per_experiment=self.gpus_per_experiment,
+            memory_limit=self.memory_limit,
+            retry_on=self.retry_on,
+            retry_memory_factor=self.retry_memory_factor,
+            max_failures=self.max_failures,
         )
 
     # -- dependent matrices ----------------------------------------------------------------

@@ -4,12 +4,14 @@ and the pieces of a :class:`~memento.results.result.Result` (metric tables, time
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime
 import json
 from pathlib import Path
 from typing import Any
 
 from memento._util.text import params_json
+from memento.exceptions import ExperimentError
 from memento.matrix.configs import Config
 from memento.results.result import MemoryUsage, MetricTable
 from memento.store.values import decode
@@ -20,13 +22,16 @@ from memento.worker.wire import Outcome
 class Pending:
     """An experiment waiting to run, or running."""
 
-    __slots__ = ("_params", "attempt", "config", "index", "key")
+    __slots__ = ("_params", "attempt", "config", "index", "key", "memory_scale")
 
     def __init__(self, index: int, key: str, config: Config, attempt: int = 1) -> None:
         self.index = index
         self.key = key
         self.config = config
         self.attempt = attempt
+        #: How much more memory than the first request this attempt asks for (``oom``
+        #: retries on engines that allocate memory per job).
+        self.memory_scale = 1.0
         self._params: str | None = None
 
     @property
@@ -40,10 +45,32 @@ class Pending:
         """The next attempt of the same experiment."""
         retry = Pending(self.index, self.key, self.config, self.attempt + 1)
         retry._params = self._params
+        retry.memory_scale = self.memory_scale
         return retry
 
 
-def infrastructure_outcome(pending: Pending, exc: BaseException) -> Outcome:
+#: Errors of an engine that mean it lost the job rather than that the job is wrong.
+_LOST = (OSError, EOFError, cf.BrokenExecutor, cf.CancelledError)
+
+
+def engine_error_kind(exc: BaseException) -> str:
+    """The kind of a failure an engine raised instead of returning the job's outcomes: the
+    error's own (:class:`~memento.exceptions.ExperimentError` subclasses: a timeout, a dead
+    worker), ``infrastructure`` for a lost connection, process pool or job, else ``error``
+    (the job itself could not be sent: a parameter that does not pickle, say)."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(exc, ExperimentError) and isinstance(kind, str):
+        return kind
+    if isinstance(exc, _LOST):
+        return "infrastructure"
+    return "error"
+
+
+def infrastructure_outcome(
+    pending: Pending, exc: BaseException, kind: str | None = None
+) -> Outcome:
+    """The failed outcome of an experiment that an engine error (``exc``) stopped; ``kind``
+    when the caller knows better than :func:`engine_error_kind`."""
     import traceback as tb
 
     text = "".join(tb.format_exception_only(type(exc), exc))
@@ -55,6 +82,8 @@ def infrastructure_outcome(pending: Pending, exc: BaseException) -> Outcome:
         traceback=getattr(exc, "traceback", "") or text,
         error=pickled_error(exc),
         attempt=pending.attempt,
+        kind=kind or engine_error_kind(exc),
+        stacks=getattr(exc, "stacks", None) or None,
     )
 
 
@@ -94,6 +123,7 @@ def pickled_error(exc: BaseException) -> bytes | None:
 
 
 def rebuild_failure(pending: Pending, o: Outcome) -> BaseException:
+    extra = {"stacks": o.stacks} if o.stacks else {}
     return rebuild_error(
         o.error,
         o.error_type or "Exception",
@@ -103,6 +133,8 @@ def rebuild_failure(pending: Pending, o: Outcome) -> BaseException:
         traceback=o.traceback or "",
         key=pending.key,
         attempts=pending.attempt,
+        kind=o.kind or "error",
+        **extra,
     )
 
 
@@ -132,6 +164,7 @@ __all__ = [
     "Pending",
     "as_datetime",
     "as_timedelta",
+    "engine_error_kind",
     "infrastructure_outcome",
     "loaded_outcome",
     "memory_usage",

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from memento.exceptions import TRANSIENT_KINDS
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -45,6 +47,19 @@ class RunSettings:
     notify_on_complete: bool = True
     #: Raise an AggregateException at the end when experiments failed.
     raise_on_failure: bool = True
+    #: BLAS/OpenMP threads per experiment: ``"auto"`` (CPUs // workers), a number, or ``None``
+    #: (pools left alone).
+    threads_per_experiment: int | Literal["auto"] | None = "auto"
+    #: GPUs per experiment: a positive int, a fraction 1/k, or ``None``.
+    gpus_per_experiment: float | None = None
+    #: Bytes of memory each experiment's process tree may use, or ``None``.
+    memory_limit: int | None = None
+    #: Which failures ``retries`` applies to: kinds, or a callable ``(failure) -> bool``.
+    retry_on: frozenset[str] | Callable[[BaseException], bool] = TRANSIENT_KINDS
+    #: How much more memory an ``oom`` retry asks of an engine that allocates it (Slurm).
+    retry_memory_factor: float = 2.0
+    #: Stop submitting after this many failures (``None``: never).
+    max_failures: int | None = None
 
 
 __all__ = ["RunSettings"]

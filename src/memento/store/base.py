@@ -59,6 +59,8 @@ RESULT_COLUMNS = (
     "value_format",
     "value_info",
     "output_dir",
+    "kind",
+    "stacks",
 )
 
 #: The ``provenance`` columns (docs/store.md): one row per run, what produced its results.
@@ -182,6 +184,10 @@ class StoredOutcome:
     output: str | None = None
     #: The experiment's output folder (``context.output_dir``), when it made one.
     output_dir: str | None = None
+    #: A failure's kind (:data:`memento.exceptions.FAILURE_KINDS`); ``None`` for a success.
+    kind: str | None = None
+    #: The Python stacks of the experiment's threads when it timed out (faulthandler's text).
+    stacks: str | None = None
 
 
 class BaseStore(ABC):

@@ -72,7 +72,7 @@ CREATE TABLE results (
     cpu_time double precision, peak_rss bigint, peak_vms bigint, metrics text,
     progress double precision, fingerprint text, version text, run_id text,
     updated double precision NOT NULL, output text, seq bigserial NOT NULL,
-    value_format text, value_info text, output_dir text
+    value_format text, value_info text, output_dir text, kind text, stacks text
 );
 CREATE INDEX results_by_experiment ON results (experiment, status);
 CREATE INDEX results_by_seq ON results (seq);
@@ -107,6 +107,10 @@ CREATE TABLE provenance (
 )
 """
 #: What brings a store of an older schema version up to this one (run under the schema lock).
+_TO_5 = (
+    "ALTER TABLE results ADD COLUMN IF NOT EXISTS kind text, "
+    "ADD COLUMN IF NOT EXISTS stacks text"
+)
 _MIGRATIONS = {
     "3": (
         "ALTER TABLE results ADD COLUMN IF NOT EXISTS value_format text, "
@@ -114,7 +118,9 @@ _MIGRATIONS = {
         _SCHEMA[_SCHEMA.index("CREATE TABLE provenance") :].replace(
             "CREATE TABLE", "CREATE TABLE IF NOT EXISTS"
         ),
+        _TO_5,
     ),
+    "4": (_TO_5,),
 }
 
 _RUN_COLUMNS = ", ".join(RUN_COLUMNS)

@@ -61,7 +61,7 @@ from memento.store.values import extension
 logger = logging.getLogger("memento")
 
 STORE_FORMAT = "memento-store"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_FILENAME = "memento.sqlite"
 
 _SCHEMA = """
@@ -98,7 +98,9 @@ CREATE TABLE IF NOT EXISTS results (
     output        TEXT,
     value_format  TEXT,
     value_info    TEXT,
-    output_dir    TEXT
+    output_dir    TEXT,
+    kind          TEXT,
+    stacks        TEXT
 );
 CREATE INDEX IF NOT EXISTS results_by_experiment ON results (experiment, status);
 CREATE TABLE IF NOT EXISTS runs (
@@ -176,6 +178,10 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
         ("results", "value_info", "TEXT"),
         ("results", "output_dir", "TEXT"),
     ),
+    # version 5: each failure's kind (error, timeout, crash, oom, interrupted,
+    # infrastructure; NULL for a success, and for failures stored before: see
+    # memento.exceptions.kind_of_stored), and the threads' stacks when it timed out.
+    4: (("results", "kind", "TEXT"), ("results", "stacks", "TEXT")),
 }
 #: The tables a version added (created from _SCHEMA by the migration to it).
 _NEW_TABLES: dict[int, tuple[str, ...]] = {2: ("leases",), 3: ("provenance",)}
@@ -626,6 +632,8 @@ def _result_row(o: StoredOutcome, value: bytes | None, value_file: str | None) -
         o.value_format,
         info_text(o.value_info),
         o.output_dir,
+        o.kind,
+        o.stacks,
     )
 
 

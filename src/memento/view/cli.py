@@ -46,6 +46,7 @@ from memento.results.reading import (
     config_label,
     filter_records,
     flat_records,
+    kinds_text,
     parse_where,
     read_records,
     summarize,
@@ -226,7 +227,8 @@ def cli() -> None:
 @click.argument("store", required=False)
 @_clean_errors
 def status(store: str | None) -> None:
-    """Counts by state for each experiment; running, failed and stale results.
+    """Counts by state for each experiment; running, failed (with each failure's kind) and
+    stale results.
 
     A result is stale when its code fingerprint differs from the latest one written for the
     same experiment (it was computed by an older version of the code).
@@ -263,6 +265,9 @@ def status(store: str | None) -> None:
     for c in summary.counts:
         counts.add_row(c.experiment, c.done, c.stale, c.failed, c.running, c.total)
     counts.echo()
+    if summary.failed:
+        # The kinds of the failures (memento.exceptions.FAILURE_KINDS): "3 error, 2 timeout".
+        click.echo(f"failed: {len(summary.failed)} ({kinds_text(summary.failed_kinds)})")
     many = len(summary.counts) > 1
 
     def listing(
@@ -295,8 +300,8 @@ def status(store: str | None) -> None:
     listing(
         "Failed",
         summary.failed,
-        ["config", "error"],
-        lambda r: [_cell(config_label(r["params"]), 50), _cell(r["error"], 70)],
+        ["config", "kind", "error"],
+        lambda r: [_cell(config_label(r["params"]), 50), r["kind"], _cell(r["error"], 70)],
         "memento results --status failed",
     )
     listing(
@@ -424,6 +429,7 @@ def _json_record(record: dict[str, Any]) -> dict[str, Any]:
         "start_time",
         "end_time",
         "error",
+        "kind",
         "metrics",
         "inner",
         "note",
@@ -471,7 +477,8 @@ def _csv_value(value: Any) -> Any:
 @_load_values_option
 @_clean_errors
 def show(store_or_key: str, key: str | None, load_values: bool) -> None:
-    """One result: its config, a summary, its metrics, and for a failure its traceback."""
+    """One result: its config, a summary, its metrics, and for a failure its kind, its
+    traceback and, for a timeout, where its threads were when it was stopped."""
 
     store = store_or_key if key is not None else None
     prefix = (key if key is not None else store_or_key).strip()
@@ -551,6 +558,8 @@ def _show_record(r: dict[str, Any]) -> None:
     click.echo(f"Key         {r['key']}")
     click.echo(f"Experiment  {r['experiment']}")
     click.echo(f"Status      {state}")
+    if r["status"] == "failed":
+        click.echo(f"Kind        {r.get('kind') or 'error'}")
     click.echo("Config")
     for name, value in r["params"].items():
         field(name, value if isinstance(value, str) else json.dumps(value))
@@ -597,6 +606,11 @@ def _show_record(r: dict[str, Any]) -> None:
         if r["traceback"]:
             click.echo("Traceback (from the worker)")
             click.echo(r["traceback"].rstrip())
+        if r.get("stacks"):
+            # faulthandler's dump of every thread, taken just before the worker was stopped:
+            # where it hung. Shown whole, however long.
+            click.echo("Stacks when it timed out (each thread of the experiment's process)")
+            click.echo(r["stacks"].rstrip())
     _show_output_folder(r)
     if r.get("provenance"):
         click.echo("Provenance")

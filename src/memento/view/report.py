@@ -45,8 +45,10 @@ from memento.results.plotting import save_figures
 from memento.results.reading import (
     StoreSummary,
     config_label,
+    count_kinds,
     filter_records,
     flat_records,
+    kinds_text,
     read_records,
     summarize,
 )
@@ -184,9 +186,14 @@ def _summary_section(records: Sequence[dict[str, Any]], summary: StoreSummary | 
         for label, value, cls in cards
     )
     names = "".join(f"<li><code>{_e(n)}</code></li>" for n in experiments)
+    kinds = ""
+    if failed:
+        # What kinds of failure (memento.exceptions.FAILURE_KINDS): "5 failed: 3 error, ...".
+        counted = count_kinds(r.get("kind") for r in records if r["status"] == "failed")
+        kinds = f'<p class="sub kinds">{failed} failed: {_e(kinds_text(counted))}</p>'
     return (
         '<section id="summary"><h2>Summary</h2>'
-        f'<div class="cards">{html_cards}</div>'
+        f'<div class="cards">{html_cards}</div>{kinds}'
         f'<p class="sub">Experiments:</p><ul class="experiments">{names}</ul></section>'
     )
 
@@ -295,11 +302,20 @@ def _failures_section(records: Sequence[dict[str, Any]]) -> str:
         return ""
     items = "".join(
         f"<details><summary><code>{_e(r['key'][:10])}</code> {_e(config_label(r['params']))}"
+        f' &mdash; <span class="kind">{_e(r.get("kind") or "error")}</span>'
         f' &mdash; <span class="err">{_e(r["error"] or "")}</span></summary>'
-        f"<pre>{_e(r['traceback'] or r['error'] or '')}</pre></details>"
+        f"<pre>{_e(r['traceback'] or r['error'] or '')}</pre>{_stacks(r)}</details>"
         for r in failed
     )
     return f'<section id="failures"><h2>Failures ({len(failed)})</h2>{items}</section>'
+
+
+def _stacks(record: Mapping[str, Any]) -> str:
+    """A timed-out failure's thread stacks (faulthandler's text), whole, when stored."""
+    stacks = record.get("stacks")
+    if not stacks:
+        return ""
+    return f'<p class="sub">Stacks when it timed out:</p><pre class="stacks">{_e(stacks)}</pre>'
 
 
 # -- plots ----------------------------------------------------------------------------------------
@@ -606,7 +622,7 @@ font-size:12px;max-height:190px;overflow:auto}
 .legend li{cursor:default;white-space:nowrap}.sw{display:inline-block;width:18px;height:10px;
 margin-right:5px;vertical-align:-1px}
 details{border:1px solid var(--line);border-radius:6px;margin:6px 0;padding:4px 10px}
-summary{cursor:pointer}.err{color:var(--bad)}
+summary{cursor:pointer}.err{color:var(--bad)}.kind{font-weight:600}
 pre{white-space:pre-wrap;font:12px ui-monospace,Menlo,Consolas,monospace;background:var(--alt);
 padding:8px;border-radius:4px;overflow:auto}
 """

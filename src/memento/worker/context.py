@@ -121,6 +121,14 @@ class Context:
     ``checkpoint_key`` is kept for memento-ml 1.2 code: it is ``None``, as it always was in 1.2.
     :attr:`output_dir` is a folder of the experiment's own under ``output_root``, for models,
     plots and logs; ``output_mode`` is the store's file permissions, which it mirrors.
+
+    :attr:`threads` is the experiment's share of the CPUs: the number of threads its BLAS and
+    OpenMP pools are capped at (``Memento(threads_per_experiment=...)``; ``None`` when they
+    are left alone), to give to libraries that take a thread count
+    (``torch.set_num_threads(context.threads)``, ``n_jobs=context.threads``). :attr:`gpus`
+    is the list of the GPU ids the experiment was given (``Memento(gpus_per_experiment=...)``),
+    which is also all its ``CUDA_VISIBLE_DEVICES`` shows (so inside, they are ``cuda:0``,
+    ``cuda:1``...); ``[]`` when none were asked for.
     """
 
     def __init__(
@@ -131,8 +139,14 @@ class Context:
         progress_sink: Callable[[str, float, float | None], None] | None = None,
         output_root: str | os.PathLike[str] = "",
         output_mode: int | None = None,
+        threads: int | None = None,
+        gpus: list[str] | None = None,
     ) -> None:
         self.key = key
+        #: The threads this experiment's BLAS and OpenMP pools are capped at (``None``: not).
+        self.threads = threads
+        #: The GPU ids this experiment was given (``CUDA_VISIBLE_DEVICES``); ``[]``: none.
+        self.gpus: list[str] = list(gpus or ())
         self.checkpoint_key: str | None = None
         self._checkpoints = checkpoint_provider
         self._metrics: dict[str, list[Metric]] = {}

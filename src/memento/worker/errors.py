@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
 import traceback
 from typing import Any
 
 from memento.exceptions import ExperimentError
+
+#: A frame line of a formatted traceback: ``  File "/path/train.py", line 42, in train``.
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)', re.MULTILINE)
 
 
 def describe_error(exc: BaseException) -> tuple[str, str, str, bytes | None]:
@@ -27,6 +32,40 @@ def describe_error(exc: BaseException) -> tuple[str, str, str, bytes | None]:
     except Exception:
         data = None
     return type(exc).__qualname__, safe_str(exc), text, data
+
+
+def error_kind(exc: BaseException) -> str:
+    """The kind of failure an exception raised by an experiment (or by memento around it in
+    the worker) stands for: ``oom`` for ``MemoryError`` and a CUDA out-of-memory error (the
+    ``OutOfMemoryError`` of PyTorch and others), the class's own kind for memento's errors
+    (an inline timeout is an :class:`~memento.exceptions.ExperimentTimeout`), else ``error``.
+    """
+    kind = getattr(exc, "kind", None)
+    if isinstance(exc, ExperimentError) and isinstance(kind, str):
+        return kind
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return "oom"
+    return "error"
+
+
+def raised_at(exc: BaseException) -> str:
+    """Where ``exc`` was raised: ``"train.py:42"``, the file name and line of the innermost
+    frame of its traceback (``""`` without one)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+
+
+def where_in_traceback(text: str | None) -> str:
+    """:func:`raised_at` read back from a traceback's text (a stored failure's)."""
+    frames = _FRAME.findall(text or "")
+    if not frames:
+        return ""
+    path, line = frames[-1]
+    return f"{os.path.basename(path)}:{line}"
 
 
 def safe_str(exc: BaseException) -> str:
@@ -80,4 +119,12 @@ def attach(error: BaseException, **attributes: Any) -> BaseException:
     return error
 
 
-__all__ = ["attach", "describe_error", "rebuild_error", "safe_str"]
+__all__ = [
+    "attach",
+    "describe_error",
+    "error_kind",
+    "raised_at",
+    "rebuild_error",
+    "safe_str",
+    "where_in_traceback",
+]

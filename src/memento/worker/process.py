@@ -93,8 +93,33 @@ def _lead_own_process_group() -> None:
 def _kill_own_group(signum: int, frame: Any) -> None:
     # Never signal a group this worker does not lead (the driver's, say).
     if os.getpgrp() == os.getpid():
-        os.killpg(os.getpid(), signal.SIGKILL)  # this worker too: pebble replaces it
+        _kill_group_members(os.getpid())
+    # Exit with the shell's status for the signal (143 for SIGTERM), so the driver tells a
+    # stop from outside (an ``interrupted`` failure) from a crash; pebble replaces the worker.
     os._exit(128 + signum)
+
+
+def _kill_group_members(group: int) -> None:
+    """SIGKILL every process of process group ``group`` but this one (read from ``/proc``:
+    ``killpg`` would kill this process too, before it could say why it ends)."""
+    me = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        os.killpg(group, signal.SIGKILL)  # no /proc: the whole group, this worker too
+        return
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+            # pid (comm) state ppid pgrp ...: the command may hold spaces and parentheses.
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if int(fields[2]) == group:
+                os.kill(int(name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 # -- memory ----------------------------------------------------------------------------------

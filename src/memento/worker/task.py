@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from memento._util.cpus import available_cpus
 from memento._util.files import atomic_write
 from memento._util.text import truncate
 from memento.matrix.configs import Config
@@ -22,10 +23,12 @@ from memento.store.outputs import output_folder, prepare_attempt
 from memento.store.paths import INLINE_LIMIT, value_file_name
 from memento.store.values import encode
 from memento.worker.context import CheckpointProvider, Context, FileCheckpoints
-from memento.worker.errors import describe_error
+from memento.worker.errors import describe_error, error_kind, raised_at
 from memento.worker.imports import new_top_level_modules
+from memento.worker.memory import MemoryWatch
 from memento.worker.output import output_router
 from memento.worker.process import peak_memory, progress_sink, reset_peak_memory
+from memento.worker.resources import gpu_environment, thread_cap
 from memento.worker.wire import Job, Outcome, Task
 
 
@@ -44,7 +47,9 @@ def run_job(job: Job) -> list[Outcome]:
             except KeyboardInterrupt:
                 raise  # Ctrl-C in the inline executor (see run_task)
             except BaseException as exc:  # memento's own bookkeeping broke: fail this task
-                outcomes.append(_failed(task, exc))
+                failed = _failed(task, exc)
+                failed.kind = "infrastructure"
+                outcomes.append(failed)
     finally:
         if held:
             output_router.release()
@@ -73,12 +78,15 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     provider = checkpoint_provider(job)
     # Whether a folder is left from an earlier attempt (emptied now unless this one resumes).
     had_folder = bool(job.output_root) and _start_attempt(job.output_root, task.key, provider)
+    threads = _cap_threads(job)
     context = Context(
         task.key,
         provider,
         progress_sink=sink,
         output_root=job.output_root,
         output_mode=job.checkpoint_mode,
+        threads=threads,
+        gpus=list(job.gpus) if job.gpus is not None else None,
     )
     if sink is not None:
         try:
@@ -95,7 +103,12 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     config = _own_copy(task.config)
     # A reused worker process gives each experiment the directory and environment it started
     # with (threads share the driver's, which memento leaves alone).
-    saved = _Surroundings() if job.pickle_values else None
+    saved = _Surroundings() if job.pickle_values or job.gpus is not None else None
+    if job.gpus is not None:
+        os.environ.update(gpu_environment(job.gpus))  # put back with the rest afterwards
+    own_process = job.pickle_values and job.reset_memory_peak
+    watch = _watch_memory(job, task.key) if own_process and job.memory_limit else None
+    stacks = _StackDump.arm(job, task.key) if job.pickle_values else None
     start, cpu0 = time.time(), clock()
     outcome = Outcome(key=task.key, ok=True, host=host, pid=pid, attempt=task.attempt)
     try:
@@ -110,6 +123,10 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     finally:
         outcome.end_time = time.time()
         outcome.cpu_time = clock() - cpu0
+        if stacks is not None:
+            stacks.disarm()
+        if watch is not None:
+            watch.stop()
         if saved is not None:
             saved.restore()
         if job.redirect_output:
@@ -124,6 +141,88 @@ def run_task(func: Any, task: Task, job: Job) -> Outcome:
     if had_folder or context.output_used:
         outcome.output_dir = _used_folder(job.output_root, task.key)
     return outcome
+
+
+def _cap_threads(job: Job) -> int | None:
+    """Cap this worker process's BLAS and OpenMP pools at ``job.threads`` (``0``: the CPUs
+    this process may use, a cluster job's allocation); the cap, or ``None`` when the pools
+    are left alone. In-process executors share the driver's pools, which the driver caps for
+    the whole run (:func:`memento.worker.resources.limited`): they only report it."""
+    threads = job.threads
+    if threads is None:
+        return None
+    if threads == 0:
+        threads = available_cpus()
+    if job.pickle_values:
+        thread_cap.apply(threads)
+    return threads
+
+
+def _watch_memory(job: Job, key: str) -> MemoryWatch:
+    """Start watching the experiment's process tree against ``job.memory_limit``: over it,
+    the worker leaves a report for the driver and ends itself (an ``oom`` failure)."""
+    assert job.memory_limit is not None
+    watch = MemoryWatch()
+    watch.start(job.memory_limit, key, job.report_dir or None)
+    return watch
+
+
+class _StackDump:
+    """faulthandler's dump of every thread's Python stack, armed to fire just before the
+    engine's timeout kills the worker, into ``<report_dir>/<key>.stacks``: what the driver
+    stores with the timeout, so ``memento show KEY`` says where the experiment hung. An
+    experiment that finishes in time leaves no file."""
+
+    __slots__ = ("file", "path")
+
+    #: Fire this share of the timeout early (at most this many seconds), so that the dump is
+    #: written before the engine's kill; the stack of a hung experiment does not move.
+    _EARLY = 0.1
+    _EARLY_MAX = 1.0
+
+    def __init__(self, path: str, file: Any) -> None:
+        self.path = path
+        self.file = file
+
+    @classmethod
+    def arm(cls, job: Job, key: str) -> _StackDump | None:
+        if not job.timeout or not job.report_dir:
+            return None
+        import faulthandler
+
+        path = os.path.join(job.report_dir, f"{key}.stacks")
+        try:
+            os.makedirs(job.report_dir, exist_ok=True)
+            file = open(path, "w")  # noqa: SIM115  (kept open for the C-level dump)
+        except OSError:
+            return None
+        early = min(job.timeout * cls._EARLY, cls._EARLY_MAX)
+        faulthandler.dump_traceback_later(max(job.timeout - early, 0.001), file=file)
+        return cls(path, file)
+
+    def disarm(self) -> None:
+        import faulthandler
+
+        faulthandler.cancel_dump_traceback_later()
+        self.file.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def read_stacks(report_dir: str, key: str) -> str | None:
+    """In the driver: the stacks a timed-out worker dumped for ``key`` (removed once read)."""
+    if not report_dir:
+        return None
+    path = os.path.join(report_dir, f"{key}.stacks")
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        os.unlink(path)
+    except OSError:
+        return None
+    return text.strip() or None
 
 
 def _start_attempt(root: str, key: str, provider: CheckpointProvider) -> bool:
@@ -241,10 +340,12 @@ def _fill_error(outcome: Outcome, exc: BaseException) -> None:
     (outcome.error_type, outcome.error_message, outcome.traceback, outcome.error) = describe_error(
         exc
     )
+    outcome.kind = error_kind(exc)
+    outcome.where = raised_at(exc)
 
 
 def _label(config: Config) -> str:
     return truncate(str(config), 60)
 
 
-__all__ = ["run_job", "run_task"]
+__all__ = ["read_stacks", "run_job", "run_task"]

@@ -113,6 +113,28 @@ class Job:
     #: written there by the worker (``values/<key>.<ext>``); ``""``: it travels back to the
     #: driver (a server store keeps it in its database).
     side_dir: str = ""
+    #: Seconds the engine gives each experiment (``None``: no limit): a worker process dumps
+    #: its threads' stacks into ``report_dir`` just before, so a timeout shows where it hung.
+    timeout: float | None = None
+    #: Where a worker leaves what the driver reads when an experiment dies or times out
+    #: (``<key>.stacks``, ``<key>.memory``); ``""``: nowhere.
+    report_dir: str = ""
+    #: BLAS/OpenMP threads per experiment (:mod:`memento.worker.resources`); ``None``: leave
+    #: the pools alone; ``0``: as many as the worker's own CPUs (a cluster job's allocation).
+    threads: int | None = None
+    #: The GPU ids this job's experiments see (``CUDA_VISIBLE_DEVICES``); ``None``: leave it.
+    gpus: tuple[str, ...] | None = None
+    #: GPUs per experiment as asked (``Memento(gpus_per_experiment=...)``), for engines that
+    #: place GPUs themselves (Slurm, Ray); ``None``: none asked.
+    gpu_request: float | None = None
+    #: Bytes of memory each experiment's process tree may use (this attempt's: an ``oom``
+    #: retry may ask for more); ``None``: no limit.
+    memory_limit: int | None = None
+    #: How many times its first memory request this attempt asks for (``oom`` retries, see
+    #: ``Memento(retry_memory_factor=...)``): engines that allocate memory per job apply it,
+    #: to ``memory_limit`` or to their own default (``memory_limit`` is already scaled when
+    #: the engine :attr:`~memento.executors.base.Executor.requests_memory`).
+    memory_scale: float = 1.0
     progress: Callable[[str, float, float | None], None] | None = field(default=None, repr=False)
     #: Where an in-process experiment's output lines go (see :data:`OutputSink`).
     output: Callable[[str, str, str, bool], None] | None = field(default=None, repr=False)
@@ -251,6 +273,12 @@ class Outcome:
     #: Top-level modules first imported in the worker's process by this experiment (for the
     #: run's provenance; ``None``: none new).
     modules: list[str] | None = None
+    #: The failure's kind (:data:`memento.exceptions.FAILURE_KINDS`); ``None`` for a success.
+    kind: str | None = None
+    #: Where the exception was raised, ``file.py:42`` (innermost frame), or ``""``.
+    where: str = ""
+    #: The threads' stacks when the experiment timed out (faulthandler's text).
+    stacks: str | None = None
     #: The value itself, when the outcome never left the driver's process (not pickled).
     local_value: Any = field(default=None, repr=False)
 
