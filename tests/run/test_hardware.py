@@ -78,7 +78,7 @@ def test_thread_executor_caps_the_shared_pools_for_the_run_only(tmp_path: Path) 
 def test_bad_thread_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="threads_per_experiment"):
         Memento(pools, threads_per_experiment=0)
-    with pytest.raises(ValueError, match="threads_per_experiment"):
+    with pytest.raises(TypeError, match="threads_per_experiment"):
         Memento(pools, threads_per_experiment="all")  # type: ignore[arg-type]
 
 

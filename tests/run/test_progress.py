@@ -191,10 +191,10 @@ def test_the_runner_reports_to_the_display(tmp_path: Path, monkeypatch: pytest.M
                 calls.append(("progress", key, done, total))
             super().progress(key, done, total)
 
-        def finished(self, key: str, ok: bool, runtime: float) -> None:
+        def finished(self, key: str, ok: bool, runtime: float, kind: str | None = None) -> None:
             with lock:
                 calls.append(("finished", key, ok))
-            super().finished(key, ok, runtime)
+            super().finished(key, ok, runtime, kind)
 
     monkeypatch.setattr(memento.run.progress, "ProgressDisplay", Recording)
     results = Memento(counting, executor="thread", num_workers=2).run(

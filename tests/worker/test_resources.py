@@ -319,9 +319,7 @@ def test_gpu_environment() -> None:
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     }
     # Ids from the driver's CUDA_VISIBLE_DEVICES, or an order the user chose: kept as they are.
-    assert gpu_environment(("3",), {"CUDA_VISIBLE_DEVICES": "2,3"}) == {
-        "CUDA_VISIBLE_DEVICES": "3"
-    }
+    assert gpu_environment(("3",), {"CUDA_VISIBLE_DEVICES": "2,3"}) == {"CUDA_VISIBLE_DEVICES": "3"}
     assert gpu_environment(("0",), {"CUDA_DEVICE_ORDER": "FASTEST_FIRST"}) == {
         "CUDA_VISIBLE_DEVICES": "0"
     }

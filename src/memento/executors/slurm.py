@@ -42,6 +42,7 @@ from memento.executors.envelope import unseal
 from memento.executors.slurm_support import (
     OVER_STATES,
     SlurmCall,
+    accounted_state,
     exit_status,
     import_submitit,
     job_state,
@@ -605,8 +606,9 @@ class SlurmExecutor(Executor):
             if job_state(job) == "UNKNOWN":
                 job.watcher.update()  # once per lost job, for a message with its real state
             state = str(job.watcher.get_state(job.job_id, "cache") or "UNKNOWN")
-            if p.gone and state.split()[0].upper() == "UNKNOWN":
-                state = "LOST"
+            if state.split()[0].upper() == "UNKNOWN":
+                # sacct may not have the record yet; a job that no one knows was lost.
+                state = accounted_state(p.job_id) or ("LOST" if p.gone else "UNKNOWN")
             error: ExperimentError = slurm_failure(
                 p.job_id,
                 state,

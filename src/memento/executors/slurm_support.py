@@ -182,6 +182,18 @@ def exit_status(job_id: str, *, wait: float = 3.0) -> int | None:
     return -signals[0] if signals else int((steps or rows)[0][1])
 
 
+def accounted_state(job_id: str, *, wait: float = 5.0) -> str:
+    """The job's state as sacct has it, waiting up to ``wait`` s for the record of a job that
+    just ended (accounting lags behind the controller); ``""`` when sacct does not know it
+    (accounting off, or the job was lost)."""
+    deadline = time.monotonic() + wait
+    while True:
+        out = _run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id]).split("\n")[0]
+        if out.strip() or time.monotonic() >= deadline:
+            return out.strip()
+        time.sleep(0.5)
+
+
 def slurm_failure(
     job_id: str,
     state: str,

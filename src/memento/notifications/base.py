@@ -5,11 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from memento._util.text import truncate
-from memento.events import Event, ExperimentFailed, ExperimentFinished, RunFinished
+from memento.events import (
+    Event,
+    ExperimentFailed,
+    ExperimentFinished,
+    RunFinished,
+    SystematicFailure,
+)
+from memento.exceptions import FAILURE_KINDS
 
 logger = logging.getLogger("memento.notifications")
 
@@ -29,6 +37,47 @@ def clip(text: str, limit: int) -> str:
 _CUT = " ... [truncated]"
 
 
+def failure_line(failure: ExperimentFailed) -> str:
+    """One line for a failure, ``[kind] config: ExcType: message``, each part clipped.
+
+    The kind comes first so that a column of them reads at a glance (``[timeout]``,
+    ``[oom]``); the config and the message are cut to :data:`MAX_CONFIG_CHARS` and
+    :data:`MAX_MESSAGE_CHARS`.
+
+    Example::
+
+        failure_line(event)  # "[timeout] Config(lr=0.1): ExperimentTimeout: ran past 60 s"
+    """
+    config = clip(safe_str(failure.config), MAX_CONFIG_CHARS)
+    return f"[{failure.kind}] {config}: {failure_error(failure)}"
+
+
+def failure_error(failure: ExperimentFailed) -> str:
+    """``ExcType: message`` of a failure, cut to :data:`MAX_MESSAGE_CHARS`."""
+    return clip(f"{failure.exc_type}: {failure.message}", MAX_MESSAGE_CHARS)
+
+
+def kind_counts(failures: Iterable[ExperimentFailed]) -> str:
+    """How many failures of each kind, most first (ties in :data:`FAILURE_KINDS` order):
+    ``"3 error, 2 timeout"``; ``""`` for no failures.
+
+    Example::
+
+        f"{len(failures)} failed: {kind_counts(failures)}"  # "5 failed: 3 error, 2 timeout"
+    """
+    return format_kinds(Counter(failure.kind for failure in failures))
+
+
+def format_kinds(counts: Mapping[str, int]) -> str:
+    """``{"timeout": 2, "error": 3}`` as ``"3 error, 2 timeout"`` (see :func:`kind_counts`)."""
+    order = {kind: i for i, kind in enumerate(FAILURE_KINDS)}
+    kinds = sorted(
+        (kind for kind, n in counts.items() if n > 0),
+        key=lambda kind: (-counts[kind], order.get(kind, len(order)), kind),
+    )
+    return ", ".join(f"{counts[kind]} {kind}" for kind in kinds)
+
+
 def safe_str(value: Any) -> str:
     """``str(value)``, or the default repr when that raises."""
     try:
@@ -37,12 +86,28 @@ def safe_str(value: Any) -> str:
         return object.__repr__(value)
 
 
+def systematic_line(event: SystematicFailure) -> str:
+    """The one line console and file providers write for a systematic failure, with no
+    newline in it: ``Systematic failure: 3 of 3 failures: ValueError at train.py:42: msg``.
+
+    Example::
+
+        print(systematic_line(event), file=sys.stderr)
+    """
+    message = clip(" ".join(event.message.split()), MAX_MESSAGE_CHARS)
+    experiment = f" in {event.experiment}" if event.experiment else ""
+    line = f"Systematic failure{experiment}: {event.text}"
+    return f"{line}: {message}" if message else line
+
+
 class NotificationProvider:
     """Receives the events of a run; subclass it and override :meth:`notify`.
 
     The default :meth:`notify` calls the no-argument methods of memento-ml 1.2, so providers
     written for 1.2 keep working: ``task_completed()`` for each experiment that ran and
     succeeded, ``task_failure()`` for each that failed, ``all_tasks_completed()`` at the end.
+    Events 1.2 had no method for (:class:`~memento.events.RunStarted`,
+    :class:`~memento.events.SystematicFailure`) are ignored by it.
 
     Example::
 
@@ -64,6 +129,7 @@ class NotificationProvider:
             self.task_failure()
         elif isinstance(event, RunFinished):
             self.all_tasks_completed()
+        # RunStarted and SystematicFailure: 1.2 had no method for them, so nothing is called.
 
     def tick(self) -> None:
         """Called now and then between events: send what rate limiting held back, if due."""
@@ -95,7 +161,9 @@ class DefaultNotificationProvider(NotificationProvider):
 class ConsoleNotificationProvider(DefaultNotificationProvider):
     """Prints ``Task completed``, ``Task failed`` and ``All tasks completed`` to stdout, as 1.2.
 
-    A failure also prints one line to stderr naming the config and the error.
+    A failure also prints one line to stderr naming its kind, the config and the error
+    (``  [timeout] Config(lr=0.1): ExperimentTimeout: ...``), and a systematic failure one line
+    to stderr (``  Systematic failure: 3 of 3 failures: ValueError at train.py:42: ...``).
 
     Example::
 
@@ -105,9 +173,9 @@ class ConsoleNotificationProvider(DefaultNotificationProvider):
     def notify(self, event: Event) -> None:
         super().notify(event)
         if isinstance(event, ExperimentFailed):
-            error = clip(f"{event.exc_type}: {event.message}", MAX_MESSAGE_CHARS)
-            config = clip(safe_str(event.config), MAX_CONFIG_CHARS)
-            print(f"  {config}: {error}", file=sys.stderr)
+            print(f"  {failure_line(event)}", file=sys.stderr)
+        elif isinstance(event, SystematicFailure):
+            print(f"  {systematic_line(event)}", file=sys.stderr)
 
     def task_completed(self) -> None:
         print("Task completed")
@@ -120,7 +188,9 @@ class ConsoleNotificationProvider(DefaultNotificationProvider):
 
 
 class FileSystemNotificationProvider(DefaultNotificationProvider):
-    """Appends ``Task completed``, ``Task failed`` and ``All tasks completed`` lines to a file.
+    """Appends ``Task completed``, ``Task failed`` and ``All tasks completed`` lines to a file,
+    as 1.2, and one ``Systematic failure: ...`` line when a run's first failures are all the
+    same error (see :func:`systematic_line`).
 
     ``filepath`` is a path, opened in append mode for each line (so the file can be rotated or
     read while the run goes on), or an open text file, which is written to and flushed.
@@ -144,6 +214,11 @@ class FileSystemNotificationProvider(DefaultNotificationProvider):
                 f"FileSystemNotificationProvider needs a path or an open text file, "
                 f"got {filepath!r}."
             )
+
+    def notify(self, event: Event) -> None:
+        super().notify(event)  # the 1.2 lines, unchanged
+        if isinstance(event, SystematicFailure):
+            self._write(systematic_line(event))
 
     def __repr__(self) -> str:
         target = self._file if self._file is not None else os.fspath(self._path or "")

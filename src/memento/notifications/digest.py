@@ -11,13 +11,21 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
 
 from memento._util.text import format_seconds, tail
-from memento.events import Event, ExperimentFailed, ExperimentFinished, RunFinished, RunStarted
+from memento.events import (
+    Event,
+    ExperimentFailed,
+    ExperimentFinished,
+    RunFinished,
+    RunStarted,
+    SystematicFailure,
+)
 from memento.notifications.base import (
     MAX_CONFIG_CHARS,
     MAX_FAILURES_LISTED,
@@ -26,6 +34,9 @@ from memento.notifications.base import (
     TRACEBACKS_SHOWN,
     DefaultNotificationProvider,
     clip,
+    failure_error,
+    format_kinds,
+    kind_counts,
     safe_str,
 )
 
@@ -55,10 +66,13 @@ class _Batch:
     finished: list[ExperimentFinished] = field(default_factory=list)
     n_failed: int = 0
     n_finished: int = 0
+    #: Failures by kind, all of them (not only the ones kept in ``failed``).
+    kinds: Counter[str] = field(default_factory=Counter)
 
     def add(self, event: ExperimentFailed | ExperimentFinished) -> None:
         if isinstance(event, ExperimentFailed):
             self.n_failed += 1
+            self.kinds[event.kind] += 1
             if len(self.failed) < MAX_FAILURES_LISTED:
                 self.failed.append(event)
         else:
@@ -87,7 +101,11 @@ class MessageProvider(DefaultNotificationProvider):
     default), only failures (as they happen) and the end-of-run summary are sent; otherwise
     successes too. At most one message leaves every ``min_interval`` seconds: events arriving in
     between are batched into the next one, sent by the next event or ``tick()`` once the
-    interval is over. The summary and ``close()`` send at once. Bodies are cut to
+    interval is over. The summary and ``close()`` send at once, and so does a
+    :class:`~memento.events.SystematicFailure` (the early warning that the first failures are
+    all the same error): its own message, outside the digest and the rate limit, at most once
+    per experiment and run however often it is emitted. Each failure is listed with its kind
+    (``[timeout]``) and the summary counts them by kind. Bodies are cut to
     :attr:`max_body` characters. If :meth:`send` raises, a warning is logged once (later
     failures at DEBUG level), with the strings of :meth:`secrets` replaced by ``***``, and the
     run goes on.
@@ -131,6 +149,8 @@ class MessageProvider(DefaultNotificationProvider):
         self._started: RunStarted | None = None
         self._warned = False
         self._event: Event | None = None  # the event being handled, while notify() runs
+        # (experiment, store) of the systematic failures sent in this run: each goes once.
+        self._systematic: set[tuple[str, str]] = set()
 
     def send(self, message: Message) -> None:
         """Deliver one message now; raise on failure. Subclasses must override it."""
@@ -143,6 +163,8 @@ class MessageProvider(DefaultNotificationProvider):
     def notify(self, event: Event) -> None:
         if isinstance(event, RunStarted):  # run_all starts several runs, then finishes once
             self._started = event
+        elif isinstance(event, SystematicFailure):  # no 1.2 method: sent here, at once
+            self._send_systematic(event)
         else:
             if isinstance(event, ExperimentFailed):
                 self._run_failures.add(event)
@@ -154,7 +176,22 @@ class MessageProvider(DefaultNotificationProvider):
             if isinstance(event, RunFinished):
                 self._run_failures = _Batch()
                 self._started = None
+                self._systematic.clear()
         self.tick()
+
+    def _send_systematic(self, event: SystematicFailure) -> None:
+        started = self._started
+        experiment = event.experiment or (started.experiment if started else "")
+        store_path = event.store_path or (started.store_path if started else "")
+        if (experiment, store_path) in self._systematic:
+            return
+        self._systematic.add((experiment, store_path))
+        message = self._systematic_message(event, experiment, store_path)
+        # Not through _deliver: the early warning neither waits for nor delays the digest.
+        try:
+            self.send(message._replace(body=clip(message.body, self.max_body)))
+        except Exception as exc:
+            self._report(exc)
 
     # The 1.2 methods: what is sent for each event, unless a subclass overrides them.
 
@@ -198,6 +235,7 @@ class MessageProvider(DefaultNotificationProvider):
     def close(self) -> None:
         if self._batch:
             self._flush()
+        self._systematic.clear()  # the run is over: the next one may warn again
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, _Batch()
@@ -257,6 +295,10 @@ class MessageProvider(DefaultNotificationProvider):
         if event.failed:
             title += f", {event.failed} failed"
         counts = f"done: {event.done}, cached: {event.cached}, failed: {event.failed}"
+        if event.failed:
+            kinds = self._summary_kinds(event)
+            if kinds:
+                counts += f" ({kinds})"
         parts = [f"Run finished in {_duration(event.elapsed)}.\n{counts}"]
         failures = list(event.failures) or self._run_failures.failed
         if failures:
@@ -264,11 +306,38 @@ class MessageProvider(DefaultNotificationProvider):
         parts.append(self._footer(event.store_path))
         return Message(title, "\n\n".join(parts), event.failed > 0, "All tasks completed")
 
-    def _footer(self, store_path: str = "") -> str:
+    def _summary_kinds(self, event: RunFinished) -> str:
+        """``"3 error, 2 timeout"`` for the run's failures: from the event when it lists them
+        all, else from the failures this provider saw (which counts every one of them)."""
+        if len(event.failures) >= event.failed:
+            return kind_counts(event.failures)
+        if self._run_failures.n_failed >= len(event.failures):
+            return format_kinds(self._run_failures.kinds)
+        return kind_counts(event.failures)
+
+    def _systematic_message(
+        self, event: SystematicFailure, experiment: str, store_path: str
+    ) -> Message:
+        title = f"[Memento] {experiment}: {event.text}" if experiment else f"[Memento] {event.text}"
+        what = f"[{event.kind}] {clip(f'{event.exc_type}: {event.message}', MAX_MESSAGE_CHARS)}"
+        lines = [
+            f"The first {_plural(event.failures, 'failure')} of this run "
+            + ("is" if event.failures == 1 else "are all")
+            + " the same error, which may well fail every experiment:",
+            "",
+            what,
+        ]
+        if event.where:
+            lines.append(f"raised at {event.where}")
+        body = "\n".join(lines) + "\n\n" + self._footer(store_path, experiment)
+        return Message(clip(" ".join(title.split()), 300), body, bad_news=True)
+
+    def _footer(self, store_path: str = "", experiment: str = "") -> str:
         started = self._started
         lines = []
-        if started is not None and started.experiment:
-            lines.append(f"Experiment: {started.experiment}")
+        experiment = experiment or (started.experiment if started is not None else "")
+        if experiment:
+            lines.append(f"Experiment: {experiment}")
         store_path = store_path or (started.store_path if started else "")
         if store_path:
             lines.append(f"Store: {store_path}")
@@ -283,12 +352,13 @@ def _failure_list(failures: list[ExperimentFailed], total: int) -> str:
     blocks = [header]
     for i, failure in enumerate(failures):
         config = clip(safe_str(failure.config), MAX_CONFIG_CHARS)
-        error = clip(f"{failure.exc_type}: {failure.message}", MAX_MESSAGE_CHARS)
-        lines = [f"{i + 1}. {config}", f"   {error}"]
+        lines = [f"{i + 1}. [{failure.kind}] {config}", f"   {failure_error(failure)}"]
         if failure.attempts > 1:
             lines.append(f"   after {failure.attempts} attempts")
-        if i < TRACEBACKS_SHOWN:
+        if i < TRACEBACKS_SHOWN and failure.traceback.strip():
             lines.extend("   " + line for line in _tail(failure.traceback))
+        elif failure.where:
+            lines.append(f"   at {failure.where}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -82,7 +82,10 @@ class EmailNotificationProvider(MessageProvider):
     (``Task failed``) and goes on with the config, the error and its traceback, the counts.
     With ``digest=True``, successes are not mailed: failures go out as they happen, at most one
     mail every ``min_interval`` seconds (default 60; later ones are batched), and a summary
-    closes the run. Calling ``task_completed()``, ``task_failure()`` or
+    closes the run. Either way, each failure is listed with its kind (``[timeout]``), the
+    summary counts them by kind, and a systematic failure (the first failures all the same
+    error) is mailed at once, on its own (``[Memento] fit: 3 of 3 failures: ValueError at
+    train.py:42``). Calling ``task_completed()``, ``task_failure()`` or
     ``all_tasks_completed()`` directly sends 1.2's message at once.
 
     ``smtp`` is a :class:`SmtpConfiguration` (one connection per mail sent) or a connected
@@ -211,8 +214,10 @@ class EmailNotificationProvider(MessageProvider):
 class WebhookNotificationProvider(MessageProvider):
     """POSTs ``{"text": "..."}`` as JSON: a Slack incoming webhook, Mattermost, Rocket.Chat...
 
-    Uses the standard library only. The URL usually is the secret, so reprs and logs show only
-    ``scheme://host/…``. Digest and rate limiting as :class:`EmailNotificationProvider`.
+    The text is the message's title and body, as an e-mail's (failures with their kind,
+    ``[oom]``); the payload has no other field, since Slack-compatible services read only
+    ``text``. Uses the standard library only. The URL usually is the secret, so reprs and logs
+    show only ``scheme://host/…``. Digest and rate limiting as :class:`EmailNotificationProvider`.
 
     Example::
 

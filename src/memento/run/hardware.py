@@ -26,6 +26,7 @@ from memento.executors.base import Executor
 from memento.executors.local import ProcessExecutor, make_executor
 from memento.run.settings import RunSettings
 from memento.worker.resources import GpuSlots, visible_gpus
+from memento.worker.resources import default_threads as share_of_cpus
 
 #: An ``oom`` retry asks for at most this many times the first memory request.
 MAX_MEMORY_SCALE = 8.0
@@ -145,7 +146,7 @@ def default_threads(settings: RunSettings, executor: Executor) -> int | None:
         return threads
     if executor.own_cpus:
         return 0
-    return max(1, available_cpus() // max(1, executor.max_workers))
+    return share_of_cpus(available_cpus(), executor.max_workers)
 
 
 def _needs_processes(executor: Executor, what: str) -> None:

@@ -29,7 +29,7 @@ from memento.run.run_all import check_matrix, run_all
 from memento.run.settings import RunSettings
 from memento.store.backends import open_store
 from memento.store.leases import DEFAULT_LEASE_TIMEOUT
-from memento.worker.resources import check_gpus_per_experiment
+from memento.worker.resources import check_gpus_per_experiment, check_threads
 
 logger = logging.getLogger("memento")
 
@@ -128,7 +128,7 @@ class Memento:
         positive_int_or_none("num_workers", num_workers)
         positive_int_or_none("max_failures", max_failures)
         if threads_per_experiment != "auto":
-            positive_int_or_none("threads_per_experiment", threads_per_experiment)
+            check_threads(threads_per_experiment)
         self.threads_per_experiment = threads_per_experiment
         self.gpus_per_experiment = check_gpus_per_experiment(gpus_per_experiment)
         self.memory_limit = parse_memory(memory_limit, "memory_limit")

@@ -2,8 +2,9 @@
 
 The runner creates one :class:`ProgressDisplay` per ``Memento.run`` that has experiments to
 run (unless ``Memento(..., progress=False)``) and calls ``start()``, then ``submitted``,
-``progress`` and ``finished`` as experiments move along (from several threads), then
-``stop()``.
+``progress`` and ``finished`` (with the failure's kind) as experiments move along (from
+several threads), ``warn`` when something needs the user's eye at once (a systematic failure,
+``max_failures`` reached), then ``stop()``.
 
 Two renderings, chosen in :meth:`ProgressDisplay.start`:
 
@@ -13,8 +14,11 @@ Two renderings, chosen in :meth:`ProgressDisplay.start`:
 - **plain**: when stderr is not a terminal (CI logs, files, pipes), one line of plain ASCII
   every ``interval`` seconds and one at the end, with no control characters (wrapped here)::
 
-      memento: train 18/40 finished (15 done, 3 failed), 10 cached, 4 running,
-      elapsed 1:23, ETA 2:10
+      memento: train 18/40 finished (15 done, 3 failed: 2 oom, 1 error), 10 cached,
+      4 running, elapsed 1:23, ETA 2:10
+      memento: warning: 3 of 3 failures: ValueError at train.py:42
+
+(failures are counted by kind once one of them is not a plain ``error``).
 
 Nothing is ever written to stdout. ``rich`` is imported only in ``start()``, so that
 ``import memento`` stays fast.
@@ -27,15 +31,18 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-from memento._util.text import format_seconds
+from memento._util.text import format_seconds, truncate
 
 Mode = Literal["auto", "live", "plain"]
 
 #: Running experiments shown individually in the live display; the rest are counted.
 MAX_ROWS = 8
+#: The longest warning line shown (a long error message is cut, ending in "...").
+WARNING_CHARS = 500
 #: Characters of experiments' output waiting to be shown before their threads wait.
 OUTPUT_BACKLOG = 1 << 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -76,10 +83,24 @@ class Snapshot:
     #: Experiments of this grid that other drivers run now, and who they are (``host:pid``).
     elsewhere: int = 0
     holders: tuple[str, ...] = ()
+    #: Failures by kind (those whose kind was given), most first: ``(("oom", 2), ...)``.
+    kinds: tuple[tuple[str, int], ...] = ()
 
     @property
     def finished(self) -> int:
         return self.done + self.failed
+
+    def kinds_text(self) -> str:
+        """``"2 oom, 1 crash"``: the failures by kind, or ``""`` when every failure is a plain
+        ``error`` (the usual case, which needs no breakdown) or none has a kind."""
+        if all(kind == "error" for kind, _ in self.kinds):
+            return ""
+        return ", ".join(f"{n} {kind}" for kind, n in self.kinds)
+
+    def failed_text(self) -> str:
+        """``"3 failed"``, or ``"3 failed: 2 oom, 1 crash"``."""
+        kinds = self.kinds_text()
+        return f"{self.failed} failed: {kinds}" if kinds else f"{self.failed} failed"
 
     def _queued(self) -> str:
         return f", {self.queued} queued" if self.queued else ""
@@ -97,7 +118,7 @@ class Snapshot:
         workers = f" on {self.workers} workers" if self.workers else ""
         return _clean(
             f"memento: {self.experiment} {self.finished}/{self.total} finished "
-            f"({self.done} done, {self.failed} failed), {self.cached} cached, "
+            f"({self.done} done, {self.failed_text()}), {self.cached} cached, "
             f"{len(self.running)} running{workers}{self._queued()}{self.elsewhere_text()}, "
             f"elapsed {_timer(self.elapsed)}, ETA {eta}"
         )
@@ -113,6 +134,8 @@ class ProgressDisplay:
         display.submitted(key, "model=SVC, dataset='mnist'")
         display.progress(key, 3, 10)        # 30 % of that experiment
         display.finished(key, True, 12.5)  # ok, 12.5 s
+        display.finished(other, False, 3.0, kind="oom")  # a failure, counted by kind
+        display.warn("3 of 3 failures: ValueError at train.py:42")  # shown at once, kept
         display.stop()
 
     :param total: experiments this run will execute (not counting cached ones).
@@ -149,6 +172,7 @@ class ProgressDisplay:
         self._running: dict[str, _Running] = {}
         self._done = 0
         self._failed = 0
+        self._kinds: Counter[str] = Counter()
         self._elsewhere: tuple[int, tuple[str, ...]] = (0, ())
         self._runtime_sum = 0.0
         self._runtime_count = 0
@@ -202,25 +226,53 @@ class ProgressDisplay:
                 if total is not None:
                     entry.total = total
 
-    def finished(self, key: str, ok: bool, runtime: float) -> None:
-        """An experiment's outcome was stored (``ok`` false for a failure)."""
+    def finished(self, key: str, ok: bool, runtime: float, kind: str | None = None) -> None:
+        """An experiment's outcome was stored (``ok`` false for a failure, whose ``kind``,
+        one of :data:`memento.exceptions.FAILURE_KINDS`, is counted when given)."""
         with self._lock:
             self._running.pop(key, None)
-            if ok:
-                self._done += 1
-            else:
-                self._failed += 1
+            self._count(ok, kind)
             if runtime >= 0:
                 self._runtime_sum += runtime
                 self._runtime_count += 1
 
-    def landed(self, ok: bool) -> None:
+    def landed(self, ok: bool, kind: str | None = None) -> None:
         """An experiment another driver ran has its outcome stored (no runtime of ours)."""
         with self._lock:
-            if ok:
-                self._done += 1
-            else:
-                self._failed += 1
+            self._count(ok, kind)
+
+    def _count(self, ok: bool, kind: str | None) -> None:
+        if ok:
+            self._done += 1
+        else:
+            self._failed += 1
+            if kind:
+                self._kinds[_clean(kind)] += 1
+
+    def warn(self, text: str) -> None:
+        """Show ``text`` at once as a warning that stays: a line printed above the live
+        display (styled as a warning, so it stands out of the experiments' output), or, off a
+        terminal, ``memento: warning: <text>`` on the stream; on one line (newlines become
+        spaces), cut to :data:`WARNING_CHARS`. Before ``start()`` or after
+        ``stop()`` it is written to the stream (stderr) as in plain mode.
+
+        Example::
+
+            display.warn("3 of 3 failures: ValueError at train.py:42")
+            display.warn("max_failures=10 reached: stopped submitting; 37 experiments not run")
+        """
+        line = truncate(f"memento: warning: {' '.join(_clean(text).split())}", WARNING_CHARS)
+        live = self._live
+        if live is not None:
+            try:
+                from rich.text import Text
+
+                live.console.print(Text(line, style="bold yellow"), soft_wrap=True)
+                live.refresh()  # the frame under the warning shows the counts that led to it
+                return
+            except Exception:  # a broken console: fall back to a plain line
+                pass
+        self._write(line, self._stream if self._stream is not None else sys.stderr)
 
     def elsewhere(self, count: int, holders: list[str]) -> None:
         """``count`` experiments of this run are held by other drivers (``host:pid``)."""
@@ -349,6 +401,7 @@ class ProgressDisplay:
                 queued=queued,
                 elsewhere=self._elsewhere[0],
                 holders=self._elsewhere[1],
+                kinds=tuple(self._kinds.most_common()),
             )
 
     def _eta(self, running: list[_Running]) -> float | None:
@@ -370,8 +423,8 @@ class ProgressDisplay:
         while not self._wake.wait(self.interval):
             self._write(self.snapshot().line())
 
-    def _write(self, line: str) -> None:
-        stream = self._stream
+    def _write(self, line: str, stream: TextIO | None = None) -> None:
+        stream = stream if stream is not None else self._stream
         if stream is None:
             return
         try:
@@ -421,7 +474,9 @@ def render(snap: Snapshot) -> Any:
     counts = Text()
     counts.append(f"{snap.done} done", style="green")
     counts.append("  ")
-    counts.append(f"{snap.failed} failed", style="red" if snap.failed else "")
+    kinds = snap.kinds_text()
+    failed = f"{snap.failed} failed" + (f" ({kinds})" if kinds else "")
+    counts.append(failed, style="red" if snap.failed else "")
     counts.append(f"  {snap.cached} cached  {len(snap.running)} running")
     if snap.workers:
         counts.append(f" on {snap.workers} workers")

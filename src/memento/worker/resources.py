@@ -12,7 +12,7 @@ experiment, in two ways at once:
   were forked has its OpenBLAS pool sized to every core already, and no variable changes that.
 
 It calls threadpoolctl again only when the cap changed or modules were imported since the last
-call, so an experiment costs about a microsecond when nothing changed. :func:`limited` does
+call, so an experiment costs a few microseconds when nothing changed. :func:`limited` does
 the same for the driver's own process (executors that run experiments in the driver's threads)
 for the duration of a run, and puts everything back afterwards.
 

@@ -222,7 +222,27 @@ def read_stacks(report_dir: str, key: str) -> str | None:
         os.unlink(path)
     except OSError:
         return None
-    return text.strip() or None
+    return _without_worker_frames(text).strip() or None
+
+
+def _without_worker_frames(text: str) -> str:
+    """faulthandler's dump with each thread's frames below the experiment's call cut off:
+    memento's worker loop, the process pool, and (in a forked worker) the driver's own stack
+    at the fork, which say nothing about where the experiment hung."""
+    kept: list[str] = []
+    skipping = False
+    here = os.path.abspath(__file__)
+    for line in text.splitlines():
+        if not line.startswith(" "):  # a thread's header, or the "Timeout (...)!" line
+            skipping = False
+            kept.append(line)
+        elif not skipping:
+            if line.strip().startswith(f'File "{here}"') and line.rstrip().endswith(" in run_task"):
+                kept.append("  (memento's worker below)")
+                skipping = True
+            else:
+                kept.append(line)
+    return "\n".join(kept)
 
 
 def _start_attempt(root: str, key: str, provider: CheckpointProvider) -> bool:
