@@ -345,9 +345,8 @@ FORK_WHILE_COLLECTING = """
 import os, signal, sys
 from memento.run.provenance import Collector
 collector = Collector(None)
-thread = collector._thread
 forks = failures = 0
-while thread.is_alive():
+while any(thread.is_alive() for thread in collector._threads):
     pid = os.fork()
     if pid == 0:
         signal.alarm(10)  # a hung child dies instead of hanging the test
@@ -377,3 +376,60 @@ def test_collection_time_for_information(repo: Path) -> None:
     collector.result()
     done = time.perf_counter()
     print(f"\nCollector start {started - start:.4f} s, start -> result {done - start:.4f} s")
+
+
+def test_platform_name_is_platform_platform() -> None:
+    """The platform text read without a subprocess is the one ``platform.platform()`` gives."""
+    import platform
+
+    from memento.run.provenance import platform_name
+
+    assert platform_name() == platform.platform()
+    assert Collector(None).result().platform == platform.platform()
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("Linux", "6.1.0-18-amd64", "x86_64", "with", "glibc2.36"),
+        ("Linux", "5.15.0 (custom) #1", "aarch64", "with", "glibc2.35"),
+        ("Linux", '4.4.0/unknown:x;y"z', "", "with", "glibc2.17"),
+    ],
+)
+def test_platform_text_is_joined_as_platform_joins_it(parts: tuple[str, ...]) -> None:
+    """The cleaning of odd kernel release strings matches the standard library's own helper
+    (``platform._platform``, private: compared only where this Python has it)."""
+    import platform
+
+    from memento.run.provenance import _platform_text
+
+    helper = getattr(platform, "_platform", None)
+    if helper is None:
+        pytest.skip("this Python's platform module has no _platform helper")
+    assert _platform_text(*parts) == helper(*parts)
+
+
+def test_collector_waits_for_git_and_the_scan_side_by_side(repo: Path) -> None:
+    """Git and the distributions are read in two threads; result() has both."""
+    collector = Collector(str(repo / "experiment.py"))
+    assert len(collector._threads) == 2
+    p = collector.result()
+    assert not any(thread.is_alive() for thread in collector._threads)
+    assert p.git_commit == git(repo, "rev-parse", "HEAD").decode().strip()
+    assert p.git_root == str(repo.resolve()) and p.dirty is False
+    assert "memento-grid" in p.packages
+
+
+def test_git_dir_in_the_environment_is_honoured(repo: Path, tmp_path: Path) -> None:
+    """Outside any ``.git`` folder git is not even asked, unless ``GIT_DIR`` names one."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    source = elsewhere / "alone.py"
+    source.write_text("x = 1\n")
+    out = run_python(
+        "import json\n"
+        "from memento.run.provenance import Collector\n"
+        f"print(json.dumps(Collector({str(source)!r}).result().as_row()))\n",
+        env={**os.environ, "GIT_DIR": str(repo / ".git"), "GIT_WORK_TREE": str(repo)},
+    )
+    assert json.loads(out)["git_commit"] == git(repo, "rev-parse", "HEAD").decode().strip()

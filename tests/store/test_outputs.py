@@ -16,6 +16,7 @@ from memento.store.outputs import (
     folder_files,
     folder_mode,
     output_folder,
+    output_folder_name,
     prepare_attempt,
     remove_folder,
     sqlite_output_root,
@@ -235,3 +236,11 @@ def test_prepare_attempt_leaves_a_folder_memento_did_not_make(tmp_path: Path) ->
     (root / OTHER).symlink_to(elsewhere)
     prepare_attempt(root, OTHER, has_checkpoint=False)
     assert (elsewhere / "precious").exists()
+
+
+def test_output_folder_name_is_the_folder_as_text(tmp_path: Path) -> None:
+    """What a worker checks for every experiment: the same path, as a string, same refusals."""
+    assert output_folder_name(tmp_path / "out", KEY) == str(output_folder(tmp_path / "out", KEY))
+    assert output_folder_name(str(tmp_path), KEY) == os.path.join(str(tmp_path), KEY)
+    with pytest.raises(ValueError, match="not an experiment key"):
+        output_folder_name(tmp_path, "../etc")

@@ -368,6 +368,19 @@ BAD_INPUT = {
     "zero step": (["train.py:experiment", "-p", "lr=range(0,4,0)"], "cannot be 0"),
     "-s without =": (["train.py:experiment", "-s", "epochs"], "-s 'epochs'"),
     "bad distribution": (["train.py:experiment", "-m", "baddist.yaml"], "positive bounds"),
+    "unknown retry kind": (
+        ["train.py:experiment", "-p", "lr=1", "--retries", "1", "--retry-on", "crash,bugs"],
+        "unknown failure kind 'bugs'",
+    ),
+    "bad memory limit": (
+        ["train.py:experiment", "-p", "lr=1", "--memory-limit", "lots"],
+        "memory_limit='lots' is not a size",
+    ),
+    "bad thread count": (["train.py:experiment", "-p", "lr=1", "--threads", "many"], "--threads"),
+    "bad gpu fraction": (
+        ["train.py:experiment", "-p", "lr=1", "--gpus", "0.4"],
+        "gpus_per_experiment",
+    ),
 }
 
 

@@ -247,7 +247,9 @@ def test_a_stopped_watch_never_fires() -> None:
     else:
         assert done.returncode == 0, done.stderr
         assert lines[-1].startswith("done")
-        assert int(lines[-1].split()[1]) > 50 * MiB
+        # The peak counts what the watched experiment added (nothing here), not the
+        # interpreter the process held before it.
+        assert 0 <= int(lines[-1].split()[1]) < 50 * MiB
 
 
 def test_start_checks_the_limit() -> None:

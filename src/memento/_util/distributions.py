@@ -122,34 +122,51 @@ def _name_and_version(info: str) -> tuple[str, str] | None:
 
 def _top_levels(info: str) -> set[str]:
     """The top-level modules of a distribution: its ``top_level.txt`` when it has one, else
-    the first component of each file listed in its ``RECORD``."""
+    the first component of each file listed in its ``RECORD`` (what
+    ``importlib.metadata.packages_distributions()`` reads too)."""
     try:
         with open(os.path.join(info, "top_level.txt"), encoding="utf-8", errors="replace") as f:
             return {line.strip() for line in f if line.strip()}
     except OSError:
         pass
-    tops: set[str] = set()
     try:
         with open(os.path.join(info, "RECORD"), encoding="utf-8", errors="replace") as f:
-            for line in f:
-                top = _record_top_level(line)
-                if top:
-                    tops.add(top)
+            record = f.read()
     except OSError:
-        pass
+        return set()
+    return record_top_levels(record)
+
+
+def record_top_levels(record: str) -> set[str]:
+    """The top-level modules the files of a ``RECORD`` text install: ``numpy/core/x.py`` ->
+    ``numpy``, ``six.py`` -> ``six``; metadata (``*.dist-info``), ``*.data``, scripts and
+    files outside the folder (``../../bin/x``) name none.
+
+    Each line's text before its first ``/`` is taken in one set comprehension and only the
+    few distinct ones are looked at: a venv's ``RECORD`` files hold tens of thousands of lines,
+    and parsing each one was most of the scan's ~40 ms of CPU (which a run's provenance thread
+    takes from the driver, GIL-bound).
+
+    >>> sorted(record_top_levels("six.py,sha256=x,1\npkg/a.py,,\npkg-1.0.dist-info/RECORD,,\n"))
+    ['pkg', 'six']
+    """
+    lines = record.splitlines()
+    files = {line for line in lines if "/" not in line}  # no folder: six.py, scripts...
+    tops: set[str] = set()
+    for line in files:
+        path = line.split(",", 1)[0].strip().strip('"')
+        if path.endswith(_MODULE_FILES) and path.partition(".")[0]:
+            tops.add(path.partition(".")[0])
+    for head in {line.partition("/")[0] for line in lines} - files:
+        if "," in head:  # a quoted path with a comma before its "/": read as the file "a
+            path = head.split(",", 1)[0].strip().strip('"')
+            if path.endswith(_MODULE_FILES) and path.partition(".")[0]:
+                tops.add(path.partition(".")[0])
+            continue
+        first = head.strip().lstrip('"')
+        if first and first != ".." and not first.endswith((".dist-info", ".egg-info", ".data")):
+            tops.add(first)
     return tops
-
-
-def _record_top_level(line: str) -> str | None:
-    """The top-level module a ``RECORD`` line installs (``numpy/core/x.py`` -> ``numpy``,
-    ``six.py`` -> ``six``), ``None`` for metadata, scripts and data outside the folder."""
-    path = line.split(",", 1)[0].strip().strip('"')
-    first, slash, _ = path.partition("/")
-    if not slash:  # a module file: six.py, _cffi_backend.cpython-311-x86_64-linux-gnu.so
-        return first.partition(".")[0] if first.endswith(_MODULE_FILES) else None
-    if first in ("", "..") or first.endswith((".dist-info", ".egg-info", ".data")):
-        return None
-    return first
 
 
 _MODULE_FILES = (".py", ".pyc", ".so", ".pyd")
@@ -182,4 +199,11 @@ def scan(path: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
     return _scan(path)
 
 
-__all__ = ["OWN_DISTRIBUTION", "distributions", "installed", "scan", "top_level_names"]
+__all__ = [
+    "OWN_DISTRIBUTION",
+    "distributions",
+    "installed",
+    "record_top_levels",
+    "scan",
+    "top_level_names",
+]

@@ -42,6 +42,54 @@ def _check_workers(num_workers: int | None) -> int:
     return positive_int_or_none("num_workers", num_workers) or available_cpus()
 
 
+_pebble_lock = threading.Lock()
+#: The thread importing pebble ahead of the pool (see :func:`import_pebble_soon`).
+_pebble_import: threading.Thread | None = None
+
+
+def import_pebble_soon() -> None:
+    """Start importing pebble in a background thread, once per process, unless it is loaded.
+
+    pebble's import takes 25-35 ms (it loads ``asyncio``), all of it on the way to a run's
+    first experiment when the pool imports it; started when a :class:`ProcessExecutor` is
+    made, it overlaps with what the run does before it needs the pool (the store opened and
+    created, mostly waiting for the disk). The pool waits for this thread to end
+    (:func:`wait_for_pebble`) before it forks its workers: a child forked in the middle of an
+    import would inherit that module's lock held by a thread it does not have.
+
+    Example::
+
+        import_pebble_soon()
+        ...  # other work
+        wait_for_pebble()
+        from pebble import ProcessPool  # already loaded
+    """
+    global _pebble_import
+    with _pebble_lock:
+        if _pebble_import is not None or "pebble" in sys.modules:
+            return
+        _pebble_import = threading.Thread(
+            target=_import_pebble, name="memento-import-pebble", daemon=True
+        )
+        _pebble_import.start()
+
+
+def _import_pebble() -> None:
+    """The thread of :func:`import_pebble_soon`."""
+    try:
+        import pebble  # noqa: F401
+    except Exception:  # not installed, broken: the pool's own import says so, in its thread
+        pass
+
+
+def wait_for_pebble() -> None:
+    """Wait until the import :func:`import_pebble_soon` started has ended (no-op without)."""
+    with _pebble_lock:
+        thread = _pebble_import
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()
+
+
 class ProcessExecutor(Executor):
     """Crash-isolated worker processes (a pebble ``ProcessPool``).
 
@@ -100,9 +148,11 @@ class ProcessExecutor(Executor):
         self._marks = 0
         self._marks_seen = 0
         self._marks_changed = threading.Condition()
+        import_pebble_soon()
 
     def _get_pool(self) -> Any:
         if self._pool is None:
+            wait_for_pebble()  # before any fork: see import_pebble_soon
             from pebble import ProcessPool
 
             context = multiprocessing.get_context(self.start_method or default_start_method())

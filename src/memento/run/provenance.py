@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -66,16 +67,54 @@ class _Machine:
 
 
 def _machine() -> _Machine:
-    """This interpreter and machine (a few milliseconds: ``platform.platform()`` reads the
-    interpreter binary for the libc version)."""
-    return _Machine(_python_version(), platform.platform(), socket.gethostname())
+    """This interpreter and machine (well under a millisecond: no subprocess)."""
+    return _Machine(_python_version(), platform_name(), socket.gethostname())
+
+
+def platform_name() -> str:
+    """``platform.platform()``'s text, e.g. ``Linux-6.1.0-x86_64-with-glibc2.36``, without
+    its cost on Linux: there it runs ``uname -p`` in a subprocess (to fill the processor field
+    of ``platform.uname()``, which the text then leaves out: ``unknown`` or the machine
+    again), a fork of the driver at the moment its worker pool starts. The kernel's
+    ``os.uname()`` and libc's ``confstr`` give the same parts at once. Elsewhere it is
+    ``platform.platform()`` itself.
+
+    >>> platform_name() == platform.platform()  # on Linux and elsewhere alike
+    True
+    """
+    if not sys.platform.startswith("linux"):
+        return platform.platform()
+    uname = os.uname()
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    name, _, version = libc.partition(" ")
+    if not (name and version):  # not glibc (musl...): platform's own reading of the binary
+        return platform.platform()
+    return _platform_text(uname.sysname, uname.release, uname.machine, "with", name + version)
+
+
+def _platform_text(*parts: str) -> str:
+    """The parts joined as ``platform.platform()`` joins them: by ``-``, with spaces made
+    ``_``, characters unsafe in a file name made ``-``, ``unknown`` dropped, no ``--``."""
+    text = "-".join(part.strip() for part in parts if part)
+    text = text.replace(" ", "_")
+    for unsafe in '/\\:;"()':
+        text = text.replace(unsafe, "-")
+    text = text.replace("unknown", "")
+    while "--" in text:
+        text = text.replace("--", "-")
+    return text.rstrip("-")
 
 
 class Collector:
-    """Collects a run's provenance in a background daemon thread started by ``__init__`` (git
-    and nvidia-smi are subprocesses; the module -> distribution mapping is read once per
-    process, in that thread too), so that a run of 2,000 trivial experiments is not slowed
-    (target <= 5 %). The thread imports nothing: see :func:`memento._util.distributions.installed`.
+    """Collects a run's provenance in background daemon threads started by ``__init__``, so
+    that a run of 2,000 trivial experiments is not slowed (target <= 5 %): one runs git (its
+    subprocesses wait, holding no GIL), the other reads the machine, the module ->
+    distribution mapping (once per process; CPU) and then asks ``nvidia-smi``. Side by side,
+    a short run waits at its end (:meth:`result`) for the longer of the two, not their sum.
+    The threads import nothing: see :func:`memento._util.distributions.installed`.
 
     The driver creates one at the start of a run, feeds it the module names its workers report
     (:meth:`add_modules`) and takes :meth:`result` once, when it records the run.
@@ -89,10 +128,12 @@ class Collector:
         self._git = _GitState()
         self._machine = _Machine()
         self._gpus: list[str] = []
-        self._thread = threading.Thread(
-            target=self._collect, name="memento-provenance", daemon=True
-        )
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=target, name=f"memento-provenance-{part}", daemon=True)
+            for part, target in (("git", self._collect_git), ("machine", self._collect))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def add_modules(self, names: Iterable[str]) -> None:
         """Top-level module names imported in the workers (thread-safe, cheap: a set union)."""
@@ -103,7 +144,9 @@ class Collector:
         """The provenance, waiting up to ``timeout`` seconds for the background thread (what
         it has not finished by then is left empty). ``packages`` are the distributions of the
         modules imported in this process now and of those added by :meth:`add_modules`."""
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             names = set(self._modules)
         names.update(top_level_names(list(sys.modules)))
@@ -125,9 +168,9 @@ class Collector:
         )
 
     def _collect(self) -> None:
-        """The background thread: each part is published whole when done (one attribute
+        """The machine thread: each part is published whole when done (one attribute
         assignment), so :meth:`result` after a timeout sees either all of it or nothing."""
-        for step in (self._collect_machine, self._collect_git, installed, self._collect_gpus):
+        for step in (self._collect_machine, installed, self._collect_gpus):
             try:
                 step()
             except Exception:  # provenance is best effort: never break a run over it
@@ -142,8 +185,11 @@ class Collector:
         self._gpus = gpu_names()
 
     def _collect_git(self) -> None:
-        """The git state of the source file's repository."""
-        self._git = _git_state(self._source_file)
+        """The git thread: the git state of the source file's repository."""
+        try:
+            self._git = _git_state(self._source_file)
+        except Exception:  # best effort, as in _collect
+            pass
 
 
 def _command_line() -> list[str]:
@@ -165,14 +211,18 @@ def _git_state(source_file: str | None) -> _GitState:
     no such file). Never raises: whatever git cannot tell stays ``None``."""
     source = source_file if source_file and os.path.isfile(source_file) else None
     directory = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
-    root = _git(directory, "rev-parse", "--show-toplevel")
-    if root is None:
+    if not _may_be_in_a_repository(directory):
         return _GitState()
-    state = _GitState(root=root.decode(errors="replace").strip() or None)
-    head = _git(directory, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    if head is None:  # no commit yet: nothing to diff against
-        return state
-    state.commit = head.decode(errors="replace").strip()
+    # Root and commit in one git process (each costs a fork of this big process); it fails
+    # outside a repository and in one with no commit yet, told apart by asking for the root.
+    both = _git(directory, "rev-parse", "--show-toplevel", "--verify", "--quiet", "HEAD^{commit}")
+    if both is None:
+        root = _git(directory, "rev-parse", "--show-toplevel")
+        if root is None:
+            return _GitState()
+        return _GitState(root=root.decode(errors="replace").strip() or None)
+    root_text, _, head = both.decode(errors="replace").rstrip("\n").rpartition("\n")
+    state = _GitState(root=root_text.strip() or None, commit=head.strip())
     diff = _git(directory, *DIFF_COMMAND)
     if diff is None:
         return state
@@ -181,6 +231,22 @@ def _git_state(source_file: str | None) -> _GitState:
     if diff:
         state.diff, state.diff_hash = capped_diff(diff), hashlib.sha256(diff).hexdigest()
     return state
+
+
+def _may_be_in_a_repository(directory: str) -> bool:
+    """Whether git could find a repository for ``directory``: a ``.git`` in it or above it,
+    or ``GIT_DIR`` set. Outside one (a script in /tmp, an installed package), this saves the
+    git process that would only say so (a fork of the driver while its pool starts)."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    here = os.path.abspath(directory)
+    while True:
+        if os.path.lexists(os.path.join(here, ".git")):
+            return True
+        parent = os.path.dirname(here)
+        if parent == here:
+            return False
+        here = parent
 
 
 def capped_diff(diff: bytes, limit: int = DIFF_LIMIT) -> str:

@@ -62,8 +62,15 @@ class Claim:
     reclaimed: list[Lease] = field(default_factory=list)
 
 
+_HOST: str | None = None
+
+
 def this_host() -> str:
-    return socket.gethostname()
+    """This host's name, asked once per process (``lease_row`` needs it for every key)."""
+    global _HOST
+    if _HOST is None:
+        _HOST = socket.gethostname()
+    return _HOST
 
 
 def pid_alive(pid: int) -> bool:

@@ -46,12 +46,18 @@ def output_folder(root: str | os.PathLike[str], key: str) -> Path:
     Only hex keys are accepted: a key such as ``../..`` or ``/home`` would otherwise name a
     folder outside ``root``, one that :func:`remove_folder` could be asked to delete.
     """
+    return Path(output_folder_name(root, key))
+
+
+def output_folder_name(root: str | os.PathLike[str], key: str) -> str:
+    """:func:`output_folder` as a string (what a worker checks for every experiment: no
+    ``Path`` made)."""
     if not isinstance(key, str) or _KEY.fullmatch(key) is None:
         raise ValueError(
             f"{key!r} is not an experiment key (a lowercase hex string); memento builds no "
             "output folder path from it"
         )
-    return Path(root) / key
+    return os.path.join(os.fspath(root), key)
 
 
 def folder_mode(mode: int | None) -> int:

@@ -467,6 +467,38 @@ def _one_line(exc: BaseException) -> click.ClickException:
     help="Extra attempts.",
 )
 @click.option(
+    "--retry-on",
+    metavar="KINDS",
+    help="Which failures --retries applies to, comma-separated kinds (error, timeout, crash, "
+    "oom, interrupted, infrastructure) [default: crash,oom,infrastructure,interrupted].",
+)
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Stop submitting after K failures; the rest run next time.",
+)
+@click.option(
+    "--threads",
+    "threads",
+    metavar="N|auto|none",
+    default="auto",
+    show_default=True,
+    help="BLAS/OpenMP threads per experiment: auto is CPUs // workers, none leaves them alone.",
+)
+@click.option(
+    "--gpus",
+    "gpus",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="G",
+    help="GPUs per experiment: a whole number, or a fraction 1/k (0.5: two share a GPU).",
+)
+@click.option(
+    "--memory-limit",
+    metavar="SIZE",
+    help="Memory each experiment's processes may use (8GiB, 512MiB); over it: an oom failure.",
+)
+@click.option(
     "--executor",
     type=click.Choice(_EXECUTORS),
     default="process",
@@ -520,6 +552,11 @@ def run_command(
     workers: int | None,
     timeout: float | None,
     retries: int,
+    retry_on: str | None,
+    max_failures: int | None,
+    threads: str,
+    gpus: float | None,
+    memory_limit: str | None,
     executor: str,
     dry_run: bool,
     force_run: bool,
@@ -557,6 +594,13 @@ def run_command(
                 progress=progress,
                 on_code_change=cast(CodeChange, on_code_change),
                 lease_timeout=lease_timeout,
+                threads_per_experiment=_threads(threads),
+                gpus_per_experiment=gpus,
+                memory_limit=memory_limit,
+                retry_on=[k.strip() for k in retry_on.split(",") if k.strip()]
+                if retry_on is not None
+                else None,
+                max_failures=max_failures,
             )
         except (TypeError, ValueError) as exc:
             raise _one_line(exc) from None
@@ -570,6 +614,18 @@ def run_command(
         )
     if results is not None:
         _report(results, store)
+
+
+def _threads(text: str) -> int | Literal["auto"] | None:
+    """``--threads``: ``auto``, ``none`` or a number."""
+    lowered = text.strip().lower()
+    if lowered == "auto":
+        return "auto"
+    if lowered == "none":
+        return None
+    if lowered.isdigit():
+        return int(lowered)
+    raise ValueError(f"--threads must be a number, auto or none, got {text!r}")
 
 
 def _enter_target(stack: ExitStack, target: str) -> Callable[..., Any]:

@@ -136,6 +136,9 @@ class _Armed:
     limit: int
     key: str
     report_dir: str | None
+    #: This process's own resident memory when the experiment began: not the experiment's.
+    #: (A forked worker starts with its parent's pages resident; they count once, there.)
+    base: int = 0
     peak: int = 0
     #: The last sample and when it was taken, for the rate at which memory grows.
     last: int = 0
@@ -164,6 +167,7 @@ class _Poller:
             # Sampled without the lock (the GIL is let go in every read): start and stop
             # never wait for a walk of the tree.
             rss, children = _tree(self.pid, self.proc)
+            rss = max(0, rss - armed.base)
             with self.lock:
                 if self.armed is not armed:
                     continue  # stopped (or replaced) during the walk: this sample is not its
@@ -231,8 +235,10 @@ class MemoryWatch:
     """Stops the running experiment when its process tree goes over a memory limit.
 
     ``start(limit, key, report_dir)`` before the experiment, ``stop()`` after it (in a
-    ``finally``). Between the two, a daemon thread samples :func:`tree_rss` of this process
-    every 5-100 ms (more often near the limit and while memory grows fast). When the tree is
+    ``finally``). Between the two, a daemon thread samples :func:`tree_rss` of this process,
+    less this process's own resident memory when the watch started (what the worker held
+    before the experiment: its interpreter, its libraries, and in a forked worker the pages
+    it shares with the driver), every 5-100 ms (more often near the limit and while memory grows fast). When the tree is
     over ``limit`` bytes, it writes ``{"limit": ..., "rss": ..., "key": ...}`` to
     ``<report_dir>/<key>.memory`` (atomically; not when ``report_dir`` is ``None``),
     SIGKILLs every descendant process and ends this process with
@@ -269,8 +275,9 @@ class MemoryWatch:
                 f"MemoryWatch.start: limit must be a positive int of bytes, got {limit!r}"
             )
         poller = _the_poller()
-        rss = tree_rss(poller.pid, proc=poller.proc)  # the start is a sample too
-        armed = _Armed(self, limit, key, report_dir, rss, rss, time.monotonic())
+        base = _rss(poller.pid, poller.proc)
+        rss = max(0, tree_rss(poller.pid, proc=poller.proc) - base)  # the start is a sample
+        armed = _Armed(self, limit, key, report_dir, base, rss, rss, time.monotonic())
         with poller.lock:
             self._armed = poller.armed = armed
             poller.wake.notify()
@@ -287,7 +294,7 @@ class MemoryWatch:
                 poller.armed = None
                 poller.wake.notify()
         self._armed = None
-        return max(armed.peak, tree_rss(poller.pid, proc=poller.proc))
+        return max(armed.peak, tree_rss(poller.pid, proc=poller.proc) - armed.base)
 
 
 def read_report(report_dir: str | os.PathLike[str], key: str) -> dict[str, Any] | None:

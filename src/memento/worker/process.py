@@ -124,7 +124,14 @@ def _kill_group_members(group: int) -> None:
 
 # -- memory ----------------------------------------------------------------------------------
 def reset_peak_memory() -> None:
-    """Reset this process's peak-memory counter (Linux), before an experiment."""
+    """Reset this process's peak-memory counter (Linux), before an experiment: only when the
+    peak (VmHWM) is above the resident size now, i.e. when an earlier experiment left a peak
+    this one must not inherit (writing ``clear_refs`` costs an open and a write)."""
+    status = _status()
+    if status is not None:
+        hwm, rss = _field(status, b"VmHWM:"), _field(status, b"VmRSS:")
+        if hwm is not None and rss is not None and hwm <= rss:
+            return
     # Writing 5 to clear_refs resets the peak RSS (VmHWM) of this process (Linux >= 4.0).
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -133,12 +140,41 @@ def reset_peak_memory() -> None:
         pass
 
 
+_status_fd: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/status)
+
+
+def _status() -> bytes | None:
+    """The text of /proc/self/status, read with one ``pread`` of a descriptor kept open (per
+    process: a forked child opens its own)."""
+    global _status_fd
+    pid = os.getpid()
+    if _status_fd is None or _status_fd[0] != pid:
+        try:
+            _status_fd = (pid, os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            return None
+    try:
+        return os.pread(_status_fd[1], 16384, 0)
+    except OSError:
+        return None
+
+
+def _field(status: bytes, name: bytes) -> int | None:
+    """A ``kB`` field of /proc/self/status, in bytes."""
+    at = status.find(name)
+    if at < 0:
+        return None
+    end = status.find(b"\n", at)
+    try:
+        return int(status[at + len(name) : end].split()[0]) * 1024
+    except (ValueError, IndexError):
+        return None
+
+
 def peak_memory() -> tuple[int | None, int | None]:
     """This process's peak resident and virtual memory in bytes (``None``: unknown)."""
-    try:
-        with open("/proc/self/status") as f:
-            status = f.read()
-    except OSError:
+    status = _status()
+    if status is None:
         try:
             import resource
 
@@ -146,14 +182,7 @@ def peak_memory() -> tuple[int | None, int | None]:
             return (maxrss if sys.platform == "darwin" else maxrss * 1024), None
         except Exception:
             return None, None
-    rss: int | None = None
-    vms: int | None = None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            rss = int(line.split()[1]) * 1024
-        elif line.startswith("VmPeak:"):
-            vms = int(line.split()[1]) * 1024
-    return rss, vms
+    return _field(status, b"VmHWM:"), _field(status, b"VmPeak:")
 
 
 __all__ = [
