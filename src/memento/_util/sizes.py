@@ -97,12 +97,12 @@ def format_memory(size: int | None) -> str:
     if size is None:
         return "?"
     amount = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024:
-            break
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    step = 0
+    while amount >= 1024 and step < len(units) - 1:
         amount /= 1024
-    else:
-        unit = "TiB"
+        step += 1
+    unit = units[step]
     text = f"{amount:.1f}".rstrip("0").rstrip(".") if unit != "B" else str(size)
     return f"{text} {unit}"
 

@@ -9,8 +9,8 @@ driver run again collects them instead of submitting them twice.
 
 from __future__ import annotations
 
+import os
 import socket
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +79,7 @@ def check_shared_directory(
     a file beside it.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
+    token = os.urandom(16).hex()  # as random as uuid4().hex; uuid loads platform
     path = directory / f".probe-{token}"
     path.write_text(token)
     try:
@@ -103,7 +103,7 @@ def answer_probe(path: str, token: str) -> str:
     try:
         if Path(path).read_text() != token:
             return f"{path} on {host} is not the file the driver wrote (another filesystem?)"
-        reply = Path(f"{path}.{uuid.uuid4().hex}")
+        reply = Path(f"{path}.{os.urandom(16).hex()}")
         reply.write_text(host)
         reply.unlink()
     except FileNotFoundError:

@@ -7,7 +7,6 @@ be wrapped in a list, ``samples: 0`` is told an int >= 1 is expected. Pure code,
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import numbers
 import operator
@@ -199,6 +198,8 @@ def close_to(key: Any, known: Sequence[str], cutoff: float = 0.8) -> str | None:
     normal = key.strip().lower().replace("-", "_")
     if normal in known:
         return normal
+    import difflib  # on first use: only a mistyped name needs it
+
     found = difflib.get_close_matches(normal, known, n=1, cutoff=cutoff)
     return found[0] if found else None
 

@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from typing import Any, NoReturn
 
@@ -136,7 +135,7 @@ class Driver:
         self.owns_executor = owns_executor
         self.notifier = notifier
         self.results: list[Result | None] = [None] * len(plan.keys)
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = os.urandom(6).hex()  # 12 random hex digits, as uuid4().hex[:12] was
         self.fingerprint = plan.fingerprint
         # force_cache runs nothing, so stale results are served then, whatever the policy.
         self.reuse_stale = settings.on_code_change != "rerun" or settings.force_cache

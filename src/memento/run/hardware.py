@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +64,8 @@ def retry_policy(retry_on: Any) -> RetryPolicy:
     chosen = []
     for kind in kinds:
         if kind not in FAILURE_KINDS:
+            import difflib  # on first use: only a mistyped kind needs it
+
             close = difflib.get_close_matches(str(kind), FAILURE_KINDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import pickletools
 from typing import Any
 
 from memento._util.text import format_bytes
@@ -69,6 +68,8 @@ def load_plain(data: bytes) -> Any:
 def pickled_type(data: bytes) -> str:
     """The first class or function a pickle names (``sklearn.svm.SVC``), found by reading
     its opcodes; nothing is imported or run. ``"object"`` when no name can be read."""
+    import pickletools  # on first use: most runs never read a pickle's type
+
     strings: list[str] = []
     try:
         for opcode, arg, _ in pickletools.genops(data):

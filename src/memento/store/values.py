@@ -62,7 +62,6 @@ import pickle
 import re
 import sys
 import threading
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -573,6 +572,8 @@ def _npz_dump(value: Any) -> bytes:
     skeleton = _dump_text(_to_tree(value, 0, add))
     if not arrays:
         raise _NotPlain("no array in it (json holds it)")
+    import zipfile  # on first use: only arrays need it
+
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("value.json", skeleton)
@@ -590,6 +591,8 @@ def _npz_load(data: bytes) -> Any:
 
 
 def _npz_read(source: Any) -> Any:
+    import zipfile
+
     from numpy.lib import format as npy
 
     with zipfile.ZipFile(source) as archive:

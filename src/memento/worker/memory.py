@@ -238,11 +238,11 @@ class MemoryWatch:
     ``finally``). Between the two, a daemon thread samples :func:`tree_rss` of this process,
     less this process's own resident memory when the watch started (what the worker held
     before the experiment: its interpreter, its libraries, and in a forked worker the pages
-    it shares with the driver), every 5-100 ms (more often near the limit and while memory grows fast). When the tree is
-    over ``limit`` bytes, it writes ``{"limit": ..., "rss": ..., "key": ...}`` to
-    ``<report_dir>/<key>.memory`` (atomically; not when ``report_dir`` is ``None``),
-    SIGKILLs every descendant process and ends this process with
-    ``os._exit(OOM_EXIT_CODE)``: meant for a worker process of its own, never the driver.
+    it shares with the driver), every 5-100 ms (more often near the limit and while memory
+    grows fast). When the tree is over ``limit`` bytes, it writes
+    ``{"limit": ..., "rss": ..., "key": ...}`` to ``<report_dir>/<key>.memory``
+    (atomically; not when ``report_dir`` is ``None``), SIGKILLs every descendant process
+    and ends this process with ``os._exit(OOM_EXIT_CODE)``: meant for a worker process of its own, never the driver.
 
     A stopped watch never fires: ``stop()`` and the decision to kill take the same lock, and
     a sample taken before ``stop()`` is dropped after it. One thread serves every watch of a

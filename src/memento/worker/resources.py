@@ -174,6 +174,27 @@ def _limit_pools(threads: int) -> Any:
     return threadpool_limits(limits=threads)
 
 
+_this_thread = threading.local()
+
+
+def cap_this_thread(threads: int | None) -> None:
+    """Cap the OpenMP pools of the calling thread at ``threads``: OpenMP keeps its thread
+    count per calling thread, so a thread of the driver's process that runs experiments
+    (the thread executor) caps its own, beside :func:`limited`'s process-wide BLAS caps.
+    Cheap when nothing changed since this thread's last call (no module imported)."""
+    if threads is None:
+        return
+    state = (threads, len(sys.modules))
+    if getattr(_this_thread, "state", None) == state:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=threads, user_api="openmp")
+    _this_thread.state = (threads, len(sys.modules))
+
+
 @contextlib.contextmanager
 def limited(threads: int | None) -> Iterator[None]:
     """Cap this process's pools and thread variables at ``threads`` for the duration, then put
@@ -398,6 +419,7 @@ __all__ = [
     "THREAD_VARIABLES",
     "GpuSlots",
     "ThreadCap",
+    "cap_this_thread",
     "check_gpus_per_experiment",
     "check_threads",
     "default_threads",

@@ -19,7 +19,7 @@ from memento._util.files import atomic_write
 from memento._util.text import truncate
 from memento.matrix.configs import Config
 from memento.store.backends import open_checkpoints
-from memento.store.outputs import output_folder, prepare_attempt
+from memento.store.outputs import output_folder_name, prepare_attempt
 from memento.store.paths import INLINE_LIMIT, value_file_name
 from memento.store.values import encode
 from memento.worker.context import CheckpointProvider, Context, FileCheckpoints
@@ -28,7 +28,7 @@ from memento.worker.imports import new_top_level_modules
 from memento.worker.memory import MemoryWatch
 from memento.worker.output import output_router
 from memento.worker.process import peak_memory, progress_sink, reset_peak_memory
-from memento.worker.resources import gpu_environment, thread_cap
+from memento.worker.resources import cap_this_thread, gpu_environment, thread_cap
 from memento.worker.wire import Job, Outcome, Task
 
 
@@ -155,6 +155,8 @@ def _cap_threads(job: Job) -> int | None:
         threads = available_cpus()
     if job.pickle_values:
         thread_cap.apply(threads)
+    elif threading.current_thread() is not threading.main_thread():
+        cap_this_thread(threads)  # OpenMP's count is per thread: a pool thread caps its own
     return threads
 
 
@@ -252,7 +254,7 @@ def _start_attempt(root: str, key: str, provider: CheckpointProvider) -> bool:
     The checkpoint is looked up only when there is a folder (a server store's lookup is a
     query): most experiments never make one, and then this is one ``lstat``.
     """
-    if not os.path.lexists(output_folder(root, key)):
+    if not os.path.lexists(output_folder_name(root, key)):
         return False
     prepare_attempt(root, key, provider.contains(key))
     return True
@@ -261,8 +263,8 @@ def _start_attempt(root: str, key: str, provider: CheckpointProvider) -> bool:
 def _used_folder(root: str, key: str) -> str | None:
     """The experiment's output folder when it has one now (this attempt made it, or a resumed
     one kept it), for :attr:`Outcome.output_dir`; one ``lstat``."""
-    folder = output_folder(root, key)
-    return str(folder) if os.path.isdir(folder) and not os.path.islink(folder) else None
+    folder = output_folder_name(root, key)
+    return folder if os.path.isdir(folder) and not os.path.islink(folder) else None
 
 
 def _store_value(outcome: Outcome, value: Any, job: Job) -> None:
