@@ -108,8 +108,7 @@ CREATE TABLE provenance (
 """
 #: What brings a store of an older schema version up to this one (run under the schema lock).
 _TO_5 = (
-    "ALTER TABLE results ADD COLUMN IF NOT EXISTS kind text, "
-    "ADD COLUMN IF NOT EXISTS stacks text"
+    "ALTER TABLE results ADD COLUMN IF NOT EXISTS kind text, ADD COLUMN IF NOT EXISTS stacks text"
 )
 _MIGRATIONS = {
     "3": (

@@ -242,7 +242,8 @@ class MemoryWatch:
     grows fast). When the tree is over ``limit`` bytes, it writes
     ``{"limit": ..., "rss": ..., "key": ...}`` to ``<report_dir>/<key>.memory``
     (atomically; not when ``report_dir`` is ``None``), SIGKILLs every descendant process
-    and ends this process with ``os._exit(OOM_EXIT_CODE)``: meant for a worker process of its own, never the driver.
+    and ends this process with ``os._exit(OOM_EXIT_CODE)``: meant for a worker process of
+    its own, never the driver.
 
     A stopped watch never fires: ``stop()`` and the decision to kill take the same lock, and
     a sample taken before ``stop()`` is dropped after it. One thread serves every watch of a
