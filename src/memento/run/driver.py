@@ -453,7 +453,7 @@ class Driver:
         pools.__enter__()
         try:
             while queue or inflight or (claims.waiting and not self.stopping):
-                while queue and inflight.has_room() and not self.stopping:
+                while queue and self._room(inflight) and not self.stopping:
                     gpus = slots.take() if slots is not None else None
                     if slots is not None and gpus is None:
                         break  # every GPU is in use: wait for a job to finish
@@ -520,6 +520,14 @@ class Driver:
                 ex.shutdown()
             jobs.close()
             claims.stop()
+
+    def _room(self, inflight: InFlight[list[Pending]]) -> bool:
+        """Whether to submit another job: about two per worker are kept in flight, but with
+        ``max_failures`` only one per worker, so that what runs when it is reached is what
+        finishes (nothing waits queued in the engine)."""
+        if self.settings.max_failures is not None and len(inflight) >= self.executor.max_workers:
+            return False
+        return inflight.has_room()
 
     def _mark_started(self, running: dict[cf.Future[Any], list[Pending]]) -> None:
         """Write the experiments that began at least :data:`_MARK_AFTER` seconds ago and are
@@ -738,9 +746,11 @@ class Driver:
                         experiment=self.experiment,
                         store_path=self.store.name,
                     )
-                    logger.warning("%s: %s", systematic.text, event.message)
+                    text = f"{systematic.text}: {event.message}"
                     if self.display is not None:
-                        self.display.warn(f"{systematic.text}: {event.message}")
+                        self.display.warn(text)  # shown above the live display: once
+                    else:
+                        logger.warning("%s", text)
                     self.notifier.emit(systematic)
         limit = self.settings.max_failures
         if limit is not None and self.failed >= limit and not self.stopping:
@@ -754,9 +764,10 @@ class Driver:
             f"max_failures={self.settings.max_failures} reached: stopped submitting; "
             f"{len(self.not_run)} experiment(s) not run (the next run() runs them)"
         )
-        logger.warning("%s", text)
         if self.display is not None:
             self.display.warn(text)
+        else:
+            logger.warning("%s", text)
 
     def _make_report_dir(self) -> str:
         """A folder for this run's worker reports (stacks at a timeout, memory kills): in the
